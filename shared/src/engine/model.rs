@@ -1,0 +1,193 @@
+//! The engine's vocabulary: what a front door asks ([`AuthRequest`]) and what it gets back
+//! ([`Outcome`]). Front doors translate to and from these; they never see VIP's wire format.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use crate::engine::policy::LoginPolicy;
+use crate::secret::Secret;
+
+/// Which front door a login came through. The engine's decision does not depend on it; it is
+/// recorded in logs and metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FrontDoor {
+    Radius,
+    Pam,
+}
+
+impl FrontDoor {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FrontDoor::Radius => "radius",
+            FrontDoor::Pam => "pam",
+        }
+    }
+}
+
+/// Who is asking on the user's behalf.
+#[derive(Clone, Debug)]
+pub struct ClientInfo {
+    pub front_door: FrontDoor,
+    /// The configured name of the RADIUS client, or the PAM service (`sshd`, `sudo`).
+    pub name: String,
+    /// The NAS address (RADIUS source / NAS-IP-Address); `None` for PAM.
+    pub peer: Option<IpAddr>,
+    /// NAS-Identifier, when the NAS sends one.
+    pub nas_identifier: Option<String>,
+    /// Calling-Station-Id (RADIUS) or PAM_RHOST: where the user comes from.
+    pub remote: Option<String>,
+    /// PAM_TTY, when known.
+    pub tty: Option<String>,
+}
+
+/// One round of a login.
+#[derive(Debug)]
+pub struct AuthRequest {
+    /// The user name as typed (VIP look-ups are case-insensitive).
+    pub user: String,
+    /// What the user typed, if anything. `None` and an empty secret are distinct only to the
+    /// front door; the engine treats both as "nothing typed".
+    pub secret: Option<Secret>,
+    /// The sealed State of a previous round (RADIUS State attribute / PAM conversation).
+    pub state: Option<Vec<u8>>,
+    pub client: ClientInfo,
+    /// The password mode and options chosen for this client / PAM service.
+    pub policy: Arc<LoginPolicy>,
+}
+
+/// The factor a login succeeded (or failed) with; for logs and metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Factor {
+    Code,
+    PinCode,
+    Push,
+    Sms,
+    Voice,
+    /// Nothing was verified (fail-open, throttled before any factor, a bad State).
+    None,
+}
+
+impl Factor {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Factor::Code => "code",
+            Factor::PinCode => "pin_code",
+            Factor::Push => "push",
+            Factor::Sms => "sms",
+            Factor::Voice => "voice",
+            Factor::None => "none",
+        }
+    }
+}
+
+/// The single answer to one round.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub enum Outcome {
+    Accept(Accept),
+    Reject(Reject),
+    Challenge(Challenge),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Accept {
+    pub factor: Factor,
+    pub credential_id: Option<String>,
+    pub credential_type: Option<String>,
+    /// VIP's authnId for this authentication, for audit trails.
+    pub authn_id: Option<String>,
+    /// True when the login was let through without a second factor because VIP could not be
+    /// reached and the policy fails open.
+    pub failed_open: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Reject {
+    pub reason: RejectReason,
+    /// A sentence fit to show the user (RADIUS Reply-Message, PAM error message).
+    pub message: String,
+}
+
+#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Challenge {
+    /// The text to show; the last line is the question.
+    pub prompt: String,
+    /// Whether the answer may be echoed (a menu choice) or must be hidden (a code).
+    pub echo: bool,
+    /// The sealed State the client must send back with its answer.
+    pub state: Vec<u8>,
+}
+
+impl fmt::Debug for Challenge {
+    // The State value never reaches a log line.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Challenge")
+            .field("prompt", &self.prompt)
+            .field("echo", &self.echo)
+            .field("state", &format_args!("<{} bytes>", self.state.len()))
+            .finish()
+    }
+}
+
+/// Why a login was refused. Stable names: they appear in logs and metrics labels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RejectReason {
+    /// The code (or PIN) was wrong.
+    BadCode,
+    /// VIP does not know the user.
+    UnknownUser,
+    /// The user is locked or disabled in VIP.
+    UserLocked,
+    /// The credential is locked, disabled or not bound.
+    CredentialLocked,
+    /// The user has no credential for the requested factor (no push-capable phone, no phone number).
+    NoCredential,
+    PushDenied,
+    PushTimeout,
+    /// Number challenge answered wrongly on the phone.
+    NumberChallengeFailed,
+    /// Over a rate limit; VIP was not called.
+    Throttled,
+    /// A State that is forged, expired, replayed or for another user or client.
+    BadState,
+    /// The input cannot be a valid answer (empty where not allowed, malformed, too long).
+    BadInput,
+    /// VIP could not be reached or answered garbage, and the policy fails closed.
+    Unavailable,
+    /// Our configuration or VIP account is wrong (invalid account, revoked certificate, 600B).
+    Misconfigured,
+}
+
+impl RejectReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RejectReason::BadCode => "bad_code",
+            RejectReason::UnknownUser => "unknown_user",
+            RejectReason::UserLocked => "user_locked",
+            RejectReason::CredentialLocked => "credential_locked",
+            RejectReason::NoCredential => "no_credential",
+            RejectReason::PushDenied => "push_denied",
+            RejectReason::PushTimeout => "push_timeout",
+            RejectReason::NumberChallengeFailed => "number_challenge_failed",
+            RejectReason::Throttled => "throttled",
+            RejectReason::BadState => "bad_state",
+            RejectReason::BadInput => "bad_input",
+            RejectReason::Unavailable => "unavailable",
+            RejectReason::Misconfigured => "misconfigured",
+        }
+    }
+}
+
+impl Outcome {
+    /// `accept`, `reject` or `challenge`: for logs and metric labels.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Outcome::Accept(_) => "accept",
+            Outcome::Reject(_) => "reject",
+            Outcome::Challenge(_) => "challenge",
+        }
+    }
+}

@@ -1,0 +1,21 @@
+//! `vip-core`: the auth core shared by vip-bridge's front doors (RADIUS, PAM).
+//!
+//! One module per concern (see DESIGN.md):
+//! - [`vip`]: the VIP User Services client (the only place that knows VIP's wire format);
+//! - [`engine`]: the decision, from what the user typed to Accept, Reject or Challenge;
+//! - [`challenge`]: sealed, expiring, single-use State tokens;
+//! - [`request_id`]: VIP requestId generation;
+//! - [`cache`], [`throttle`]: moka caches and governor limiters used by the engine;
+//! - [`ipc`]: the PAM module <-> daemon protocol;
+//! - [`config`]: typed configuration of the core;
+//! - [`secret`]: a zeroizing, never-printed string for passwords, codes and PINs.
+
+pub mod cache;
+pub mod challenge;
+pub mod config;
+pub mod engine;
+pub mod ipc;
+pub mod request_id;
+pub mod secret;
+pub mod throttle;
+pub mod vip;

@@ -1,0 +1,1 @@
+//! The VIP User Services client.

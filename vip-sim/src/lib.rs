@@ -1,0 +1,1 @@
+//! vip-sim: a faithful VIP User Services simulator.
