@@ -1,1 +1,481 @@
-//! TODO(skeleton): filled in by its issue.
+//! Sealed, expiring, single-use State tokens for multi-round logins.
+//!
+//! A Challenge's State is everything the next round needs, sealed with XChaCha20-Poly1305 under
+//! a server key. Any instance holding the key can continue the login (a NAS may fail over
+//! mid-login). The token must fit one RADIUS State attribute (253 bytes), so the layout is a
+//! compact binary one rather than JSON:
+//!
+//! ```text
+//! token     = version(1) || nonce(24) || AEAD(plaintext, aad = version)
+//! plaintext = expires_unix_ms(8) || user_tag(16) || client_tag(8) || step(1) || fields
+//! fields    = len(1)-prefixed strings, per step
+//! ```
+//! `user_tag` / `client_tag` are truncated SHA-256 digests of the lower-cased user name and of the
+//! front door + client name: they bind the State without spending bytes on long names.
+//! The nonce doubles as the token's identity for single use: an opened token's nonce is
+//! remembered until the token would have expired anyway.
+
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
+use chacha20poly1305::{Key, XChaCha20Poly1305, XNonce};
+use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
+
+use crate::secret::Secret;
+
+const VERSION: u8 = 1;
+const NONCE_LEN: usize = 24;
+const TAG_LEN: usize = 16;
+/// RADIUS State is one attribute: 253 bytes of value.
+pub const MAX_TOKEN_LEN: usize = 253;
+
+/// Where a multi-round login stands. Everything the next round needs, nothing more.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Step {
+    /// A factor menu was shown; the answer is a choice or a code.
+    Menu,
+    /// VIP answered 604A for `first_code`; the answer is the next code.
+    NextCode {
+        first_code: Secret,
+        pin: Option<Secret>,
+    },
+    /// A code was sent by SMS or voice; the answer is that code.
+    SentCode { voice: bool },
+    /// A push is pending (challenge push mode); the answer is empty (or a code).
+    Push {
+        transaction_id: String,
+        number: Option<String>,
+    },
+}
+
+impl std::fmt::Debug for Step {
+    // Never print codes or PINs held in a step.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Step::Menu => f.write_str("Menu"),
+            Step::NextCode { .. } => f.write_str("NextCode"),
+            Step::SentCode { voice } => write!(f, "SentCode{{voice: {voice}}}"),
+            Step::Push { .. } => f.write_str("Push"),
+        }
+    }
+}
+
+/// An opened State.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenedState {
+    pub step: Step,
+    /// When the token expires.
+    pub expires: SystemTime,
+}
+
+/// Why a State was refused. All map to the same Reject; the distinction is for logs and tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum StateError {
+    #[error("State is malformed or was not sealed with this server's key")]
+    Forged,
+    #[error("State has expired")]
+    Expired,
+    #[error("State was already used")]
+    Replayed,
+    #[error("State belongs to another user or client")]
+    WrongOwner,
+    #[error("State would not fit a RADIUS attribute")]
+    TooLong,
+}
+
+/// Problems loading the sealing key.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("{path}: cannot read the State key: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: the State key must be 64 hexadecimal characters (32 bytes); create one with `openssl rand -hex 32 > {path}`")]
+    Format { path: String },
+}
+
+/// Seals and opens State tokens; remembers used ones.
+pub struct StateSealer {
+    cipher: XChaCha20Poly1305,
+    used: moka::sync::Cache<[u8; NONCE_LEN], ()>,
+}
+
+impl StateSealer {
+    /// A sealer with a fresh random key (single instance; States do not survive a restart).
+    pub fn random(max_ttl: Duration) -> Self {
+        let key = XChaCha20Poly1305::generate_key(&mut OsRng);
+        Self::with_key(&key, max_ttl)
+    }
+
+    /// A sealer with the key in `path` (64 hex characters, surrounding whitespace ignored).
+    pub fn from_key_file(path: &Path, max_ttl: Duration) -> Result<Self, KeyError> {
+        let shown = path.display().to_string();
+        let text =
+            Zeroizing::new(
+                std::fs::read_to_string(path).map_err(|source| KeyError::Read {
+                    path: shown.clone(),
+                    source,
+                })?,
+            );
+        let mut raw = Zeroizing::new([0u8; 32]);
+        hex::decode_to_slice(text.trim(), raw.as_mut_slice())
+            .map_err(|_| KeyError::Format { path: shown })?;
+        Ok(Self::with_key(Key::from_slice(raw.as_slice()), max_ttl))
+    }
+
+    fn with_key(key: &Key, max_ttl: Duration) -> Self {
+        StateSealer {
+            cipher: XChaCha20Poly1305::new(key),
+            // Used nonces are kept as long as any token could still be live.
+            used: moka::sync::Cache::builder()
+                .time_to_live(max_ttl + Duration::from_secs(5))
+                .max_capacity(1_000_000)
+                .build(),
+        }
+    }
+
+    /// Seals `step` for `user` at `client`, valid for `ttl`.
+    pub fn seal(
+        &self,
+        user: &str,
+        client: &str,
+        step: &Step,
+        ttl: Duration,
+    ) -> Result<Vec<u8>, StateError> {
+        let expires = SystemTime::now() + ttl;
+        let mut plain = Zeroizing::new(Vec::with_capacity(96));
+        plain.extend_from_slice(&unix_ms(expires).to_be_bytes());
+        plain.extend_from_slice(&user_tag(user));
+        plain.extend_from_slice(&client_tag(client));
+        match step {
+            Step::Menu => plain.push(0),
+            Step::NextCode { first_code, pin } => {
+                plain.push(1);
+                push_field(&mut plain, first_code.expose())?;
+                push_field(&mut plain, pin.as_ref().map(Secret::expose).unwrap_or(""))?;
+            }
+            Step::SentCode { voice } => {
+                plain.push(2);
+                plain.push(u8::from(*voice));
+            }
+            Step::Push {
+                transaction_id,
+                number,
+            } => {
+                plain.push(3);
+                push_field(&mut plain, transaction_id)?;
+                push_field(&mut plain, number.as_deref().unwrap_or(""))?;
+            }
+        }
+        let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
+        let sealed = self
+            .cipher
+            .encrypt(
+                &nonce,
+                Payload {
+                    msg: &plain,
+                    aad: &[VERSION],
+                },
+            )
+            .map_err(|_| StateError::TooLong)?;
+        let mut token = Vec::with_capacity(1 + NONCE_LEN + sealed.len());
+        token.push(VERSION);
+        token.extend_from_slice(&nonce);
+        token.extend_from_slice(&sealed);
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(StateError::TooLong);
+        }
+        Ok(token)
+    }
+
+    /// Opens `token` for `user` at `client` and marks it used: a second `open` of the same token
+    /// fails with [`StateError::Replayed`].
+    pub fn open(&self, token: &[u8], user: &str, client: &str) -> Result<OpenedState, StateError> {
+        let (nonce, opened) = self.decrypt(token)?;
+        if opened.user_tag != user_tag(user) || opened.client_tag != client_tag(client) {
+            return Err(StateError::WrongOwner);
+        }
+        // Single use: the first opener wins, atomically.
+        let entry = self.used.entry(nonce).or_insert(());
+        if !entry.is_fresh() {
+            return Err(StateError::Replayed);
+        }
+        Ok(opened.state)
+    }
+
+    /// Whether `token` is a live, unused token of ours, without consuming it.
+    pub fn is_live(&self, token: &[u8]) -> bool {
+        match self.decrypt(token) {
+            Ok((nonce, _)) => !self.used.contains_key(&nonce),
+            Err(_) => false,
+        }
+    }
+
+    fn decrypt(&self, token: &[u8]) -> Result<([u8; NONCE_LEN], Decoded), StateError> {
+        if token.len() < 1 + NONCE_LEN + TAG_LEN || token.len() > MAX_TOKEN_LEN {
+            return Err(StateError::Forged);
+        }
+        if token[0] != VERSION {
+            return Err(StateError::Forged);
+        }
+        let mut nonce = [0u8; NONCE_LEN];
+        nonce.copy_from_slice(&token[1..1 + NONCE_LEN]);
+        let plain = Zeroizing::new(
+            self.cipher
+                .decrypt(
+                    XNonce::from_slice(&nonce),
+                    Payload {
+                        msg: &token[1 + NONCE_LEN..],
+                        aad: &[VERSION],
+                    },
+                )
+                .map_err(|_| StateError::Forged)?,
+        );
+        let decoded = decode(&plain).ok_or(StateError::Forged)?;
+        if decoded.state.expires <= SystemTime::now() {
+            return Err(StateError::Expired);
+        }
+        Ok((nonce, decoded))
+    }
+}
+
+struct Decoded {
+    state: OpenedState,
+    user_tag: [u8; 16],
+    client_tag: [u8; 8],
+}
+
+fn decode(plain: &[u8]) -> Option<Decoded> {
+    let mut r = Reader(plain);
+    let expires_ms = u64::from_be_bytes(r.take(8)?.try_into().ok()?);
+    let user_tag: [u8; 16] = r.take(16)?.try_into().ok()?;
+    let client_tag: [u8; 8] = r.take(8)?.try_into().ok()?;
+    let step = match r.take(1)?[0] {
+        0 => Step::Menu,
+        1 => {
+            let first_code = Secret::new(r.field()?);
+            let pin = r.field()?;
+            Step::NextCode {
+                first_code,
+                pin: (!pin.is_empty()).then(|| Secret::new(pin)),
+            }
+        }
+        2 => Step::SentCode {
+            voice: r.take(1)?[0] != 0,
+        },
+        3 => {
+            let transaction_id = r.field()?;
+            let number = r.field()?;
+            Step::Push {
+                transaction_id,
+                number: (!number.is_empty()).then_some(number),
+            }
+        }
+        _ => return None,
+    };
+    if !r.0.is_empty() {
+        return None;
+    }
+    Some(Decoded {
+        state: OpenedState {
+            step,
+            expires: UNIX_EPOCH + Duration::from_millis(expires_ms),
+        },
+        user_tag,
+        client_tag,
+    })
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        if self.0.len() < n {
+            return None;
+        }
+        let (head, tail) = self.0.split_at(n);
+        self.0 = tail;
+        Some(head)
+    }
+
+    fn field(&mut self) -> Option<String> {
+        let len = usize::from(self.take(1)?[0]);
+        String::from_utf8(self.take(len)?.to_vec()).ok()
+    }
+}
+
+fn push_field(buf: &mut Vec<u8>, s: &str) -> Result<(), StateError> {
+    let len = u8::try_from(s.len()).map_err(|_| StateError::TooLong)?;
+    buf.push(len);
+    buf.extend_from_slice(s.as_bytes());
+    Ok(())
+}
+
+fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn user_tag(user: &str) -> [u8; 16] {
+    let digest = Sha256::digest(user.to_lowercase().as_bytes());
+    let mut tag = [0u8; 16];
+    tag.copy_from_slice(&digest[..16]);
+    tag
+}
+
+fn client_tag(client: &str) -> [u8; 8] {
+    let digest = Sha256::digest(client.as_bytes());
+    let mut tag = [0u8; 8];
+    tag.copy_from_slice(&digest[..8]);
+    tag
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    const TTL: Duration = Duration::from_secs(60);
+
+    fn sealer() -> StateSealer {
+        StateSealer::random(TTL)
+    }
+
+    #[test]
+    fn round_trip_every_step() {
+        let s = sealer();
+        let steps = [
+            Step::Menu,
+            Step::NextCode {
+                first_code: Secret::new("123456"),
+                pin: Some(Secret::new("9999")),
+            },
+            Step::NextCode {
+                first_code: Secret::new("654321"),
+                pin: None,
+            },
+            Step::SentCode { voice: true },
+            Step::Push {
+                transaction_id: "0123456789abcdef".into(),
+                number: Some("42".into()),
+            },
+            Step::Push {
+                transaction_id: "fedcba9876543210".into(),
+                number: None,
+            },
+        ];
+        for step in steps {
+            let t = s.seal("Alice", "radius/vpn", &step, TTL).unwrap();
+            assert!(t.len() <= MAX_TOKEN_LEN);
+            assert!(s.is_live(&t));
+            // User look-ups are case-insensitive, like VIP's.
+            let opened = s.open(&t, "alice", "radius/vpn").unwrap();
+            assert_eq!(opened.step, step);
+            assert!(!s.is_live(&t), "an opened State is no longer live");
+        }
+    }
+
+    #[test]
+    fn replay_is_refused() {
+        let s = sealer();
+        let t = s.seal("alice", "c", &Step::Menu, TTL).unwrap();
+        s.open(&t, "alice", "c").unwrap();
+        assert_eq!(s.open(&t, "alice", "c"), Err(StateError::Replayed));
+    }
+
+    #[test]
+    fn other_user_or_client_is_refused() {
+        let s = sealer();
+        let t = s.seal("alice", "radius/vpn", &Step::Menu, TTL).unwrap();
+        assert_eq!(s.open(&t, "bob", "radius/vpn"), Err(StateError::WrongOwner));
+        assert_eq!(s.open(&t, "alice", "pam/sshd"), Err(StateError::WrongOwner));
+        // A refused attempt does not burn the token for its owner.
+        assert!(s.open(&t, "alice", "radius/vpn").is_ok());
+    }
+
+    #[test]
+    fn expired_is_refused() {
+        let s = sealer();
+        let t = s
+            .seal("alice", "c", &Step::Menu, Duration::from_millis(1))
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+        assert_eq!(s.open(&t, "alice", "c"), Err(StateError::Expired));
+        assert!(!s.is_live(&t));
+    }
+
+    #[test]
+    fn forged_tampered_and_foreign_key_are_refused() {
+        let s = sealer();
+        let t = s.seal("alice", "c", &Step::Menu, TTL).unwrap();
+        for i in [0, 1, 30, t.len() - 1] {
+            let mut bad = t.clone();
+            bad[i] ^= 0x01;
+            assert_eq!(
+                s.open(&bad, "alice", "c"),
+                Err(StateError::Forged),
+                "byte {i}"
+            );
+        }
+        assert_eq!(
+            s.open(&t[..t.len() - 1], "alice", "c"),
+            Err(StateError::Forged)
+        );
+        assert_eq!(s.open(b"", "alice", "c"), Err(StateError::Forged));
+        assert_eq!(s.open(&[1u8; 300], "alice", "c"), Err(StateError::Forged));
+        let other = sealer();
+        assert_eq!(other.open(&t, "alice", "c"), Err(StateError::Forged));
+    }
+
+    #[test]
+    fn key_file_shares_states_between_instances() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.key");
+        std::fs::write(&path, format!("{}\n", "ab".repeat(32))).unwrap();
+        let a = StateSealer::from_key_file(&path, TTL).unwrap();
+        let b = StateSealer::from_key_file(&path, TTL).unwrap();
+        let t = a
+            .seal("alice", "c", &Step::SentCode { voice: false }, TTL)
+            .unwrap();
+        assert_eq!(
+            b.open(&t, "alice", "c").unwrap().step,
+            Step::SentCode { voice: false }
+        );
+    }
+
+    #[test]
+    fn bad_key_file_says_how_to_make_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.key");
+        std::fs::write(&path, "not hex").unwrap();
+        let err = StateSealer::from_key_file(&path, TTL)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("64 hexadecimal") && err.contains("openssl rand -hex 32"),
+            "{err}"
+        );
+        let err = StateSealer::from_key_file(&dir.path().join("missing"), TTL)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("missing") && err.contains("cannot read"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn debug_never_shows_codes() {
+        let step = Step::NextCode {
+            first_code: Secret::new("123456"),
+            pin: None,
+        };
+        assert!(!format!("{step:?}").contains("123456"));
+    }
+}

@@ -28,9 +28,148 @@ pub struct ThrottleConfig {
 impl Default for ThrottleConfig {
     fn default() -> Self {
         ThrottleConfig {
-            push_per_user: RateLimit { count: 3, per: Duration::from_secs(300) },
-            codes_per_user: RateLimit { count: 10, per: Duration::from_secs(300) },
-            requests_per_client: RateLimit { count: 2000, per: Duration::from_secs(1) },
+            push_per_user: RateLimit {
+                count: 3,
+                per: Duration::from_secs(300),
+            },
+            codes_per_user: RateLimit {
+                count: 10,
+                per: Duration::from_secs(300),
+            },
+            requests_per_client: RateLimit {
+                count: 2000,
+                per: Duration::from_secs(1),
+            },
         }
+    }
+}
+
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use governor::clock::DefaultClock;
+use governor::state::keyed::DashMapStateStore;
+use governor::{Quota, RateLimiter};
+
+type Keyed = RateLimiter<String, DashMapStateStore<String>, DefaultClock>;
+
+/// Which limit a request ran into.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Limit {
+    Push,
+    Code,
+    Client,
+}
+
+impl Limit {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Limit::Push => "push_per_user",
+            Limit::Code => "codes_per_user",
+            Limit::Client => "requests_per_client",
+        }
+    }
+}
+
+/// The engine's limiters. Each allows a burst of `count` and refills one token every
+/// `per / count` (GCRA), so being over a limit never lasts longer than one refill interval.
+pub struct Throttles {
+    push: Keyed,
+    codes: Keyed,
+    clients: Keyed,
+    checks: AtomicU64,
+}
+
+impl Throttles {
+    pub fn new(cfg: &ThrottleConfig) -> Result<Self, String> {
+        Ok(Throttles {
+            push: RateLimiter::dashmap(quota("push_per_user", cfg.push_per_user)?),
+            codes: RateLimiter::dashmap(quota("codes_per_user", cfg.codes_per_user)?),
+            clients: RateLimiter::dashmap(quota("requests_per_client", cfg.requests_per_client)?),
+            checks: AtomicU64::new(0),
+        })
+    }
+
+    /// Takes one token for `key` (a user name, case-folded, or a client name); false when over.
+    pub fn allow(&self, limit: Limit, key: &str) -> bool {
+        let limiter = match limit {
+            Limit::Push => &self.push,
+            Limit::Code => &self.codes,
+            Limit::Client => &self.clients,
+        };
+        let key = match limit {
+            Limit::Client => key.to_owned(),
+            _ => key.to_lowercase(),
+        };
+        // Forget keys whose buckets are full again, now and then, so memory stays bounded by
+        // the number of recently active users.
+        if self.checks.fetch_add(1, Ordering::Relaxed) % 4096 == 4095 {
+            for l in [&self.push, &self.codes, &self.clients] {
+                l.retain_recent();
+                l.shrink_to_fit();
+            }
+        }
+        limiter.check_key(&key).is_ok()
+    }
+}
+
+fn quota(key: &str, limit: RateLimit) -> Result<Quota, String> {
+    let count = NonZeroU32::new(limit.count)
+        .ok_or_else(|| format!("engine.throttle.{key}.count must be at least 1"))?;
+    if limit.per.is_zero() {
+        return Err(format!("engine.throttle.{key}.per must be longer than 0s"));
+    }
+    let period = limit.per / limit.count;
+    let quota = Quota::with_period(period)
+        .ok_or_else(|| format!("engine.throttle.{key}: per/count is too short"))?;
+    Ok(quota.allow_burst(count))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn cfg(count: u32, per_ms: u64) -> ThrottleConfig {
+        let l = RateLimit {
+            count,
+            per: Duration::from_millis(per_ms),
+        };
+        ThrottleConfig {
+            push_per_user: l,
+            codes_per_user: l,
+            requests_per_client: l,
+        }
+    }
+
+    #[test]
+    fn allows_the_burst_then_refuses() {
+        let t = Throttles::new(&cfg(3, 60_000)).unwrap();
+        assert!((0..3).all(|_| t.allow(Limit::Push, "alice")));
+        assert!(
+            !t.allow(Limit::Push, "ALICE"),
+            "user keys are case-insensitive"
+        );
+        // Other users and other limits are independent.
+        assert!(t.allow(Limit::Push, "bob"));
+        assert!(t.allow(Limit::Code, "alice"));
+    }
+
+    #[test]
+    fn refills_so_a_lockout_does_not_last() {
+        let t = Throttles::new(&cfg(2, 200)).unwrap();
+        assert!(t.allow(Limit::Code, "alice") && t.allow(Limit::Code, "alice"));
+        assert!(!t.allow(Limit::Code, "alice"));
+        std::thread::sleep(Duration::from_millis(120));
+        assert!(
+            t.allow(Limit::Code, "alice"),
+            "one token back after per/count"
+        );
+    }
+
+    #[test]
+    fn zero_count_is_a_config_error() {
+        let err = Throttles::new(&cfg(0, 1000)).err().unwrap();
+        assert!(err.contains("count must be at least 1"), "{err}");
     }
 }

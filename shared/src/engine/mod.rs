@@ -1,13 +1,28 @@
 //! The auth engine: one front-door-agnostic decision from what the user typed to an
 //! [`Outcome`].
+//!
+//! A round starts either fresh (no State) or from a sealed State of a previous round. Fresh
+//! rounds read the password per the client's [`LoginPolicy`]: a code, PIN + code, a factor
+//! keyword, nothing, or (in `challenge` mode) anything, which opens a menu. Continuing rounds
+//! carry on from the sealed [`Step`]. Every round is one tracing span (`login`) with its id; the
+//! VIP client's spans nest inside it with their requestIds, and one `login finished` event sums
+//! it up. No password, code, PIN or State value is ever logged.
 
+pub mod backend;
 mod config;
 mod model;
 pub mod policy;
+mod push;
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tracing::{info, warn, Instrument};
 
 pub use config::EngineConfig;
 pub use model::{
@@ -15,7 +30,15 @@ pub use model::{
 };
 pub use policy::{EmptyPassword, FailMode, LoginPolicy, OtpOperation, PasswordMode, PushMode};
 
+use crate::cache::UserFactorsCache;
+use crate::challenge::{StateSealer, Step};
 use crate::config::CoreConfig;
+use crate::secret::Secret;
+use crate::throttle::{Limit, Throttles};
+use backend::{
+    Backend, BackendError, Channel, CodeCheck, PushStart, PushState, Refusal, UserFactors, Verified,
+};
+use push::{Phase, PushBoard};
 
 /// What a front door calls. Implemented by [`Engine`]; front doors hold an
 /// `Arc<dyn Authenticate>` so their own unit tests can drive them without VIP.
@@ -29,36 +52,857 @@ pub trait Authenticate: Send + Sync + 'static {
     fn state_is_live(&self, state: &[u8]) -> bool;
 }
 
-/// Errors building the engine (bad key file, bad VIP client configuration).
+/// Errors building the engine.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
-    #[error("engine not implemented yet")]
-    NotReady,
+    #[error(transparent)]
+    StateKey(#[from] crate::challenge::KeyError),
+    #[error("VIP client: {0}")]
+    Vip(#[from] crate::vip::VipError),
+    #[error("{0}")]
+    Config(String),
 }
 
-/// The engine. Cheap to share: hold it in an `Arc`.
-pub struct Engine {
-    _private: (),
+/// Counters the engine keeps (exported as metrics by the daemon).
+#[derive(Debug, Default)]
+pub struct EngineStats {
+    pub fail_opens: AtomicU64,
+    pub throttled: AtomicU64,
+    pub pushes_started: AtomicU64,
+    pub pushes_joined: AtomicU64,
+    pub bad_states: AtomicU64,
 }
+
+/// The engine. Build it inside a Tokio runtime (it starts the push poller); share it in an `Arc`.
+pub struct Engine {
+    backend: Arc<dyn Backend>,
+    sealer: StateSealer,
+    throttles: Throttles,
+    factors: UserFactorsCache,
+    pushes: Arc<PushBoard>,
+    cfg: EngineConfig,
+    stats: EngineStats,
+    login_seq: AtomicU64,
+    login_prefix: u32,
+}
+
+/// Longest wait inside a continuing round for a push that is still pending.
+const MAX_ROUND_WAIT: Duration = Duration::from_secs(10);
 
 impl Engine {
     /// Builds the engine and its VIP client from the core configuration.
-    pub fn new(_core: &CoreConfig) -> Result<Arc<Engine>, EngineError> {
-        Err(EngineError::NotReady)
+    pub fn new(core: &CoreConfig) -> Result<Arc<Engine>, EngineError> {
+        let client = crate::vip::VipClient::new(&core.vip)?;
+        Engine::with_backend(&core.engine, Arc::new(crate::vip::VipBackend::new(client)))
+    }
+
+    /// Builds the engine over any [`Backend`].
+    pub fn with_backend(
+        cfg: &EngineConfig,
+        backend: Arc<dyn Backend>,
+    ) -> Result<Arc<Engine>, EngineError> {
+        // Push States live as long as a push may; code States as long as `state_ttl`.
+        let max_ttl = cfg.state_ttl.max(Duration::from_secs(660));
+        let sealer = match &cfg.state_key_file {
+            Some(path) => StateSealer::from_key_file(path, max_ttl)?,
+            None => {
+                warn!("engine.state_key_file is not set: using a random State key; logins cannot continue on another instance or after a restart");
+                StateSealer::random(max_ttl)
+            }
+        };
+        if cfg.poll_interval < Duration::from_millis(100) {
+            return Err(EngineError::Config(format!(
+                "engine.poll_interval = {}: must be at least 100ms",
+                humantime::format_duration(cfg.poll_interval)
+            )));
+        }
+        let throttles = Throttles::new(&cfg.throttle).map_err(EngineError::Config)?;
+        Ok(Arc::new(Engine {
+            pushes: PushBoard::new(backend.clone(), cfg.poll_interval, max_ttl),
+            backend,
+            sealer,
+            throttles,
+            factors: UserFactorsCache::new(cfg.user_info_ttl),
+            cfg: cfg.clone(),
+            stats: EngineStats::default(),
+            login_seq: AtomicU64::new(0),
+            login_prefix: rand::random(),
+        }))
+    }
+
+    pub fn stats(&self) -> &EngineStats {
+        &self.stats
+    }
+
+    /// Pushes currently being sent or polled.
+    pub fn pending_pushes(&self) -> usize {
+        self.pushes.pending()
+    }
+
+    async fn run(&self, req: AuthRequest) -> Outcome {
+        let started = Instant::now();
+        let login_id = format!(
+            "{:08x}{:06x}",
+            self.login_prefix,
+            self.login_seq.fetch_add(1, Ordering::Relaxed) & 0xff_ffff
+        );
+        let span = tracing::info_span!(
+            "login",
+            id = %login_id,
+            user = %req.user,
+            front_door = req.client.front_door.as_str(),
+            client = %req.client.name,
+        );
+        async move {
+            let mut login = Login::new(&req);
+            let outcome = self.decide(&mut login).await;
+            let (reason, failed_open) = match &outcome {
+                Outcome::Reject(r) => (r.reason.as_str(), false),
+                Outcome::Accept(a) => ("", a.failed_open),
+                Outcome::Challenge(_) => ("", false),
+            };
+            info!(
+                target: "vip_bridge::login",
+                outcome = outcome.kind(),
+                factor = login.factor.as_str(),
+                reason,
+                vip_status = login.status.as_deref().unwrap_or(""),
+                request_ids = %login.request_ids.join(","),
+                remote = req.client.remote.as_deref().unwrap_or(""),
+                duration_ms = started.elapsed().as_millis() as u64,
+                failed_open,
+                "login round finished"
+            );
+            outcome
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn decide(&self, login: &mut Login<'_>) -> Outcome {
+        let req = login.req;
+        if !self.throttles.allow(Limit::Client, &login.client_key) {
+            return self.throttled(Limit::Client);
+        }
+        if let Err(why) = check_user_name(&req.user) {
+            return reject(RejectReason::BadInput, why);
+        }
+        if let Some(token) = &req.state {
+            return match self.sealer.open(token, &req.user, &login.client_key) {
+                Ok(opened) => self.continue_step(login, opened.step, opened.expires).await,
+                Err(e) => {
+                    self.stats.bad_states.fetch_add(1, Ordering::Relaxed);
+                    warn!(problem = %e, "refused a State");
+                    reject(RejectReason::BadState, MSG_BAD_STATE)
+                }
+            };
+        }
+        let policy = &req.policy;
+        if policy.mode == PasswordMode::Challenge {
+            // The first round only opens the menu; whatever was typed is not a second factor.
+            return self.menu(login, true).await;
+        }
+        match classify(policy, req.secret.as_ref()) {
+            Typed::Nothing => match policy.empty_password {
+                EmptyPassword::Reject => reject(RejectReason::BadInput, MSG_EMPTY),
+                EmptyPassword::Push => self.push(login, true).await,
+                EmptyPassword::Menu => self.menu(login, true).await,
+            },
+            Typed::Push => self.push(login, true).await,
+            Typed::Sms => self.send_code(login, Channel::Sms, true).await,
+            Typed::Voice => self.send_code(login, Channel::Voice, true).await,
+            Typed::Code(code) if policy.mode == PasswordMode::PinOtp => {
+                match split_pin(&code, policy.code_length) {
+                    Some((pin, code)) => {
+                        login.factor = Factor::PinCode;
+                        self.check_code(login, code, None, Some(pin), true).await
+                    }
+                    None => reject(RejectReason::BadInput, MSG_PIN_FORMAT),
+                }
+            }
+            Typed::Code(code) => {
+                if !is_code(&code) {
+                    return reject(RejectReason::BadInput, MSG_CODE_FORMAT);
+                }
+                login.factor = Factor::Code;
+                self.check_code(login, code, None, None, true).await
+            }
+        }
+    }
+
+    async fn continue_step(
+        &self,
+        login: &mut Login<'_>,
+        step: Step,
+        expires: SystemTime,
+    ) -> Outcome {
+        let typed = classify(&login.req.policy, login.req.secret.as_ref());
+        match step {
+            Step::Menu => match typed {
+                Typed::Nothing | Typed::Push => self.push(login, false).await,
+                Typed::Sms => self.send_code(login, Channel::Sms, false).await,
+                Typed::Voice => self.send_code(login, Channel::Voice, false).await,
+                Typed::Code(code) => self.typed_code(login, code, Factor::Code).await,
+            },
+            Step::NextCode { first_code, pin } => {
+                login.factor = if pin.is_some() {
+                    Factor::PinCode
+                } else {
+                    Factor::Code
+                };
+                match typed {
+                    Typed::Code(next) if is_code(&next) => {
+                        self.check_code(login, first_code, Some(next), pin, false)
+                            .await
+                    }
+                    _ => reject(RejectReason::BadInput, MSG_CODE_FORMAT),
+                }
+            }
+            Step::SentCode { voice } => {
+                let factor = if voice { Factor::Voice } else { Factor::Sms };
+                match typed {
+                    Typed::Code(code) => self.typed_code(login, code, factor).await,
+                    _ => reject(RejectReason::BadInput, MSG_CODE_FORMAT),
+                }
+            }
+            Step::Push {
+                transaction_id,
+                number,
+            } => match typed {
+                // "Approve on your phone, or type a code": a code here is checked instead.
+                Typed::Code(code) => self.typed_code(login, code, Factor::Code).await,
+                _ => {
+                    self.continue_push(login, transaction_id, number, expires)
+                        .await
+                }
+            },
+        }
+    }
+
+    async fn typed_code(&self, login: &mut Login<'_>, code: Secret, factor: Factor) -> Outcome {
+        if !is_code(&code) {
+            return reject(RejectReason::BadInput, MSG_CODE_FORMAT);
+        }
+        login.factor = factor;
+        self.check_code(login, code, None, None, false).await
+    }
+
+    /// Verifies a code; 604A turns into a Challenge for the next code.
+    async fn check_code(
+        &self,
+        login: &mut Login<'_>,
+        code: Secret,
+        next_code: Option<Secret>,
+        pin: Option<Secret>,
+        first_round: bool,
+    ) -> Outcome {
+        let req = login.req;
+        if !self.throttles.allow(Limit::Code, &req.user) {
+            return self.throttled(Limit::Code);
+        }
+        let check = CodeCheck {
+            user: req.user.clone(),
+            code,
+            next_code,
+            full_authentication: pin.is_some()
+                || req.policy.otp_operation == OtpOperation::AuthenticateUser,
+            pin,
+            auth_level: req.policy.auth_level,
+        };
+        let (request_id, result) = self.backend.verify_code(&check).await;
+        login.note(request_id);
+        match result {
+            Ok(v) => login.accept(v),
+            Err(BackendError::Refused {
+                refusal: Refusal::OutOfSync,
+                status,
+                ..
+            }) if check.next_code.is_none() => {
+                login.status = Some(status);
+                let step = Step::NextCode {
+                    first_code: check.code,
+                    pin: check.pin,
+                };
+                self.challenge(login, &step, self.cfg.state_ttl, MSG_NEXT_CODE, false)
+            }
+            Err(e) => self.failed(login, e, first_round),
+        }
+    }
+
+    /// Sends a push, or joins the one already pending for this user at this client.
+    async fn push(&self, login: &mut Login<'_>, first_round: bool) -> Outcome {
+        let req = login.req;
+        let policy = &req.policy;
+        login.factor = Factor::Push;
+        let challenge_mode = policy.push_mode == PushMode::Challenge;
+        let start = PushStart {
+            user: req.user.clone(),
+            title: policy.push_title.clone(),
+            text: policy.push_text.clone(),
+            profile: req
+                .client
+                .remote
+                .clone()
+                .or_else(|| Some(req.client.name.clone())),
+            timeout: policy.push_timeout,
+            // The number can only be shown when the answer comes back as a Challenge.
+            number_challenge: policy.number_challenge && challenge_mode,
+            auth_level: policy.auth_level,
+        };
+        let key = format!("{}\u{0}{}", req.user.to_lowercase(), login.client_key);
+        let Some(joined) = self.pushes.join_or_start(&key, start, !challenge_mode, || {
+            self.throttles.allow(Limit::Push, &req.user)
+        }) else {
+            return self.throttled(Limit::Push);
+        };
+        let counter = if joined.started {
+            &self.stats.pushes_started
+        } else {
+            &self.stats.pushes_joined
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        let deadline = Instant::now() + policy.push_timeout;
+        let wait_for_final = !challenge_mode;
+        match wait_phase(joined.rx, deadline, wait_for_final).await {
+            Some(Phase::Done(state)) => login.push_result(state),
+            Some(Phase::StartFailed(request_id, e)) => {
+                login.note(request_id);
+                self.failed(login, e, first_round)
+            }
+            Some(Phase::Sent {
+                transaction_id,
+                number,
+            }) => {
+                let prompt = push_prompt(number.as_deref(), false);
+                let step = Step::Push {
+                    transaction_id,
+                    number,
+                };
+                // The State outlives the push by a little, so a late Enter still gets an answer.
+                let ttl = policy.push_timeout + Duration::from_secs(30);
+                self.challenge(login, &step, ttl, &prompt, false)
+            }
+            Some(Phase::Starting) | None => reject(RejectReason::PushTimeout, MSG_PUSH_TIMEOUT),
+        }
+    }
+
+    /// The next round of a challenge-mode push: ask VIP (whichever instance serves the round),
+    /// waiting a little for the phone when it has not answered yet.
+    async fn continue_push(
+        &self,
+        login: &mut Login<'_>,
+        transaction_id: String,
+        number: Option<String>,
+        expires: SystemTime,
+    ) -> Outcome {
+        login.factor = Factor::Push;
+        let remaining = expires
+            .duration_since(SystemTime::now())
+            .unwrap_or_default();
+        let wait_until = Instant::now()
+            + (self.cfg.poll_interval * 2)
+                .min(MAX_ROUND_WAIT)
+                .min(remaining);
+        let state = loop {
+            if let Some(done) = self.pushes.finished(&transaction_id) {
+                break done;
+            }
+            let ids = [transaction_id.clone()];
+            let (request_id, result) = self.backend.poll_pushes(&ids).await;
+            login.note(request_id);
+            let state = match result {
+                Ok(states) => states
+                    .into_iter()
+                    .find(|(t, _)| *t == transaction_id)
+                    .map(|(_, s)| s)
+                    .unwrap_or_else(|| PushState::Failed("not in the poll answer".into())),
+                // Never fail open in the middle of a push.
+                Err(e) => return self.failed(login, e, false),
+            };
+            if state.is_final() {
+                self.pushes.remember(&transaction_id, state.clone());
+                break state;
+            }
+            if Instant::now() + self.cfg.poll_interval > wait_until {
+                break state;
+            }
+            tokio::time::sleep(self.cfg.poll_interval).await;
+        };
+        if state == PushState::Pending {
+            if remaining.is_zero() {
+                return reject(RejectReason::PushTimeout, MSG_PUSH_TIMEOUT);
+            }
+            let prompt = push_prompt(number.as_deref(), true);
+            let step = Step::Push {
+                transaction_id,
+                number,
+            };
+            return self.challenge(login, &step, remaining, &prompt, false);
+        }
+        login.push_result(state)
+    }
+
+    /// Sends a code by SMS or voice to the user's registered number, then asks for it.
+    async fn send_code(
+        &self,
+        login: &mut Login<'_>,
+        channel: Channel,
+        first_round: bool,
+    ) -> Outcome {
+        let req = login.req;
+        login.factor = if channel == Channel::Sms {
+            Factor::Sms
+        } else {
+            Factor::Voice
+        };
+        let factors = match self.user_factors(login).await {
+            Ok(f) => f,
+            Err(e) => return self.failed(login, e, first_round),
+        };
+        let numbers = if channel == Channel::Sms {
+            &factors.sms_numbers
+        } else {
+            &factors.voice_numbers
+        };
+        let Some(number) = numbers.first() else {
+            return reject(RejectReason::NoCredential, MSG_NO_PHONE);
+        };
+        // Sends cost money and annoy: they share the per-user limit with pushes.
+        if !self.throttles.allow(Limit::Push, &req.user) {
+            return self.throttled(Limit::Push);
+        }
+        let (request_id, result) = self.backend.send_code(&req.user, channel, number).await;
+        login.note(request_id);
+        if let Err(e) = result {
+            return self.failed(login, e, first_round);
+        }
+        let how = if channel == Channel::Sms {
+            "by text message"
+        } else {
+            "by phone call"
+        };
+        let prompt = format!(
+            "A security code was sent {how} to {}.\nEnter it:",
+            mask(number)
+        );
+        let step = Step::SentCode {
+            voice: channel == Channel::Voice,
+        };
+        self.challenge(login, &step, self.cfg.state_ttl, &prompt, false)
+    }
+
+    /// Offers the factors the user has.
+    async fn menu(&self, login: &mut Login<'_>, first_round: bool) -> Outcome {
+        let factors = match self.user_factors(login).await {
+            Ok(f) => f,
+            Err(e) => return self.failed(login, e, first_round),
+        };
+        let mut lines = Vec::new();
+        if factors.push {
+            lines
+                .push("  push  - approve a request on your phone (or just press Enter)".to_owned());
+        }
+        if let Some(n) = factors.sms_numbers.first() {
+            lines.push(format!(
+                "  sms   - get a code by text message to {}",
+                mask(n)
+            ));
+        }
+        if let Some(n) = factors.voice_numbers.first() {
+            lines.push(format!("  voice - get a code by phone call to {}", mask(n)));
+        }
+        let prompt = match (lines.is_empty(), factors.code) {
+            (true, false) => return reject(RejectReason::NoCredential, MSG_NO_FACTOR),
+            (true, true) => "Enter your security code:".to_owned(),
+            (false, _) => format!(
+                "Choose a second factor:\n{}\nOr type a security code:",
+                lines.join("\n")
+            ),
+        };
+        self.challenge(login, &Step::Menu, self.cfg.state_ttl, &prompt, false)
+    }
+
+    async fn user_factors(&self, login: &mut Login<'_>) -> Result<UserFactors, BackendError> {
+        let (request_id, result) = self.factors.get(&self.backend, &login.req.user).await;
+        login.note(request_id);
+        result
+    }
+
+    fn challenge(
+        &self,
+        login: &mut Login<'_>,
+        step: &Step,
+        ttl: Duration,
+        prompt: &str,
+        echo: bool,
+    ) -> Outcome {
+        match self
+            .sealer
+            .seal(&login.req.user, &login.client_key, step, ttl)
+        {
+            Ok(state) => Outcome::Challenge(Challenge {
+                prompt: prompt.to_owned(),
+                echo,
+                state,
+            }),
+            Err(e) => {
+                warn!(problem = %e, "cannot seal a State");
+                reject(RejectReason::Misconfigured, MSG_MISCONFIGURED)
+            }
+        }
+    }
+
+    /// Maps a failed call to an Outcome, failing open only when allowed.
+    fn failed(&self, login: &mut Login<'_>, e: BackendError, first_round: bool) -> Outcome {
+        match e {
+            BackendError::Refused {
+                refusal,
+                status,
+                message,
+            } => {
+                login.status = Some(status.clone());
+                let reason = match refusal {
+                    Refusal::BadCode | Refusal::BadPin | Refusal::OutOfSync => {
+                        RejectReason::BadCode
+                    }
+                    Refusal::UnknownUser => RejectReason::UnknownUser,
+                    Refusal::UserLocked => RejectReason::UserLocked,
+                    Refusal::CredentialLocked => RejectReason::CredentialLocked,
+                    Refusal::NoCredential => RejectReason::NoCredential,
+                    Refusal::Misconfigured => {
+                        tracing::error!(vip_status = %status, vip_message = %message, "VIP refused our account, certificate or request: check the configuration");
+                        RejectReason::Misconfigured
+                    }
+                    Refusal::ServiceError => RejectReason::Unavailable,
+                };
+                let msg = if reason == RejectReason::NoCredential && login.factor == Factor::Push {
+                    MSG_NO_PUSH
+                } else {
+                    message_for(reason)
+                };
+                reject(reason, msg)
+            }
+            BackendError::Unavailable(why) => {
+                if first_round && login.req.policy.fail_mode == FailMode::Open {
+                    self.stats.fail_opens.fetch_add(1, Ordering::Relaxed);
+                    warn!(
+                        problem = %why,
+                        "FAIL-OPEN: VIP is unavailable and this policy fails open; letting the login through WITHOUT a second factor"
+                    );
+                    return Outcome::Accept(Accept {
+                        factor: Factor::None,
+                        credential_id: None,
+                        credential_type: None,
+                        authn_id: None,
+                        failed_open: true,
+                    });
+                }
+                warn!(problem = %why, "VIP is unavailable; failing closed");
+                reject(RejectReason::Unavailable, MSG_UNAVAILABLE)
+            }
+            BackendError::Local(why) => {
+                warn!(problem = %why, "cannot call VIP");
+                reject(RejectReason::Misconfigured, MSG_MISCONFIGURED)
+            }
+        }
+    }
+
+    fn throttled(&self, limit: Limit) -> Outcome {
+        self.stats.throttled.fetch_add(1, Ordering::Relaxed);
+        warn!(limit = limit.as_str(), "throttled");
+        reject(RejectReason::Throttled, MSG_THROTTLED)
     }
 }
 
 impl Authenticate for Engine {
-    fn authenticate(&self, _req: AuthRequest) -> Pin<Box<dyn Future<Output = Outcome> + Send + '_>> {
-        Box::pin(async {
-            Outcome::Reject(Reject {
-                reason: RejectReason::Unavailable,
-                message: "not implemented".into(),
-            })
+    fn authenticate(&self, req: AuthRequest) -> Pin<Box<dyn Future<Output = Outcome> + Send + '_>> {
+        Box::pin(self.run(req))
+    }
+
+    fn state_is_live(&self, state: &[u8]) -> bool {
+        self.sealer.is_live(state)
+    }
+}
+
+/// One round's bookkeeping for the final log event.
+struct Login<'a> {
+    req: &'a AuthRequest,
+    client_key: String,
+    factor: Factor,
+    status: Option<String>,
+    request_ids: Vec<String>,
+}
+
+impl<'a> Login<'a> {
+    fn new(req: &'a AuthRequest) -> Self {
+        Login {
+            req,
+            client_key: format!("{}/{}", req.client.front_door.as_str(), req.client.name),
+            factor: Factor::None,
+            status: None,
+            request_ids: Vec::new(),
+        }
+    }
+
+    fn note(&mut self, request_id: Option<String>) {
+        self.request_ids.extend(request_id);
+    }
+
+    fn accept(&self, v: Verified) -> Outcome {
+        Outcome::Accept(Accept {
+            factor: self.factor,
+            credential_id: v.credential_id,
+            credential_type: v.credential_type,
+            authn_id: v.authn_id,
+            failed_open: false,
         })
     }
 
-    fn state_is_live(&self, _state: &[u8]) -> bool {
-        false
+    fn push_result(&self, state: PushState) -> Outcome {
+        match state {
+            PushState::Approved(v) => self.accept(v),
+            PushState::Denied => reject(RejectReason::PushDenied, MSG_PUSH_DENIED),
+            PushState::Expired | PushState::Pending => {
+                reject(RejectReason::PushTimeout, MSG_PUSH_TIMEOUT)
+            }
+            PushState::NumberChallengeFailed => {
+                reject(RejectReason::NumberChallengeFailed, MSG_NUMBER_FAILED)
+            }
+            PushState::Failed(why) => {
+                warn!(problem = %why, "push failed");
+                reject(RejectReason::PushDenied, MSG_PUSH_FAILED)
+            }
+        }
+    }
+}
+
+/// Waits until the push leaves `Starting` (or, with `until_final`, reaches a final phase), or
+/// `deadline`. `None` when the deadline passed first.
+async fn wait_phase(
+    mut rx: watch::Receiver<Phase>,
+    deadline: Instant,
+    until_final: bool,
+) -> Option<Phase> {
+    let done = |p: &Phase| match p {
+        Phase::Starting => false,
+        Phase::Sent { .. } => !until_final,
+        Phase::Done(_) | Phase::StartFailed(..) => true,
+    };
+    match tokio::time::timeout_at(deadline, rx.wait_for(done)).await {
+        Ok(Ok(p)) => Some(p.clone()),
+        // The sender went away without a final phase: treat as timed out.
+        Ok(Err(_)) | Err(_) => None,
+    }
+}
+
+/// What the user typed, read per policy.
+enum Typed {
+    Nothing,
+    Push,
+    Sms,
+    Voice,
+    Code(Secret),
+}
+
+fn classify(policy: &LoginPolicy, secret: Option<&Secret>) -> Typed {
+    let Some(s) = secret else {
+        return Typed::Nothing;
+    };
+    let t = s.expose().trim();
+    if t.is_empty() {
+        return Typed::Nothing;
+    }
+    let is = |words: &[String]| words.iter().any(|w| w.trim().eq_ignore_ascii_case(t));
+    if is(&policy.push_keywords) {
+        Typed::Push
+    } else if is(&policy.sms_keywords) {
+        Typed::Sms
+    } else if is(&policy.voice_keywords) {
+        Typed::Voice
+    } else if policy.mode == PasswordMode::PinOtp {
+        // A PIN may contain spaces; only the ends are trimmed.
+        Typed::Code(Secret::new(t))
+    } else {
+        // People type "123 456" as printed on their token.
+        Typed::Code(Secret::new(
+            t.chars().filter(|c| !c.is_whitespace()).collect::<String>(),
+        ))
+    }
+}
+
+/// VIP security codes: 6–10 of `[0-9A-Za-z]`.
+fn is_code(code: &Secret) -> bool {
+    let c = code.expose();
+    (6..=10).contains(&c.len()) && c.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+/// `PIN || code` → (PIN, code); the PIN must be 4–128 characters.
+fn split_pin(typed: &Secret, code_length: usize) -> Option<(Secret, Secret)> {
+    let t = typed.expose();
+    let split = t.len().checked_sub(code_length)?;
+    if !t.is_char_boundary(split) {
+        return None;
+    }
+    let (pin, code) = t.split_at(split);
+    let code = Secret::new(code);
+    let pin_chars = pin.chars().count();
+    ((4..=128).contains(&pin_chars) && is_code(&code)).then(|| (Secret::new(pin), code))
+}
+
+fn check_user_name(user: &str) -> Result<(), &'static str> {
+    let n = user.chars().count();
+    if n == 0 || n > 128 || user.chars().any(char::is_control) {
+        return Err("The user name is not valid.");
+    }
+    Ok(())
+}
+
+/// `+15551234567` → `*******4567`.
+fn mask(number: &str) -> String {
+    let n = number.chars().count();
+    number
+        .chars()
+        .enumerate()
+        .map(|(i, c)| if i + 4 < n { '*' } else { c })
+        .collect()
+}
+
+fn push_prompt(number: Option<&str>, again: bool) -> String {
+    let lead = if again { "Not approved yet. " } else { "" };
+    match number {
+        Some(n) => format!(
+            "{lead}A sign-in request was sent to your phone: enter the number {n} in VIP Access to approve it.\nThen press Enter here:"
+        ),
+        None => format!(
+            "{lead}A sign-in request was sent to your phone. Approve it, then press Enter here (or type a security code):"
+        ),
+    }
+}
+
+fn reject(reason: RejectReason, message: &str) -> Outcome {
+    Outcome::Reject(Reject {
+        reason,
+        message: message.to_owned(),
+    })
+}
+
+fn message_for(reason: RejectReason) -> &'static str {
+    match reason {
+        RejectReason::BadCode => MSG_BAD_CODE,
+        // Deliberately vague to the user (no enrolment oracle); the log has the reason.
+        RejectReason::UnknownUser => MSG_SIGN_IN_FAILED,
+        RejectReason::UserLocked => MSG_USER_LOCKED,
+        RejectReason::CredentialLocked => MSG_CREDENTIAL_LOCKED,
+        RejectReason::NoCredential => MSG_NO_FACTOR,
+        RejectReason::PushDenied => MSG_PUSH_DENIED,
+        RejectReason::PushTimeout => MSG_PUSH_TIMEOUT,
+        RejectReason::NumberChallengeFailed => MSG_NUMBER_FAILED,
+        RejectReason::Throttled => MSG_THROTTLED,
+        RejectReason::BadState => MSG_BAD_STATE,
+        RejectReason::BadInput => MSG_CODE_FORMAT,
+        RejectReason::Unavailable => MSG_UNAVAILABLE,
+        RejectReason::Misconfigured => MSG_MISCONFIGURED,
+    }
+}
+
+const MSG_BAD_CODE: &str = "Wrong security code. Wait for a new code and try again.";
+const MSG_SIGN_IN_FAILED: &str = "Sign-in failed. If this keeps happening, contact your help desk.";
+const MSG_USER_LOCKED: &str =
+    "Your two-factor account is locked or disabled. Contact your help desk.";
+const MSG_CREDENTIAL_LOCKED: &str =
+    "Your security token is locked or disabled. Contact your help desk.";
+const MSG_NO_FACTOR: &str = "No device is set up for this kind of sign-in. Contact your help desk.";
+const MSG_NO_PUSH: &str =
+    "No phone is set up for push sign-in. Type a security code instead, or contact your help desk.";
+const MSG_NO_PHONE: &str = "No phone number is registered for that. Type a security code instead.";
+const MSG_PUSH_DENIED: &str = "The sign-in request was denied on your phone.";
+const MSG_PUSH_TIMEOUT: &str = "The sign-in request was not approved in time. Try again.";
+const MSG_PUSH_FAILED: &str =
+    "The sign-in request could not be completed. Try again or type a code.";
+const MSG_NUMBER_FAILED: &str = "The number entered on your phone did not match. Try again.";
+const MSG_THROTTLED: &str = "Too many attempts. Wait a few minutes and try again.";
+const MSG_BAD_STATE: &str = "This sign-in has expired or was already used. Start again.";
+const MSG_EMPTY: &str = "Enter the security code from your token (or type push).";
+const MSG_CODE_FORMAT: &str =
+    "That is not a security code: enter the 6-digit code from your token.";
+const MSG_PIN_FORMAT: &str = "Enter your PIN followed by the security code from your token.";
+const MSG_NEXT_CODE: &str =
+    "Your token is out of sync. Wait for the next security code and enter it:";
+const MSG_UNAVAILABLE: &str = "The two-factor service is unavailable. Try again later.";
+const MSG_MISCONFIGURED: &str =
+    "Two-factor sign-in is not set up correctly. Contact your help desk.";
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn policy(mode: PasswordMode) -> LoginPolicy {
+        LoginPolicy {
+            mode,
+            ..LoginPolicy::default()
+        }
+    }
+
+    #[test]
+    fn keywords_are_case_insensitive_and_codes_lose_spaces() {
+        let p = policy(PasswordMode::Code);
+        assert!(matches!(classify(&p, Some(&"PUSH".into())), Typed::Push));
+        assert!(matches!(classify(&p, Some(&" Sms ".into())), Typed::Sms));
+        assert!(matches!(classify(&p, Some(&"phone".into())), Typed::Voice));
+        assert!(matches!(classify(&p, Some(&"".into())), Typed::Nothing));
+        assert!(matches!(classify(&p, None), Typed::Nothing));
+        match classify(&p, Some(&"123 456".into())) {
+            Typed::Code(c) => assert_eq!(c.expose(), "123456"),
+            _ => panic!("not a code"),
+        }
+    }
+
+    #[test]
+    fn code_format() {
+        for ok in ["123456", "1234567890", "abcDEF"] {
+            assert!(is_code(&ok.into()), "{ok}");
+        }
+        for bad in [
+            "12345",
+            "12345678901",
+            "12345!",
+            "\u{8}\n\r\u{7f}INCORRECT",
+            "１２３４５６",
+        ] {
+            assert!(!is_code(&bad.into()), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn pin_split() {
+        let (pin, code) = split_pin(&"1234567890".into(), 6).unwrap();
+        assert_eq!((pin.expose(), code.expose()), ("1234", "567890"));
+        let (pin, code) = split_pin(&"pässwörd123456".into(), 6).unwrap();
+        assert_eq!((pin.expose(), code.expose()), ("pässwörd", "123456"));
+        assert!(
+            split_pin(&"123123456".into(), 6).is_none(),
+            "PIN shorter than 4"
+        );
+        assert!(split_pin(&"12345".into(), 6).is_none());
+        assert!(
+            split_pin(&"1234ab!456".into(), 6).is_none(),
+            "code part not alphanumeric"
+        );
+    }
+
+    #[test]
+    fn masks_all_but_the_last_four() {
+        assert_eq!(mask("15551234567"), "*******4567");
+        assert_eq!(mask("123"), "123");
+    }
+
+    #[test]
+    fn user_names() {
+        assert!(check_user_name("alice").is_ok());
+        assert!(check_user_name("Zoë@example.com").is_ok());
+        assert!(check_user_name("").is_err());
+        assert!(check_user_name("a\nb").is_err());
+        assert!(check_user_name(&"x".repeat(129)).is_err());
     }
 }

@@ -71,6 +71,8 @@ pub enum FailMode {
 pub struct LoginPolicy {
     pub mode: PasswordMode,
     pub otp_operation: OtpOperation,
+    /// Length of the security code at the end of a `pin_otp` password (VIP codes are 6 by default).
+    pub code_length: usize,
     /// Words (case-insensitive) that mean "send me a push".
     pub push_keywords: Vec<String>,
     /// Words that mean "text me a code".
@@ -98,6 +100,7 @@ impl Default for LoginPolicy {
         LoginPolicy {
             mode: PasswordMode::Code,
             otp_operation: OtpOperation::CheckOtp,
+            code_length: 6,
             push_keywords: vec!["push".into()],
             sms_keywords: vec!["sms".into()],
             voice_keywords: vec!["voice".into(), "phone".into()],
@@ -121,7 +124,14 @@ impl LoginPolicy {
                 return Err(format!("auth_level = {l}: VIP accepts 1 to 10"));
             }
         }
-        if self.push_timeout < Duration::from_secs(5) || self.push_timeout > Duration::from_secs(600)
+        if !(6..=10).contains(&self.code_length) {
+            return Err(format!(
+                "code_length = {}: VIP codes are 6 to 10 characters",
+                self.code_length
+            ));
+        }
+        if self.push_timeout < Duration::from_secs(5)
+            || self.push_timeout > Duration::from_secs(600)
         {
             return Err(format!(
                 "push_timeout = {}: must be between 5s and 10m",

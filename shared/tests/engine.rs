@@ -1,0 +1,731 @@
+//! The engine against the real simulator, over mutual TLS: every path from what the user typed
+//! to Accept, Reject or Challenge.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use support::*;
+use vip_core::engine::{
+    Authenticate, EmptyPassword, EngineConfig, Factor, FailMode, OtpOperation, Outcome,
+    PasswordMode, PushMode, RejectReason,
+};
+use vip_core::throttle::{RateLimit, ThrottleConfig};
+
+fn code_policy() -> Arc<vip_core::engine::LoginPolicy> {
+    policy(|_| {})
+}
+
+// ---- security codes -------------------------------------------------------------------------
+
+#[tokio::test]
+async fn a_current_code_is_accepted_with_credential_and_authn_id() {
+    let env = env().await;
+    let o = env
+        .auth("alice", Some(&code(ALICE_SECRET, 0)), None, &code_policy())
+        .await;
+    let a = expect_accept(&o);
+    assert_eq!(a.factor, Factor::Code);
+    assert_eq!(a.credential_id.as_deref(), Some("VSMT10000001"));
+    assert!(
+        a.authn_id.as_deref().is_some_and(|id| id.len() == 16),
+        "{a:?}"
+    );
+    assert!(!a.failed_open);
+    assert_eq!(env.calls("checkOtp"), 1);
+}
+
+#[tokio::test]
+async fn authenticate_user_operation_is_used_when_configured() {
+    let env = env().await;
+    let p = policy(|p| p.otp_operation = OtpOperation::AuthenticateUser);
+    let o = env
+        .auth("Alice", Some(&code(ALICE_SECRET, 0)), None, &p)
+        .await;
+    expect_accept(&o);
+    assert_eq!(
+        (env.calls("authenticateUser"), env.calls("checkOtp")),
+        (1, 0)
+    );
+}
+
+#[tokio::test]
+async fn a_wrong_code_is_rejected() {
+    let env = env().await;
+    let good = code(ALICE_SECRET, 0);
+    let bad = if good == "000000" { "111111" } else { "000000" };
+    let o = env.auth("alice", Some(bad), None, &code_policy()).await;
+    expect_reject(&o, RejectReason::BadCode);
+}
+
+#[tokio::test]
+async fn malformed_codes_and_empty_passwords_never_reach_vip() {
+    let env = env().await;
+    let p = code_policy();
+    for typed in [
+        "12345",
+        "abc!def",
+        "\u{8}\n\r\u{7f}INCORRECT",
+        "12345678901",
+    ] {
+        expect_reject(
+            &env.auth("alice", Some(typed), None, &p).await,
+            RejectReason::BadInput,
+        );
+    }
+    expect_reject(
+        &env.auth("alice", Some(""), None, &p).await,
+        RejectReason::BadInput,
+    );
+    expect_reject(
+        &env.auth("alice", None, None, &p).await,
+        RejectReason::BadInput,
+    );
+    expect_reject(
+        &env.auth("bad\nuser", Some("123456"), None, &p).await,
+        RejectReason::BadInput,
+    );
+    assert_eq!(
+        env.sim.counters().calls.values().sum::<u64>(),
+        0,
+        "no VIP call"
+    );
+}
+
+#[tokio::test]
+async fn locked_unknown_and_disabled_credential() {
+    let env = env().await;
+    let p = code_policy();
+    let c = code(ALICE_SECRET, 0);
+    expect_reject(
+        &env.auth("locked", Some(&c), None, &p).await,
+        RejectReason::UserLocked,
+    );
+    expect_reject(
+        &env.auth("nobody", Some(&c), None, &p).await,
+        RejectReason::UnknownUser,
+    );
+    let p = policy(|p| p.otp_operation = OtpOperation::AuthenticateUser);
+    expect_reject(
+        &env.auth("tokenoff", Some(&c), None, &p).await,
+        RejectReason::CredentialLocked,
+    );
+}
+
+#[tokio::test]
+async fn pin_followed_by_code() {
+    let env = env().await;
+    let p = policy(|p| p.mode = PasswordMode::PinOtp);
+    let o = env
+        .auth(
+            "alice",
+            Some(&format!("4321{}", code(ALICE_SECRET, 0))),
+            None,
+            &p,
+        )
+        .await;
+    assert_eq!(expect_accept(&o).factor, Factor::PinCode);
+    assert_eq!(
+        env.calls("authenticateUser"),
+        1,
+        "a PIN needs authenticateUser"
+    );
+    let o = env
+        .auth(
+            "alice",
+            Some(&format!("9999{}", code(ALICE_SECRET, 1))),
+            None,
+            &p,
+        )
+        .await;
+    expect_reject(&o, RejectReason::BadCode);
+    expect_reject(
+        &env.auth("alice", Some("123456"), None, &p).await,
+        RejectReason::BadInput,
+    );
+}
+
+#[tokio::test]
+async fn out_of_sync_token_is_asked_for_the_next_code() {
+    let env = env().await;
+    let p = code_policy();
+    let o = env
+        .auth("drifty", Some(&code(ALICE_SECRET, 6)), None, &p)
+        .await;
+    let c = expect_challenge(&o);
+    assert!(c.prompt.contains("next security code"), "{}", c.prompt);
+    assert!(!c.echo);
+    let o = env
+        .auth(
+            "drifty",
+            Some(&code(ALICE_SECRET, 7)),
+            Some(c.state.clone()),
+            &p,
+        )
+        .await;
+    assert_eq!(expect_accept(&o).factor, Factor::Code);
+    assert_eq!(env.calls("checkOtp"), 2);
+}
+
+// ---- SMS and voice --------------------------------------------------------------------------
+
+async fn sent_code_round(voice: bool) {
+    let env = env().await;
+    let p = code_policy();
+    let keyword = if voice { "VOICE" } else { "sms" };
+    let o = env.auth("alice", Some(keyword), None, &p).await;
+    let c = expect_challenge(&o);
+    let shown = if voice { "*******4321" } else { "*******4567" };
+    assert!(c.prompt.contains(shown), "masked number in {:?}", c.prompt);
+    assert!(!c.prompt.contains("1555"), "the full number is never shown");
+    assert_eq!(env.calls("sendOtp"), 1);
+    let sent = env.sim.last_sent_code("alice").expect("a code was sent");
+    let o = env
+        .auth("alice", Some(&sent), Some(c.state.clone()), &p)
+        .await;
+    let a = expect_accept(&o);
+    assert_eq!(a.factor, if voice { Factor::Voice } else { Factor::Sms });
+}
+
+#[tokio::test]
+async fn sms_round() {
+    sent_code_round(false).await;
+}
+
+#[tokio::test]
+async fn voice_round() {
+    sent_code_round(true).await;
+}
+
+#[tokio::test]
+async fn sms_without_a_number_is_refused_without_sending() {
+    let env = env().await;
+    let o = env.auth("nophone", Some("sms"), None, &code_policy()).await;
+    expect_reject(&o, RejectReason::NoCredential);
+    assert_eq!(env.calls("sendOtp"), 0);
+}
+
+// ---- push, blocking --------------------------------------------------------------------------
+
+fn push_policy(mode: PushMode) -> Arc<vip_core::engine::LoginPolicy> {
+    policy(|p| {
+        p.push_mode = mode;
+        p.push_timeout = Duration::from_secs(3);
+        p.empty_password = EmptyPassword::Push;
+    })
+}
+
+#[tokio::test]
+async fn blocking_push_approved_denied_and_never_answered() {
+    let env = env().await;
+    let p = push_policy(PushMode::Blocking);
+    let o = env.auth("alice", Some("push"), None, &p).await;
+    assert_eq!(expect_accept(&o).factor, Factor::Push);
+    expect_reject(
+        &env.auth("bob", None, None, &p).await,
+        RejectReason::PushDenied,
+    );
+    let t = Instant::now();
+    expect_reject(
+        &env.auth("carol", Some("push"), None, &p).await,
+        RejectReason::PushTimeout,
+    );
+    let waited = t.elapsed();
+    assert!(
+        waited >= Duration::from_millis(2900) && waited < Duration::from_secs(6),
+        "{waited:?}"
+    );
+    assert_eq!(env.calls("authenticateUserWithPush"), 3);
+}
+
+#[tokio::test]
+async fn blocking_push_approved_after_a_delay_polls_until_then() {
+    let env = env().await;
+    let p = push_policy(PushMode::Blocking);
+    let t = Instant::now();
+    let o = env.auth("dave", Some("push"), None, &p).await;
+    expect_accept(&o);
+    assert!(t.elapsed() >= Duration::from_millis(1200));
+    let polls = env.calls("pollPushStatus");
+    // 100 ms interval over ~1.2 s: more than a few polls, bounded by the interval.
+    assert!((5..=20).contains(&polls), "polls = {polls}");
+}
+
+#[tokio::test]
+async fn concurrent_identical_push_requests_share_one_push() {
+    let env = env().await;
+    let p = push_policy(PushMode::Blocking);
+    let mut tasks = Vec::new();
+    for _ in 0..10 {
+        let engine = env.engine.clone();
+        let p = p.clone();
+        tasks.push(tokio::spawn(async move {
+            engine
+                .authenticate(request("dave", Some("push"), None, &p))
+                .await
+        }));
+    }
+    for t in tasks {
+        expect_accept(&t.await.unwrap());
+    }
+    assert_eq!(
+        env.calls("authenticateUserWithPush"),
+        1,
+        "coalesced into one push"
+    );
+    assert_eq!(
+        env.engine
+            .stats()
+            .pushes_joined
+            .load(std::sync::atomic::Ordering::Relaxed),
+        9
+    );
+}
+
+#[tokio::test]
+async fn many_pending_pushes_are_polled_in_batches() {
+    let env = env().await;
+    let p = push_policy(PushMode::Blocking);
+    // 25 different users' pushes pending at once: polls go out 20 ids at a time.
+    let mut users = String::new();
+    for i in 0..25 {
+        users.push_str(&format!(
+            "[[users]]\nid = \"batch{i}\"\n[users.push]\ndelay_ms = 800\n[[users.credentials]]\nid = \"VSMT2000{i:04}\"\ntotp_secret = \"{ALICE_SECRET}\"\npush = true\n"
+        ));
+    }
+    drop(env);
+    let env = env_with(&users, fast_engine_config()).await;
+    let mut tasks = Vec::new();
+    for i in 0..25 {
+        let engine = env.engine.clone();
+        let p = p.clone();
+        tasks.push(tokio::spawn(async move {
+            engine
+                .authenticate(request(&format!("batch{i}"), Some("push"), None, &p))
+                .await
+        }));
+    }
+    for t in tasks {
+        expect_accept(&t.await.unwrap());
+    }
+    let polls = env.calls("pollPushStatus");
+    // ~8 rounds of polling for 25 pushes: without batching this would be ~200 calls.
+    assert!(polls <= 40, "polls = {polls}");
+}
+
+// ---- push, challenge mode and number challenge ------------------------------------------------
+
+#[tokio::test]
+async fn challenge_push_answers_at_once_then_finishes_on_the_next_round() {
+    let env = env().await;
+    let p = push_policy(PushMode::Challenge);
+    let t = Instant::now();
+    let o = env.auth("dave", Some("push"), None, &p).await;
+    let c = expect_challenge(&o);
+    assert!(
+        t.elapsed() < Duration::from_millis(1000),
+        "answered before the phone did"
+    );
+    assert!(c.prompt.contains("press Enter"), "{}", c.prompt);
+    // Pressing Enter too early: still pending, a fresh Challenge.
+    let o = env.auth("dave", Some(""), Some(c.state.clone()), &p).await;
+    let c2 = match o {
+        Outcome::Challenge(c2) => c2,
+        Outcome::Accept(_) => return, // the phone was quicker than the round wait: fine
+        other => panic!("{other:?}"),
+    };
+    assert!(c2.prompt.starts_with("Not approved yet"), "{}", c2.prompt);
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    let o = env.auth("dave", Some(""), Some(c2.state.clone()), &p).await;
+    assert_eq!(expect_accept(&o).factor, Factor::Push);
+    assert_eq!(env.calls("authenticateUserWithPush"), 1);
+}
+
+#[tokio::test]
+async fn number_challenge_is_shown_in_the_prompt() {
+    let env = env().await;
+    let p = push_policy(PushMode::Challenge);
+    let o = env.auth("erin", Some("push"), None, &p).await;
+    let c = expect_challenge(&o);
+    assert!(c.prompt.contains("42"), "the number is shown: {}", c.prompt);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let o = env.auth("erin", None, Some(c.state.clone()), &p).await;
+    expect_accept(&o);
+}
+
+#[tokio::test]
+async fn number_challenge_answered_wrongly_on_the_phone_is_rejected() {
+    let env = env().await;
+    let p = push_policy(PushMode::Challenge);
+    let o = env.auth("frank", Some("push"), None, &p).await;
+    let c = expect_challenge(&o);
+    assert!(c.prompt.contains("17"));
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let o = env.auth("frank", None, Some(c.state.clone()), &p).await;
+    expect_reject(&o, RejectReason::NumberChallengeFailed);
+}
+
+#[tokio::test]
+async fn blocking_push_never_asks_for_a_number_it_cannot_show() {
+    let env = env().await;
+    let p = push_policy(PushMode::Blocking);
+    // erin's phone would need a number; blocking mode does not send supportNumberChallenge.
+    let o = env.auth("erin", Some("push"), None, &p).await;
+    expect_accept(&o);
+}
+
+#[tokio::test]
+async fn a_code_may_answer_a_push_challenge() {
+    let env = env().await;
+    let p = push_policy(PushMode::Challenge);
+    let o = env.auth("carol", Some("push"), None, &p).await;
+    let c = expect_challenge(&o);
+    let o = env
+        .auth(
+            "carol",
+            Some(&code(ALICE_SECRET, 0)),
+            Some(c.state.clone()),
+            &p,
+        )
+        .await;
+    assert_eq!(expect_accept(&o).factor, Factor::Code);
+}
+
+// ---- challenge (menu) mode ------------------------------------------------------------------
+
+#[tokio::test]
+async fn menu_lists_the_users_factors_and_continues() {
+    let env = env().await;
+    let p = policy(|p| {
+        p.mode = PasswordMode::Challenge;
+        p.push_timeout = Duration::from_secs(3);
+    });
+    let o = env
+        .auth("alice", Some("ignored-first-password"), None, &p)
+        .await;
+    let c = expect_challenge(&o);
+    for word in ["push", "sms", "voice", "*******4567", "security code"] {
+        assert!(c.prompt.contains(word), "{word} in {}", c.prompt);
+    }
+    assert_eq!(env.calls("checkOtp"), 0, "the first password is not a code");
+    // Empty answer = push (blocking by default): alice approves.
+    let o = env.auth("alice", Some(""), Some(c.state.clone()), &p).await;
+    assert_eq!(expect_accept(&o).factor, Factor::Push);
+    // Again, answering with a code this time. The menu is served from the user-info cache.
+    let c = expect_challenge(&env.auth("alice", None, None, &p).await).clone();
+    let o = env
+        .auth("alice", Some(&code(ALICE_SECRET, 1)), Some(c.state), &p)
+        .await;
+    assert_eq!(expect_accept(&o).factor, Factor::Code);
+    assert_eq!(env.calls("getUserInfo"), 1, "getUserInfo cached");
+}
+
+#[tokio::test]
+async fn menu_for_a_code_only_user_asks_for_the_code() {
+    let env = env().await;
+    let p = policy(|p| p.mode = PasswordMode::Challenge);
+    let c = expect_challenge(&env.auth("nophone", None, None, &p).await).clone();
+    assert_eq!(c.prompt, "Enter your security code:");
+}
+
+// ---- State --------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn forged_replayed_foreign_and_expired_states_are_rejected() {
+    let env = env_with(
+        "",
+        EngineConfig {
+            state_ttl: Duration::from_secs(1),
+            ..fast_engine_config()
+        },
+    )
+    .await;
+    let p = code_policy();
+    let c = expect_challenge(&env.auth("alice", Some("sms"), None, &p).await).clone();
+    let sent = env.sim.last_sent_code("alice").unwrap();
+
+    let mut forged = c.state.clone();
+    let last = forged.len() - 1;
+    forged[last] ^= 1;
+    expect_reject(
+        &env.auth("alice", Some(&sent), Some(forged), &p).await,
+        RejectReason::BadState,
+    );
+    expect_reject(
+        &env.auth("bob", Some(&sent), Some(c.state.clone()), &p)
+            .await,
+        RejectReason::BadState,
+    );
+    expect_accept(
+        &env.auth("alice", Some(&sent), Some(c.state.clone()), &p)
+            .await,
+    );
+    expect_reject(
+        &env.auth("alice", Some(&sent), Some(c.state.clone()), &p)
+            .await,
+        RejectReason::BadState,
+    );
+
+    let c = expect_challenge(&env.auth("alice", Some("sms"), None, &p).await).clone();
+    let sent = env.sim.last_sent_code("alice").unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    expect_reject(
+        &env.auth("alice", Some(&sent), Some(c.state), &p).await,
+        RejectReason::BadState,
+    );
+    assert_eq!(
+        env.calls("checkOtp"),
+        1,
+        "only the genuine answer reached VIP"
+    );
+}
+
+#[tokio::test]
+async fn state_from_another_client_is_rejected() {
+    let env = env().await;
+    let p = code_policy();
+    let c = expect_challenge(&env.auth("alice", Some("sms"), None, &p).await).clone();
+    let sent = env.sim.last_sent_code("alice").unwrap();
+    let mut req = request("alice", Some(&sent), Some(c.state.clone()), &p);
+    req.client.name = "other-nas".into();
+    expect_reject(&env.engine.authenticate(req).await, RejectReason::BadState);
+    assert!(
+        env.engine.state_is_live(&c.state),
+        "a refused attempt does not burn the State"
+    );
+}
+
+#[tokio::test]
+async fn state_is_live_until_used() {
+    let env = env().await;
+    let p = code_policy();
+    let c = expect_challenge(&env.auth("alice", Some("sms"), None, &p).await).clone();
+    assert!(env.engine.state_is_live(&c.state));
+    assert!(!env.engine.state_is_live(b"not a state"));
+    let sent = env.sim.last_sent_code("alice").unwrap();
+    expect_accept(
+        &env.auth("alice", Some(&sent), Some(c.state.clone()), &p)
+            .await,
+    );
+    assert!(!env.engine.state_is_live(&c.state));
+}
+
+// ---- throttling ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn push_bombing_gets_at_most_the_allowed_pushes() {
+    let env = env().await; // default: 3 pushes per user per 5 minutes
+    let p = push_policy(PushMode::Challenge);
+    let mut throttled = 0;
+    for i in 0..8 {
+        // A different client each time, so nothing is coalesced.
+        let mut req = request("carol", Some("push"), None, &p);
+        req.client.name = format!("nas{i}");
+        match env.engine.authenticate(req).await {
+            Outcome::Challenge(_) => {}
+            o => {
+                expect_reject(&o, RejectReason::Throttled);
+                throttled += 1;
+            }
+        }
+    }
+    assert_eq!(env.calls("authenticateUserWithPush"), 3);
+    assert_eq!(throttled, 5);
+    // Code entry is a separate limit: carol can still log in with her token.
+    expect_accept(
+        &env.auth("carol", Some(&code(ALICE_SECRET, 0)), None, &p)
+            .await,
+    );
+}
+
+#[tokio::test]
+async fn code_guessing_is_throttled_without_vip_calls_and_recovers() {
+    let throttle = ThrottleConfig {
+        codes_per_user: RateLimit {
+            count: 5,
+            per: Duration::from_secs(2),
+        },
+        ..ThrottleConfig::default()
+    };
+    let env = env_with(
+        "",
+        EngineConfig {
+            throttle,
+            ..fast_engine_config()
+        },
+    )
+    .await;
+    let p = code_policy();
+    let good = code(BOB_SECRET, 0);
+    let bad = if good == "000000" { "111111" } else { "000000" };
+    for _ in 0..5 {
+        expect_reject(
+            &env.auth("bob", Some(bad), None, &p).await,
+            RejectReason::BadCode,
+        );
+    }
+    expect_reject(
+        &env.auth("bob", Some(&good), None, &p).await,
+        RejectReason::Throttled,
+    );
+    assert_eq!(
+        env.calls("checkOtp"),
+        5,
+        "throttled attempts never reach VIP"
+    );
+    // Other users are unaffected; bob gets a token back after per/count.
+    expect_accept(
+        &env.auth("alice", Some(&code(ALICE_SECRET, 0)), None, &p)
+            .await,
+    );
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    expect_accept(&env.auth("bob", Some(&good), None, &p).await);
+}
+
+#[tokio::test]
+async fn requests_per_client_are_throttled() {
+    let throttle = ThrottleConfig {
+        requests_per_client: RateLimit {
+            count: 2,
+            per: Duration::from_secs(60),
+        },
+        ..ThrottleConfig::default()
+    };
+    let env = env_with(
+        "",
+        EngineConfig {
+            throttle,
+            ..fast_engine_config()
+        },
+    )
+    .await;
+    let p = code_policy();
+    expect_reject(
+        &env.auth("alice", Some("00000"), None, &p).await,
+        RejectReason::BadInput,
+    );
+    expect_reject(
+        &env.auth("alice", Some("00000"), None, &p).await,
+        RejectReason::BadInput,
+    );
+    let o = env
+        .auth("alice", Some(&code(ALICE_SECRET, 0)), None, &p)
+        .await;
+    expect_reject(&o, RejectReason::Throttled);
+    assert_eq!(env.calls("checkOtp"), 0);
+}
+
+// ---- fail mode ----------------------------------------------------------------------------
+
+fn fail_policy(mode: FailMode) -> Arc<vip_core::engine::LoginPolicy> {
+    policy(|p| {
+        p.fail_mode = mode;
+        p.push_timeout = Duration::from_secs(3);
+        p.push_mode = PushMode::Challenge;
+    })
+}
+
+async fn with_faults(env: &Env, f: vip_sim::Faults) {
+    env.sim.set_global_faults(f);
+}
+
+#[tokio::test]
+async fn fail_closed_and_open_when_vip_answers_500_or_garbage() {
+    let env = env().await;
+    let c = code(ALICE_SECRET, 0);
+    for faults in [
+        vip_sim::Faults {
+            http_500: true,
+            ..Default::default()
+        },
+        vip_sim::Faults {
+            malformed_xml: true,
+            ..Default::default()
+        },
+        vip_sim::Faults {
+            soap_fault: true,
+            ..Default::default()
+        },
+        vip_sim::Faults {
+            connection_reset: true,
+            ..Default::default()
+        },
+    ] {
+        with_faults(&env, faults.clone()).await;
+        let o = env
+            .auth("alice", Some(&c), None, &fail_policy(FailMode::Closed))
+            .await;
+        expect_reject(&o, RejectReason::Unavailable);
+        let o = env
+            .auth("alice", Some(&c), None, &fail_policy(FailMode::Open))
+            .await;
+        let a = expect_accept(&o);
+        assert!(
+            a.failed_open && a.factor == Factor::None,
+            "{faults:?}: {a:?}"
+        );
+    }
+    let opens = env
+        .engine
+        .stats()
+        .fail_opens
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(opens, 4);
+}
+
+#[tokio::test]
+async fn fail_open_when_vip_is_down_but_never_for_an_answered_no() {
+    let env = env().await;
+    let open = fail_policy(FailMode::Open);
+    // VIP answering "wrong code" is never a reason to fail open.
+    expect_reject(
+        &env.auth("alice", Some("000001"), None, &open).await,
+        RejectReason::BadCode,
+    );
+    let Env { sim, engine, .. } = env;
+    sim.shutdown().await;
+    let c = code(ALICE_SECRET, 0);
+    let o = auth_with(&engine, request("alice", Some(&c), None, &open)).await;
+    assert!(expect_accept(&o).failed_open);
+    let closed = fail_policy(FailMode::Closed);
+    let o = auth_with(&engine, request("alice", Some(&c), None, &closed)).await;
+    expect_reject(&o, RejectReason::Unavailable);
+}
+
+#[tokio::test]
+async fn another_instance_with_the_shared_key_continues_a_push_but_never_fails_open() {
+    let mut env = env().await;
+    let key = env.dir.path().join("state.key");
+    std::fs::write(&key, "7f".repeat(32)).unwrap();
+    env.core.engine.state_key_file = Some(key);
+    let first = vip_core::engine::Engine::new(&env.core).unwrap();
+    let second = vip_core::engine::Engine::new(&env.core).unwrap();
+    let open = fail_policy(FailMode::Open);
+
+    // dave approves after 1.2 s; the NAS fails over to the second instance for round two.
+    let o = auth_with(&first, request("dave", Some("push"), None, &open)).await;
+    let c = expect_challenge(&o).clone();
+    tokio::time::sleep(Duration::from_millis(1400)).await;
+    let o = auth_with(&second, request("dave", None, Some(c.state.clone()), &open)).await;
+    assert_eq!(expect_accept(&o).factor, Factor::Push);
+
+    // Same again, but VIP breaks before round two: the policy fails open, yet mid-push it must not.
+    let o = auth_with(&first, request("carol", Some("push"), None, &open)).await;
+    let c = expect_challenge(&o).clone();
+    with_faults(
+        &env,
+        vip_sim::Faults {
+            http_500: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    let o = auth_with(
+        &second,
+        request("carol", None, Some(c.state.clone()), &open),
+    )
+    .await;
+    expect_reject(&o, RejectReason::Unavailable);
+}

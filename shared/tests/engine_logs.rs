@@ -1,0 +1,98 @@
+//! No log line, at any level, contains a code, PIN, password or State value.
+//! Its own test binary, so the global subscriber captures everything, including VIP client spans.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine as _;
+use support::*;
+use vip_core::engine::{Outcome, PasswordMode, PushMode};
+
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn no_secret_reaches_any_log_line() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::FULL)
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .init();
+
+    let env = env().await;
+    let mut secrets: Vec<String> = Vec::new();
+    let mut states: Vec<Vec<u8>> = Vec::new();
+
+    // A good code, a bad code, a PIN + code, a 604A round, an SMS round, a challenge push.
+    let good = code(ALICE_SECRET, 0);
+    expect_accept(&env.auth("alice", Some(&good), None, &policy(|_| {})).await);
+    let bad = if good == "918273" { "192837" } else { "918273" }.to_owned();
+    env.auth("alice", Some(&bad), None, &policy(|_| {})).await;
+    let pin_code = format!("4321{}", code(ALICE_SECRET, 1));
+    let p = policy(|p| p.mode = PasswordMode::PinOtp);
+    expect_accept(&env.auth("alice", Some(&pin_code), None, &p).await);
+    let first = code(ALICE_SECRET, 6);
+    let c = expect_challenge(
+        &env.auth("drifty", Some(&first), None, &policy(|_| {}))
+            .await,
+    )
+    .clone();
+    states.push(c.state.clone());
+    let next = code(ALICE_SECRET, 7);
+    expect_accept(
+        &env.auth("drifty", Some(&next), Some(c.state), &policy(|_| {}))
+            .await,
+    );
+    let c = expect_challenge(&env.auth("alice", Some("sms"), None, &policy(|_| {})).await).clone();
+    states.push(c.state.clone());
+    let sent = env.sim.last_sent_code("alice").unwrap();
+    expect_accept(
+        &env.auth("alice", Some(&sent), Some(c.state), &policy(|_| {}))
+            .await,
+    );
+    let pp = policy(|p| {
+        p.push_mode = PushMode::Challenge;
+        p.push_timeout = Duration::from_secs(3);
+    });
+    let c = expect_challenge(&env.auth("erin", Some("push"), None, &pp).await).clone();
+    states.push(c.state.clone());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let o = env.auth("erin", None, Some(c.state), &pp).await;
+    assert!(matches!(o, Outcome::Accept(_) | Outcome::Challenge(_)));
+
+    secrets.extend([good, bad, pin_code, "4321".to_owned(), first, next, sent]);
+    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert!(log.contains("login round finished"), "the capture works");
+    assert!(log.contains("request_id"), "VIP requestIds are logged");
+    for s in &secrets {
+        assert!(!log.contains(s.as_str()), "a secret value reached the log");
+    }
+    for st in &states {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(st);
+        assert!(
+            !log.contains(&hex::encode(st)) && !log.contains(&b64),
+            "a State reached the log"
+        );
+        assert!(
+            !log.contains(&format!("{:?}", &st[..8])),
+            "State bytes reached the log"
+        );
+    }
+}
