@@ -1,5 +1,40 @@
 //! The VIP User Services client: the only place that knows VIP's wire format.
+//!
+//! - `soap`: envelopes out, namespace-checked parsing in;
+//! - `ops`: one typed request/response per operation (pure render/parse functions);
+//! - `status`: every status, poll-status and detail code as an enum;
+//! - `transport`: reqwest + mutual TLS + pooling + deadlines + bounded in-flight calls;
+//! - `error`: [`VipError`].
 
+mod backend;
+mod client;
 mod config;
+mod error;
+mod ops;
+mod soap;
+mod status;
+mod transport;
 
+pub use backend::VipBackend;
+pub use client::VipClient;
 pub use config::{VipConfig, DEFAULT_AUTH_URL, DEFAULT_MANAGEMENT_URL, DEFAULT_QUERY_URL};
+pub use error::VipError;
+pub use ops::{
+    AuthenticateUser, CredentialBinding, OtpAuthResponse, OtpDelivery, PushDetail, PushRequest,
+    PushResponse, SendOtpResponse, ServerTime, TransactionStatus, UserInfo, UserStatus,
+    MAX_POLL_IDS,
+};
+pub use soap::VIP_NS;
+pub use status::{DetailCode, PollStatus, Status};
+
+/// Request rendering and response parsing without I/O, for golden tests and tools.
+/// `request_id` is passed in so bodies are deterministic. Not a stable API.
+#[doc(hidden)]
+pub mod wire {
+    pub use super::ops::{
+        parse_authenticate_user, parse_authenticate_user_with_push, parse_check_otp,
+        parse_get_server_time, parse_get_user_info, parse_poll_push_status, parse_send_otp,
+        render_authenticate_user, render_authenticate_user_with_push, render_check_otp,
+        render_get_server_time, render_get_user_info, render_poll_push_status, render_send_otp,
+    };
+}

@@ -1,0 +1,202 @@
+//! `VipClient`: one typed async method per VIP operation.
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use reqwest::Url;
+use tracing::Instrument;
+
+use super::config::VipConfig;
+use super::error::VipError;
+use super::ops::{self, *};
+use super::transport::{parse_url, Transport};
+use crate::request_id::RequestIds;
+
+/// The VIP User Services client. Cheap to clone (an `Arc` inside); make one per process so
+/// every call shares the connection pool and the in-flight bound.
+#[derive(Clone)]
+pub struct VipClient {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    transport: Transport,
+    ids: RequestIds,
+    auth_url: Url,
+    query_url: Url,
+    management_url: Url,
+}
+
+impl std::fmt::Debug for VipClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VipClient")
+            .field("auth_url", &self.inner.auth_url.as_str())
+            .field("query_url", &self.inner.query_url.as_str())
+            .field("management_url", &self.inner.management_url.as_str())
+            .finish_non_exhaustive()
+    }
+}
+
+impl VipClient {
+    /// Checks the URLs, loads the client certificate (PEM or PKCS#12) and the CA roots, and
+    /// builds the pooled HTTPS client. Does not connect.
+    pub fn new(cfg: &VipConfig) -> Result<VipClient, VipError> {
+        let auth_url = parse_url("auth_url", &cfg.auth_url)?;
+        let query_url = parse_url("query_url", &cfg.query_url)?;
+        let management_url = parse_url("management_url", &cfg.management_url)?;
+        let ids = RequestIds::new(&cfg.request_id_prefix)
+            .map_err(|e| VipError::config(e.to_string(), None))?;
+        let transport = Transport::new(cfg)?;
+        Ok(VipClient {
+            inner: Arc::new(Inner {
+                transport,
+                ids,
+                auth_url,
+                query_url,
+                management_url,
+            }),
+        })
+    }
+
+    /// A fresh VIP requestId from this client's generator.
+    pub fn next_request_id(&self) -> String {
+        self.inner.ids.next()
+    }
+
+    /// Renders, sends and parses one call inside a `vip_call{op, request_id}` span.
+    /// Logs the outcome and duration, never the body (it carries codes and PINs).
+    async fn call<T>(
+        &self,
+        op: &'static str,
+        url: &Url,
+        render: impl FnOnce(&str) -> Result<String, VipError>,
+        parse: impl FnOnce(&[u8], &str) -> Result<T, VipError>,
+    ) -> Result<T, VipError> {
+        let rid = self.inner.ids.next();
+        let span = tracing::debug_span!("vip_call", op, request_id = %rid);
+        async move {
+            let start = Instant::now();
+            let result = match render(&rid) {
+                Ok(body) => match self.inner.transport.post(url, body).await {
+                    Ok(answer) => parse(&answer, &rid).map_err(|e| e.at_url(url.as_str())),
+                    Err(e) => Err(e),
+                },
+                Err(e) => Err(e),
+            };
+            let elapsed_ms = start.elapsed().as_millis() as u64;
+            match &result {
+                Ok(_) => tracing::debug!(status = "success", elapsed_ms, "VIP call done"),
+                Err(e) => {
+                    let status = e.status().map(|s| s.code_str());
+                    tracing::debug!(status = status.as_deref().unwrap_or("-"), elapsed_ms, error = %e, "VIP call failed");
+                }
+            }
+            result
+        }
+        .instrument(span)
+        .await
+    }
+
+    pub async fn authenticate_user(
+        &self,
+        req: &AuthenticateUser<'_>,
+    ) -> Result<OtpAuthResponse, VipError> {
+        self.call(
+            ops::OP_AUTHENTICATE_USER,
+            &self.inner.auth_url,
+            |rid| render_authenticate_user(rid, req),
+            parse_authenticate_user,
+        )
+        .await
+    }
+
+    pub async fn check_otp(
+        &self,
+        user_id: &str,
+        otp: &str,
+        otp2: Option<&str>,
+    ) -> Result<OtpAuthResponse, VipError> {
+        self.call(
+            ops::OP_CHECK_OTP,
+            &self.inner.auth_url,
+            |rid| render_check_otp(rid, user_id, otp, otp2),
+            parse_check_otp,
+        )
+        .await
+    }
+
+    /// Succeeds on VIP's 6040 (push sent) with the transactionId to poll.
+    pub async fn authenticate_user_with_push(
+        &self,
+        req: &PushRequest<'_>,
+    ) -> Result<PushResponse, VipError> {
+        self.call(
+            ops::OP_PUSH,
+            &self.inner.auth_url,
+            |rid| render_authenticate_user_with_push(rid, req),
+            parse_authenticate_user_with_push,
+        )
+        .await
+    }
+
+    /// Polls 1..=20 push transactions (Query service).
+    pub async fn poll_push_status(
+        &self,
+        transaction_ids: &[&str],
+    ) -> Result<Vec<TransactionStatus>, VipError> {
+        self.call(
+            ops::OP_POLL,
+            &self.inner.query_url,
+            |rid| render_poll_push_status(rid, transaction_ids),
+            |body, rid| parse_poll_push_status(body, rid, transaction_ids),
+        )
+        .await
+    }
+
+    pub async fn get_user_info(
+        &self,
+        user_id: &str,
+        include_push_attributes: bool,
+    ) -> Result<UserInfo, VipError> {
+        self.call(
+            ops::OP_USER_INFO,
+            &self.inner.query_url,
+            |rid| render_get_user_info(rid, user_id, include_push_attributes),
+            parse_get_user_info,
+        )
+        .await
+    }
+
+    /// Sends a security code by SMS or voice (Management service).
+    pub async fn send_otp(
+        &self,
+        user_id: &str,
+        delivery: &OtpDelivery,
+    ) -> Result<SendOtpResponse, VipError> {
+        self.call(
+            ops::OP_SEND_OTP,
+            &self.inner.management_url,
+            |rid| render_send_otp(rid, user_id, delivery),
+            parse_send_otp,
+        )
+        .await
+    }
+
+    /// VIP's clock; `skew` is VIP minus us in seconds.
+    pub async fn get_server_time(&self) -> Result<ServerTime, VipError> {
+        self.call(
+            ops::OP_SERVER_TIME,
+            &self.inner.query_url,
+            render_get_server_time,
+            |body, rid| parse_get_server_time(body, rid, unix_now()),
+        )
+        .await
+    }
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}

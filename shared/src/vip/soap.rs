@@ -1,0 +1,364 @@
+//! SOAP 1.1 envelopes out, namespace-checked parsing in. No I/O here.
+
+use quick_xml::events::Event;
+use quick_xml::name::ResolveResult;
+use quick_xml::NsReader;
+
+use super::error::VipError;
+
+/// The namespace of every VIP User Services payload element.
+pub const VIP_NS: &str = "https://schemas.symantec.com/vip/2011/04/vipuserservices";
+/// SOAP 1.1 envelope namespace.
+pub const SOAP_NS: &str = "http://schemas.xmlsoap.org/soap/envelope/";
+
+/// Nesting deeper than this is not a VIP response; the bound also keeps the tree's
+/// (recursive) drop shallow whatever the peer sends.
+const MAX_DEPTH: usize = 32;
+
+// ---------------------------------------------------------------- writing
+
+/// Builds one request body: `<soapenv:Envelope><soapenv:Body><vip:NAME>...`.
+pub(crate) struct Writer {
+    out: String,
+    stack: Vec<&'static str>,
+}
+
+impl Writer {
+    /// Opens the envelope and the request element `vip:{request}`.
+    pub(crate) fn new(request: &'static str) -> Writer {
+        let mut out = String::with_capacity(512);
+        out.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>");
+        out.push_str("<soapenv:Envelope xmlns:soapenv=\"");
+        out.push_str(SOAP_NS);
+        out.push_str("\" xmlns:vip=\"");
+        out.push_str(VIP_NS);
+        out.push_str("\"><soapenv:Header/><soapenv:Body>");
+        let mut w = Writer {
+            out,
+            stack: Vec::new(),
+        };
+        w.open(request);
+        w
+    }
+
+    pub(crate) fn open(&mut self, name: &'static str) {
+        self.out.push_str("<vip:");
+        self.out.push_str(name);
+        self.out.push('>');
+        self.stack.push(name);
+    }
+
+    pub(crate) fn close(&mut self) {
+        if let Some(name) = self.stack.pop() {
+            self.out.push_str("</vip:");
+            self.out.push_str(name);
+            self.out.push('>');
+        }
+    }
+
+    /// `<vip:name>escaped text</vip:name>`.
+    pub(crate) fn leaf(&mut self, name: &'static str, text: &str) {
+        self.out.push_str("<vip:");
+        self.out.push_str(name);
+        self.out.push('>');
+        escape_into(&mut self.out, text);
+        self.out.push_str("</vip:");
+        self.out.push_str(name);
+        self.out.push('>');
+    }
+
+    /// A `{Key, Value}` pair element (VIP capitalises `Key` and `Value`).
+    pub(crate) fn pair(&mut self, name: &'static str, key: &str, value: &str) {
+        self.open(name);
+        self.leaf("Key", key);
+        self.leaf("Value", value);
+        self.close();
+    }
+
+    pub(crate) fn finish(mut self) -> String {
+        while !self.stack.is_empty() {
+            self.close();
+        }
+        self.out.push_str("</soapenv:Body></soapenv:Envelope>");
+        self.out
+    }
+}
+
+/// XML-escapes text for element content (all five specials, so the same routine is safe
+/// for attribute values too).
+pub(crate) fn escape_into(out: &mut String, text: &str) {
+    for c in text.chars() {
+        match c {
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            // CR would be normalised away by the receiver's parser; keep it.
+            '\r' => out.push_str("&#13;"),
+            c => out.push(c),
+        }
+    }
+}
+
+/// Whether every character of `s` may appear in an XML 1.0 document (escaping cannot carry
+/// the others, e.g. NUL or most C0 controls).
+pub(crate) fn is_xml_text(s: &str) -> bool {
+    s.chars().all(|c| {
+        matches!(c, '\u{9}' | '\u{A}' | '\u{D}' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..='\u{10FFFF}')
+    })
+}
+
+// ---------------------------------------------------------------- reading
+
+/// A parsed element: its namespace (None when unbound), local name, direct text and children.
+#[derive(Debug)]
+pub(crate) struct Element {
+    pub(crate) ns: Option<String>,
+    pub(crate) name: String,
+    pub(crate) text: String,
+    pub(crate) children: Vec<Element>,
+}
+
+impl Element {
+    pub(crate) fn is(&self, ns: &str, name: &str) -> bool {
+        self.ns.as_deref() == Some(ns) && self.name == name
+    }
+
+    /// Direct children named `{VIP_NS}name`, in document order.
+    pub(crate) fn vip_children<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Element> {
+        self.children.iter().filter(move |c| c.is(VIP_NS, name))
+    }
+
+    pub(crate) fn vip_child<'a>(&'a self, name: &str) -> Option<&'a Element> {
+        self.children.iter().find(|c| c.is(VIP_NS, name))
+    }
+
+    /// Trimmed text of the first `{VIP_NS}name` child; absent or empty gives `None`.
+    pub(crate) fn vip_text(&self, name: &str) -> Option<String> {
+        self.vip_child(name)
+            .map(|e| e.text.trim().to_owned())
+            .filter(|t| !t.is_empty())
+    }
+
+    fn qualified(&self) -> String {
+        match &self.ns {
+            Some(ns) => format!("{{{ns}}}{}", self.name),
+            None => self.name.clone(),
+        }
+    }
+}
+
+/// Parses a document into a tree, resolving namespaces.
+pub(crate) fn parse_document(body: &[u8]) -> Result<Element, String> {
+    if body.iter().all(|b| b.is_ascii_whitespace()) {
+        return Err("empty body".into());
+    }
+    let mut reader = NsReader::from_reader(body);
+    reader.config_mut().trim_text(false);
+    let mut stack: Vec<Element> = Vec::new();
+    let mut root: Option<Element> = None;
+    loop {
+        let (ns, event) = match reader.read_resolved_event() {
+            Ok(x) => x,
+            Err(e) => {
+                let at = reader.buffer_position();
+                return Err(format!("malformed XML at byte {at}: {e}"));
+            }
+        };
+        match event {
+            Event::Start(ref e) | Event::Empty(ref e) => {
+                if root.is_some() {
+                    return Err("content after the root element".into());
+                }
+                if stack.len() >= MAX_DEPTH {
+                    return Err("XML nested too deeply".into());
+                }
+                let ns = match ns {
+                    ResolveResult::Bound(n) => Some(
+                        std::str::from_utf8(n.into_inner())
+                            .map_err(|_| "namespace is not UTF-8".to_string())?
+                            .to_owned(),
+                    ),
+                    ResolveResult::Unbound => None,
+                    ResolveResult::Unknown(p) => {
+                        return Err(format!(
+                            "undeclared namespace prefix {:?}",
+                            String::from_utf8_lossy(&p)
+                        ))
+                    }
+                };
+                let name = std::str::from_utf8(e.local_name().into_inner())
+                    .map_err(|_| "element name is not UTF-8".to_string())?
+                    .to_owned();
+                let el = Element {
+                    ns,
+                    name,
+                    text: String::new(),
+                    children: Vec::new(),
+                };
+                if matches!(event, Event::Empty(_)) {
+                    attach(&mut stack, &mut root, el);
+                } else {
+                    stack.push(el);
+                }
+            }
+            Event::End(_) => {
+                let el = stack
+                    .pop()
+                    .ok_or_else(|| "unbalanced end tag".to_string())?;
+                attach(&mut stack, &mut root, el);
+            }
+            Event::Text(t) => {
+                let s = t.unescape().map_err(|e| format!("bad text in XML: {e}"))?;
+                match stack.last_mut() {
+                    Some(top) => top.text.push_str(&s),
+                    None if s.trim().is_empty() => {}
+                    None => return Err("text outside the root element".into()),
+                }
+            }
+            Event::CData(t) => {
+                let s = std::str::from_utf8(&t)
+                    .map_err(|_| "CDATA is not UTF-8".to_string())?
+                    .to_owned();
+                if let Some(top) = stack.last_mut() {
+                    top.text.push_str(&s);
+                }
+            }
+            Event::DocType(_) => return Err("DOCTYPE is not allowed in a SOAP message".into()),
+            Event::Decl(_) | Event::PI(_) | Event::Comment(_) => {}
+            Event::Eof => break,
+        }
+    }
+    if !stack.is_empty() {
+        return Err("truncated XML (unclosed elements at end of input)".into());
+    }
+    root.ok_or_else(|| "no root element".to_string())
+}
+
+fn attach(stack: &mut [Element], root: &mut Option<Element>, el: Element) {
+    match stack.last_mut() {
+        Some(parent) => parent.children.push(el),
+        None => *root = Some(el),
+    }
+}
+
+/// Parses a SOAP 1.1 response and returns its payload element, which must be
+/// `{VIP_NS}response`. A Fault, another envelope, a wrong namespace or element: `Protocol`.
+pub(crate) fn parse_response(body: &[u8], response: &str) -> Result<Element, VipError> {
+    let root = parse_document(body).map_err(VipError::protocol)?;
+    if !root.is(SOAP_NS, "Envelope") {
+        return Err(VipError::protocol(format!(
+            "expected a SOAP 1.1 Envelope, got {}",
+            root.qualified()
+        )));
+    }
+    let body_el = root
+        .children
+        .into_iter()
+        .find(|c| c.is(SOAP_NS, "Body"))
+        .ok_or_else(|| VipError::protocol("SOAP Envelope without Body"))?;
+    let payload = body_el
+        .children
+        .into_iter()
+        .next()
+        .ok_or_else(|| VipError::protocol("empty SOAP Body"))?;
+    if payload.is(SOAP_NS, "Fault") {
+        return Err(VipError::protocol(describe_fault(&payload)));
+    }
+    if payload.name == response && payload.ns.as_deref() != Some(VIP_NS) {
+        return Err(VipError::protocol(format!(
+            "{response} in the wrong namespace {:?} (expected {VIP_NS})",
+            payload.ns.as_deref().unwrap_or("")
+        )));
+    }
+    if !payload.is(VIP_NS, response) {
+        return Err(VipError::protocol(format!(
+            "expected {{{VIP_NS}}}{response}, got {}",
+            payload.qualified()
+        )));
+    }
+    Ok(payload)
+}
+
+/// If `body` is a SOAP Fault, its description.
+pub(crate) fn fault_of(body: &[u8]) -> Option<String> {
+    let root = parse_document(body).ok()?;
+    let b = root.children.iter().find(|c| c.is(SOAP_NS, "Body"))?;
+    let f = b.children.iter().find(|c| c.is(SOAP_NS, "Fault"))?;
+    Some(describe_fault(f))
+}
+
+fn describe_fault(fault: &Element) -> String {
+    // faultcode / faultstring are unqualified in SOAP 1.1.
+    let field = |n: &str| {
+        fault
+            .children
+            .iter()
+            .find(|c| c.name == n)
+            .map(|c| c.text.trim().to_owned())
+            .unwrap_or_default()
+    };
+    format!(
+        "SOAP Fault: {} {}",
+        field("faultcode"),
+        truncate(&field("faultstring"), 200)
+    )
+}
+
+/// At most `max` characters of `s` (for error messages built from peer data).
+pub(crate) fn truncate(s: &str, max: usize) -> String {
+    let mut out: String = s.chars().take(max).collect();
+    if s.chars().nth(max).is_some() {
+        out.push('…');
+    }
+    out
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_all_specials() {
+        let mut s = String::new();
+        escape_into(&mut s, "<&>\"'é\r");
+        assert_eq!(s, "&lt;&amp;&gt;&quot;&apos;é&#13;");
+    }
+
+    #[test]
+    fn xml_text_check() {
+        assert!(is_xml_text("ünï\tcode\n😀"));
+        assert!(!is_xml_text("a\u{0}b"));
+        assert!(!is_xml_text("a\u{1b}b"));
+        assert!(!is_xml_text("\u{FFFE}"));
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_not_overflowed() {
+        let mut doc = String::new();
+        for _ in 0..100_000 {
+            doc.push_str("<a>");
+        }
+        assert!(parse_document(doc.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn resolves_namespaces() {
+        let doc = br#"<x:a xmlns:x="urn:x" xmlns="urn:d"><b>t&amp;</b><x:c/></x:a>"#;
+        let root = parse_document(doc).unwrap();
+        assert!(root.is("urn:x", "a"));
+        assert!(root.children[0].is("urn:d", "b"));
+        assert_eq!(root.children[0].text, "t&");
+        assert!(root.children[1].is("urn:x", "c"));
+    }
+
+    #[test]
+    fn undeclared_prefix_and_trailing_garbage_are_errors() {
+        assert!(parse_document(b"<x:a/>").is_err());
+        assert!(parse_document(b"<a/><b/>").is_err());
+        assert!(parse_document(b"<a>").is_err());
+        assert!(parse_document(b"<a></b>").is_err());
+    }
+}

@@ -1,0 +1,852 @@
+//! HTTPS to VIP: reqwest over a preconfigured rustls (TLS 1.2+, client certificate),
+//! one pooled client per process, per-call deadline, bounded in-flight calls.
+
+use std::io::BufReader;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::Url;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use tokio::sync::Semaphore;
+use zeroize::Zeroizing;
+
+use super::config::VipConfig;
+use super::error::VipError;
+use super::soap;
+
+/// Larger answers are not VIP answers (a getUserInfo with many credentials is a few KiB).
+const MAX_RESPONSE_BYTES: usize = 1 << 20;
+
+/// The client certificate chain and key, however they were supplied.
+pub(crate) struct Identity {
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+}
+
+pub(crate) struct Transport {
+    http: reqwest::Client,
+    permits: Semaphore,
+    timeout: Duration,
+}
+
+impl Transport {
+    pub(crate) fn new(cfg: &VipConfig) -> Result<Transport, VipError> {
+        if cfg.max_in_flight == 0 {
+            return Err(VipError::config("max_in_flight must be at least 1", None));
+        }
+        if cfg.timeout.is_zero() {
+            return Err(VipError::config("timeout must be more than zero", None));
+        }
+        let tls = tls_config(cfg)?;
+        let http = reqwest::Client::builder()
+            .use_preconfigured_tls(tls)
+            .https_only(true)
+            // VIP speaks HTTP/1.1; keep-alive connections are pooled and reused.
+            .http1_only()
+            .pool_idle_timeout(Duration::from_secs(50))
+            .pool_max_idle_per_host(cfg.max_in_flight)
+            .connect_timeout(cfg.timeout)
+            .tcp_keepalive(Duration::from_secs(30))
+            .tcp_nodelay(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| {
+                VipError::config(
+                    format!("cannot build the HTTPS client: {}", chain(&e)),
+                    None,
+                )
+            })?;
+        Ok(Transport {
+            http,
+            permits: Semaphore::new(cfg.max_in_flight),
+            timeout: cfg.timeout,
+        })
+    }
+
+    /// POSTs one SOAP body; returns the body of a 200 answer. Waiting for a free in-flight
+    /// slot counts against the deadline.
+    pub(crate) async fn post(&self, url: &Url, body: String) -> Result<Vec<u8>, VipError> {
+        let deadline = self.timeout;
+        match tokio::time::timeout(deadline, self.post_inner(url, body)).await {
+            Ok(r) => r,
+            Err(_) => Err(VipError::Unreachable {
+                url: url.to_string(),
+                cause: format!("no answer within {}", humantime::format_duration(deadline)),
+            }),
+        }
+    }
+
+    async fn post_inner(&self, url: &Url, body: String) -> Result<Vec<u8>, VipError> {
+        let unreachable = |cause: String| VipError::Unreachable {
+            url: url.to_string(),
+            cause,
+        };
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| unreachable("client is shutting down".into()))?;
+        let mut resp = self
+            .http
+            .post(url.clone())
+            .header(reqwest::header::CONTENT_TYPE, "text/xml; charset=utf-8")
+            .header("SOAPAction", "\"\"")
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| unreachable(chain(&e)))?;
+        let status = resp.status();
+        let mut buf = Vec::new();
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .map_err(|e| unreachable(format!("reading the answer: {}", chain(&e))))?
+        {
+            if buf.len() + chunk.len() > MAX_RESPONSE_BYTES {
+                return Err(VipError::Protocol {
+                    url: url.to_string(),
+                    cause: format!("answer larger than {MAX_RESPONSE_BYTES} bytes"),
+                });
+            }
+            buf.extend_from_slice(&chunk);
+        }
+        if status != reqwest::StatusCode::OK {
+            let what =
+                soap::fault_of(&buf).unwrap_or_else(|| format!("{} bytes of body", buf.len()));
+            return Err(VipError::Protocol {
+                url: url.to_string(),
+                cause: format!("HTTP {status}: {what}"),
+            });
+        }
+        Ok(buf)
+    }
+}
+
+/// An error and its sources, joined: reqwest's own message hides the useful part
+/// ("connection refused", "certificate unknown").
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        let m = s.to_string();
+        if !out.contains(&m) {
+            out.push_str(": ");
+            out.push_str(&m);
+        }
+        src = s.source();
+    }
+    out
+}
+
+/// Checks a configured URL: absolute https with a host.
+pub(crate) fn parse_url(key: &str, s: &str) -> Result<Url, VipError> {
+    let url = Url::parse(s)
+        .map_err(|e| VipError::config(format!("vip.{key} {s:?} is not a URL: {e}"), None))?;
+    if url.scheme() != "https" || url.host_str().is_none() {
+        return Err(VipError::config(
+            format!("vip.{key} {s:?} must be an https:// URL (VIP requires mutual TLS)"),
+            None,
+        ));
+    }
+    Ok(url)
+}
+
+fn tls_config(cfg: &VipConfig) -> Result<rustls::ClientConfig, VipError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let roots = root_store(cfg)?;
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| VipError::config(format!("TLS setup: {e}"), None))?
+        .with_root_certificates(roots);
+    let config = match load_identity(cfg)? {
+        Some((id, path)) => builder
+            .with_client_auth_cert(id.chain, id.key)
+            .map_err(|e| {
+                VipError::config(
+                    format!("client certificate and key are unusable together: {e}"),
+                    Some(&path),
+                )
+            })?,
+        None => {
+            tracing::warn!(
+                "no VIP client certificate configured: VIP will refuse the TLS handshake"
+            );
+            builder.with_no_client_auth()
+        }
+    };
+    Ok(config)
+}
+
+fn root_store(cfg: &VipConfig) -> Result<rustls::RootCertStore, VipError> {
+    let mut roots = rustls::RootCertStore::empty();
+    match &cfg.ca_file {
+        Some(path) => {
+            let pem = read(path, "CA file")?;
+            let certs = pem_certs(&pem, path, "CA file")?;
+            for c in certs {
+                roots.add(c).map_err(|e| {
+                    VipError::config(
+                        format!("CA file holds an unusable certificate: {e}"),
+                        Some(path),
+                    )
+                })?;
+            }
+        }
+        None => {
+            let found = rustls_native_certs::load_native_certs();
+            let (added, _ignored) = roots.add_parsable_certificates(found.certs);
+            if added == 0 {
+                return Err(VipError::config(
+                    format!(
+                        "no system CA certificates found ({} errors); set vip.ca_file",
+                        found.errors.len()
+                    ),
+                    None,
+                ));
+            }
+        }
+    }
+    Ok(roots)
+}
+
+fn read(path: &Path, what: &str) -> Result<Zeroizing<Vec<u8>>, VipError> {
+    std::fs::read(path)
+        .map(Zeroizing::new)
+        .map_err(|e| VipError::config(format!("cannot read {what}: {e}"), Some(path)))
+}
+
+fn pem_certs(
+    pem: &[u8],
+    path: &Path,
+    what: &str,
+) -> Result<Vec<CertificateDer<'static>>, VipError> {
+    let certs: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut BufReader::new(pem))
+        .collect::<Result<_, _>>()
+        .map_err(|e| VipError::config(format!("{what} is not valid PEM: {e}"), Some(path)))?;
+    if certs.is_empty() {
+        return Err(VipError::config(
+            format!("{what} holds no PEM certificate (-----BEGIN CERTIFICATE-----)"),
+            Some(path),
+        ));
+    }
+    Ok(certs)
+}
+
+fn is_encrypted_pem(pem: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(pem);
+    text.contains("-----BEGIN ENCRYPTED PRIVATE KEY-----")
+        || text.contains("Proc-Type: 4,ENCRYPTED")
+}
+
+const DECRYPT_HINT: &str = "the private key is encrypted, which is not supported; decrypt it once \
+     with `openssl pkcs8 -topk8 -nocrypt -in key.pem -out key-plain.pem` (and protect that file), \
+     or use the .p12 file with vip.pkcs12_file and its passphrase";
+
+fn pem_key(pem: &[u8], path: &Path) -> Result<Option<PrivateKeyDer<'static>>, VipError> {
+    if is_encrypted_pem(pem) {
+        return Err(VipError::config(DECRYPT_HINT, Some(path)));
+    }
+    rustls_pemfile::private_key(&mut BufReader::new(pem))
+        .map_err(|e| VipError::config(format!("key file is not valid PEM: {e}"), Some(path)))
+}
+
+/// The configured client identity and the file to name in errors about it.
+pub(crate) fn load_identity(
+    cfg: &VipConfig,
+) -> Result<Option<(Identity, std::path::PathBuf)>, VipError> {
+    match (&cfg.pkcs12_file, &cfg.cert_file, &cfg.key_file) {
+        (Some(p12), None, None) => {
+            let password = p12_password(cfg)?;
+            Ok(Some((load_p12(p12, &password)?, p12.clone())))
+        }
+        (Some(p12), _, _) => Err(VipError::config(
+            "set either pkcs12_file or cert_file + key_file, not both",
+            Some(p12),
+        )),
+        (None, Some(cert), key) => {
+            let cert_pem = read(cert, "certificate file")?;
+            let chain = pem_certs(&cert_pem, cert, "certificate file")?;
+            let key = match key {
+                Some(k) => {
+                    let key_pem = read(k, "key file")?;
+                    pem_key(&key_pem, k)?.ok_or_else(|| {
+                        VipError::config(
+                            "key file holds no PEM private key (PKCS#8, PKCS#1 or SEC1)",
+                            Some(k),
+                        )
+                    })?
+                }
+                // The key may sit in the certificate file itself.
+                None => pem_key(&cert_pem, cert)?.ok_or_else(|| {
+                    VipError::config(
+                        "cert_file holds no private key and key_file is not set",
+                        Some(cert),
+                    )
+                })?,
+            };
+            Ok(Some((Identity { chain, key }, cert.clone())))
+        }
+        (None, None, Some(key)) => Err(VipError::config(
+            "key_file is set but cert_file is not",
+            Some(key),
+        )),
+        (None, None, None) => Ok(None),
+    }
+}
+
+fn p12_password(cfg: &VipConfig) -> Result<Zeroizing<String>, VipError> {
+    match (&cfg.pkcs12_password, &cfg.pkcs12_password_file) {
+        (Some(_), Some(f)) => Err(VipError::config(
+            "set either pkcs12_password or pkcs12_password_file, not both",
+            Some(f),
+        )),
+        (Some(p), None) => Ok(Zeroizing::new(p.expose().to_owned())),
+        (None, Some(f)) => {
+            let raw = read(f, "PKCS#12 passphrase file")?;
+            let text = std::str::from_utf8(&raw)
+                .map_err(|_| VipError::config("PKCS#12 passphrase file is not UTF-8", Some(f)))?;
+            let text = text.strip_suffix('\n').unwrap_or(text);
+            let text = text.strip_suffix('\r').unwrap_or(text);
+            Ok(Zeroizing::new(text.to_owned()))
+        }
+        // An export without a passphrase is legal; p12s always carry one in practice.
+        (None, None) => Ok(Zeroizing::new(String::new())),
+    }
+}
+
+pub(crate) fn load_p12(path: &Path, password: &str) -> Result<Identity, VipError> {
+    use p12_keystore::error::Error as P12Error;
+    let der = read(path, "PKCS#12 file")?;
+    let store = p12_keystore::KeyStore::from_pkcs12(&der, password).map_err(|e| {
+        let what = match e {
+            P12Error::MacError(_) => {
+                "wrong PKCS#12 passphrase (integrity check failed)".to_string()
+            }
+            P12Error::Pkcs5Error(_) | P12Error::UnpadError | P12Error::InvalidLength => {
+                "cannot decrypt the PKCS#12 file: wrong passphrase?".to_string()
+            }
+            P12Error::UnsupportedEncryptionScheme
+            | P12Error::UnsupportedMacAlgorithm
+            | P12Error::UnsupportedContentType => format!(
+                "PKCS#12 file uses an unsupported scheme ({e}); re-export it with \
+                 `openssl pkcs12 -export` (AES-256/SHA-256) or use PEM cert_file + key_file"
+            ),
+            P12Error::DerError(_) | P12Error::InvalidVersion => {
+                format!("not a PKCS#12 (DER) file: {e}")
+            }
+            other => format!("unreadable PKCS#12 file: {other}"),
+        };
+        VipError::config(what, Some(path))
+    })?;
+    let (_alias, kc) = store.private_key_chain().ok_or_else(|| {
+        VipError::config(
+            "PKCS#12 file holds no private key with its certificate",
+            Some(path),
+        )
+    })?;
+    let chain: Vec<CertificateDer<'static>> = kc
+        .chain()
+        .iter()
+        .map(|c| CertificateDer::from(c.as_der().to_vec()))
+        .collect();
+    if chain.is_empty() {
+        return Err(VipError::config(
+            "PKCS#12 file holds no certificate",
+            Some(path),
+        ));
+    }
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(kc.key().to_vec()));
+    Ok(Identity { chain, key })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::vip::VipClient;
+    use std::path::PathBuf;
+    use std::process::Command;
+
+    struct Pki {
+        dir: tempfile::TempDir,
+        ca: PathBuf,
+        cert: PathBuf,
+        key: PathBuf,
+    }
+
+    /// A self-signed "CA" and a client certificate + PKCS#8 key, made at test time.
+    fn pki() -> Pki {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = rcgen::generate_simple_self_signed(vec!["ca.test".into()]).unwrap();
+        let client = rcgen::generate_simple_self_signed(vec!["client.test".into()]).unwrap();
+        let p = |n: &str| dir.path().join(n);
+        std::fs::write(p("ca.pem"), ca.cert.pem()).unwrap();
+        std::fs::write(p("client.pem"), client.cert.pem()).unwrap();
+        std::fs::write(p("client.key"), client.key_pair.serialize_pem()).unwrap();
+        Pki {
+            ca: p("ca.pem"),
+            cert: p("client.pem"),
+            key: p("client.key"),
+            dir,
+        }
+    }
+
+    fn cfg(p: &Pki) -> VipConfig {
+        VipConfig {
+            ca_file: Some(p.ca.clone()),
+            cert_file: Some(p.cert.clone()),
+            key_file: Some(p.key.clone()),
+            ..VipConfig::default()
+        }
+    }
+
+    fn config_err(cfg: &VipConfig) -> (String, Option<PathBuf>) {
+        match VipClient::new(cfg) {
+            Err(VipError::Config { what, path }) => (what, path),
+            Err(other) => panic!("expected a Config error, got {other}"),
+            Ok(_) => panic!("expected a Config error, got a client"),
+        }
+    }
+
+    fn openssl(args: &[&str]) -> bool {
+        Command::new("openssl")
+            .args(args)
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false)
+    }
+
+    fn s(p: &Path) -> &str {
+        p.to_str().unwrap()
+    }
+
+    #[test]
+    fn pem_identity_loads() {
+        let p = pki();
+        VipClient::new(&cfg(&p)).unwrap();
+        // Certificate and key in one file, key_file unset.
+        let both = p.dir.path().join("both.pem");
+        let mut text = std::fs::read_to_string(&p.cert).unwrap();
+        text.push_str(&std::fs::read_to_string(&p.key).unwrap());
+        std::fs::write(&both, text).unwrap();
+        VipClient::new(&VipConfig {
+            cert_file: Some(both),
+            key_file: None,
+            ..cfg(&p)
+        })
+        .unwrap();
+    }
+
+    #[test]
+    fn missing_files_are_named() {
+        let p = pki();
+        let missing = p.dir.path().join("nope.pem");
+        for c in [
+            VipConfig {
+                cert_file: Some(missing.clone()),
+                ..cfg(&p)
+            },
+            VipConfig {
+                key_file: Some(missing.clone()),
+                ..cfg(&p)
+            },
+            VipConfig {
+                ca_file: Some(missing.clone()),
+                ..cfg(&p)
+            },
+            VipConfig {
+                cert_file: None,
+                key_file: None,
+                pkcs12_file: Some(missing.clone()),
+                ..cfg(&p)
+            },
+        ] {
+            let (what, path) = config_err(&c);
+            assert_eq!(path.as_deref(), Some(missing.as_path()), "{what}");
+            assert!(what.contains("cannot read"), "{what}");
+        }
+    }
+
+    #[test]
+    fn garbage_pem_is_refused() {
+        let p = pki();
+        let junk = p.dir.path().join("junk.pem");
+        std::fs::write(&junk, "this is not a certificate\n").unwrap();
+        let (what, path) = config_err(&VipConfig {
+            cert_file: Some(junk.clone()),
+            ..cfg(&p)
+        });
+        assert_eq!(path.as_deref(), Some(junk.as_path()));
+        assert!(what.contains("no PEM certificate"), "{what}");
+        let (what, path) = config_err(&VipConfig {
+            key_file: Some(junk.clone()),
+            ..cfg(&p)
+        });
+        assert_eq!(path.as_deref(), Some(junk.as_path()));
+        assert!(what.contains("no PEM private key"), "{what}");
+        let (_, path) = config_err(&VipConfig {
+            ca_file: Some(junk.clone()),
+            ..cfg(&p)
+        });
+        assert_eq!(path.as_deref(), Some(junk.as_path()));
+        // Broken base64 inside a PEM frame.
+        std::fs::write(
+            &junk,
+            "-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        let (_, path) = config_err(&VipConfig {
+            cert_file: Some(junk.clone()),
+            ..cfg(&p)
+        });
+        assert_eq!(path.as_deref(), Some(junk.as_path()));
+    }
+
+    #[test]
+    fn mismatched_key_is_refused() {
+        let p = pki();
+        let other = rcgen::KeyPair::generate().unwrap();
+        let k = p.dir.path().join("other.key");
+        std::fs::write(&k, other.serialize_pem()).unwrap();
+        let (what, _) = config_err(&VipConfig {
+            key_file: Some(k),
+            ..cfg(&p)
+        });
+        assert!(what.contains("unusable together"), "{what}");
+    }
+
+    #[test]
+    fn encrypted_pem_key_says_how_to_convert() {
+        let p = pki();
+        let enc = p.dir.path().join("enc.key");
+        // A real PKCS#8 encrypted key where openssl can make one; a PEM frame otherwise.
+        if !openssl(&[
+            "pkcs8",
+            "-topk8",
+            "-v2",
+            "aes-256-cbc",
+            "-passout",
+            "pass:secret",
+            "-in",
+            s(&p.key),
+            "-out",
+            s(&enc),
+        ]) {
+            std::fs::write(
+                &enc,
+                "-----BEGIN ENCRYPTED PRIVATE KEY-----\nMIIB\n-----END ENCRYPTED PRIVATE KEY-----\n",
+            )
+            .unwrap();
+        }
+        let legacy = p.dir.path().join("legacy.key");
+        std::fs::write(
+            &legacy,
+            "-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: AES-128-CBC,00112233445566778899AABBCCDDEEFF\n\nAAAA\n-----END RSA PRIVATE KEY-----\n",
+        )
+        .unwrap();
+        for k in [enc, legacy] {
+            let (what, path) = config_err(&VipConfig {
+                key_file: Some(k.clone()),
+                ..cfg(&p)
+            });
+            assert_eq!(path.as_deref(), Some(k.as_path()));
+            assert!(what.contains("encrypted"), "{what}");
+            assert!(
+                what.contains("openssl pkcs8 -topk8 -nocrypt -in key.pem -out key-plain.pem"),
+                "{what}"
+            );
+            assert!(what.contains("pkcs12_file"), "{what}");
+        }
+    }
+
+    /// `openssl pkcs12 -export` with extra options; None if this openssl cannot.
+    fn make_p12(p: &Pki, name: &str, pass: &str, extra: &[&str]) -> Option<PathBuf> {
+        let out = p.dir.path().join(name);
+        let passout = format!("pass:{pass}");
+        let mut args = vec![
+            "pkcs12",
+            "-export",
+            "-in",
+            s(&p.cert),
+            "-inkey",
+            s(&p.key),
+            "-out",
+            s(&out),
+            "-passout",
+            &passout,
+            "-name",
+            "vip",
+        ];
+        args.extend_from_slice(extra);
+        openssl(&args).then_some(out)
+    }
+
+    fn p12_cfg(p: &Pki, file: PathBuf, pass: &str) -> VipConfig {
+        VipConfig {
+            cert_file: None,
+            key_file: None,
+            pkcs12_file: Some(file),
+            pkcs12_password: Some(crate::secret::Secret::new(pass)),
+            ..cfg(&p_clone_ca(p))
+        }
+    }
+
+    fn p_clone_ca(p: &Pki) -> Pki {
+        Pki {
+            dir: tempfile::tempdir().unwrap(),
+            ca: p.ca.clone(),
+            cert: p.cert.clone(),
+            key: p.key.clone(),
+        }
+    }
+
+    #[test]
+    fn openssl_default_p12_loads() {
+        let p = pki();
+        // OpenSSL 3 default: PBES2 / PBKDF2 / AES-256-CBC, HMAC-SHA256 MAC.
+        let f = make_p12(&p, "default.p12", "pä55 word", &[]).expect("openssl pkcs12 -export");
+        let id = load_p12(&f, "pä55 word").unwrap();
+        assert_eq!(id.chain.len(), 1);
+        VipClient::new(&p12_cfg(&p, f, "pä55 word")).unwrap();
+    }
+
+    #[test]
+    fn legacy_3des_p12_loads() {
+        let p = pki();
+        // The pre-OpenSSL-3 default for the key: PBE-SHA1-3DES, SHA-1 MAC.
+        let f = make_p12(
+            &p,
+            "3des.p12",
+            "secret",
+            &[
+                "-keypbe",
+                "PBE-SHA1-3DES",
+                "-certpbe",
+                "PBE-SHA1-3DES",
+                "-macalg",
+                "sha1",
+            ],
+        )
+        .expect("openssl pkcs12 -export with 3DES");
+        load_p12(&f, "secret").unwrap();
+        // `-legacy` (RC2-40 certificates) needs OpenSSL's legacy provider; test it where present.
+        if let Some(f) = make_p12(&p, "legacy.p12", "secret", &["-legacy"]) {
+            load_p12(&f, "secret").unwrap();
+        }
+    }
+
+    #[test]
+    fn openssl_rsa_p12_and_pem_load() {
+        // VIP Manager issues RSA certificates; rcgen's default is ECDSA.
+        let p = pki();
+        let (key, cert) = (p.dir.path().join("rsa.key"), p.dir.path().join("rsa.pem"));
+        assert!(openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            s(&key),
+            "-out",
+            s(&cert),
+            "-subj",
+            "/CN=vip-rsa",
+            "-days",
+            "2",
+        ]));
+        let rsa = Pki {
+            dir: tempfile::tempdir().unwrap(),
+            ca: p.ca.clone(),
+            cert,
+            key,
+        };
+        VipClient::new(&cfg(&rsa)).unwrap();
+        let f = make_p12(&rsa, "rsa.p12", "secret", &[]).unwrap();
+        VipClient::new(&p12_cfg(&rsa, f, "secret")).unwrap();
+    }
+
+    #[test]
+    fn unencrypted_key_bag_p12_is_a_clear_error() {
+        // `-keypbe NONE` stores a plain keyBag, which p12-keystore 0.1 does not read: the
+        // user gets a Config error naming the file, not a half-configured client.
+        let p = pki();
+        let f = make_p12(
+            &p,
+            "nokeypbe.p12",
+            "secret",
+            &["-keypbe", "NONE", "-certpbe", "NONE"],
+        )
+        .unwrap();
+        match VipClient::new(&p12_cfg(&p, f.clone(), "secret")) {
+            Ok(_) => panic!("a plain keyBag p12 loaded: p12-keystore learned it, update this test"),
+            Err(VipError::Config { what, path }) => {
+                assert_eq!(path.as_deref(), Some(f.as_path()));
+                assert!(what.contains("no private key"), "{what}");
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    #[test]
+    fn p12_password_from_file_trims_newline() {
+        let p = pki();
+        let f = make_p12(&p, "pf.p12", "filepass", &[]).unwrap();
+        let pw = p.dir.path().join("pw");
+        std::fs::write(&pw, "filepass\n").unwrap();
+        VipClient::new(&VipConfig {
+            pkcs12_password: None,
+            pkcs12_password_file: Some(pw),
+            ..p12_cfg(&p, f, "")
+        })
+        .unwrap();
+    }
+
+    #[test]
+    fn wrong_p12_passphrase_is_named() {
+        let p = pki();
+        let f = make_p12(&p, "w.p12", "right", &[]).unwrap();
+        let (what, path) = config_err(&p12_cfg(&p, f.clone(), "wrong"));
+        assert_eq!(path.as_deref(), Some(f.as_path()));
+        assert!(what.contains("passphrase"), "{what}");
+        let f3 = make_p12(
+            &p,
+            "w3.p12",
+            "right",
+            &[
+                "-keypbe",
+                "PBE-SHA1-3DES",
+                "-certpbe",
+                "PBE-SHA1-3DES",
+                "-macalg",
+                "sha1",
+            ],
+        )
+        .unwrap();
+        let (what, _) = config_err(&p12_cfg(&p, f3, "wrong"));
+        assert!(what.contains("passphrase"), "{what}");
+    }
+
+    #[test]
+    fn garbage_p12_is_named() {
+        let p = pki();
+        let f = p.dir.path().join("junk.p12");
+        std::fs::write(&f, b"\x30\x03\x02\x01\x03garbage").unwrap();
+        let (what, path) = config_err(&p12_cfg(&p, f.clone(), "x"));
+        assert_eq!(path.as_deref(), Some(f.as_path()));
+        assert!(what.contains("PKCS#12"), "{what}");
+        // A PEM file given as p12.
+        let (what, path) = config_err(&p12_cfg(&p, p.cert.clone(), "x"));
+        assert_eq!(path.as_deref(), Some(p.cert.as_path()));
+        assert!(what.contains("PKCS#12"), "{what}");
+    }
+
+    #[test]
+    fn conflicting_or_incomplete_identity_is_refused() {
+        let p = pki();
+        let f = make_p12(&p, "c.p12", "x", &[]).unwrap();
+        config_err(&VipConfig {
+            pkcs12_file: Some(f),
+            ..cfg(&p)
+        });
+        config_err(&VipConfig {
+            cert_file: None,
+            ..cfg(&p)
+        });
+        // The key is not in cert_file and key_file is unset.
+        config_err(&VipConfig {
+            key_file: None,
+            ..cfg(&p)
+        });
+    }
+
+    #[test]
+    fn urls_must_be_https() {
+        let p = pki();
+        for (field, bad) in [
+            ("auth_url", "http://userservices-auth.vip.symantec.com/x"),
+            ("query_url", "not a url"),
+            ("management_url", "ftp://x/"),
+        ] {
+            let mut c = cfg(&p);
+            match field {
+                "auth_url" => c.auth_url = bad.into(),
+                "query_url" => c.query_url = bad.into(),
+                _ => c.management_url = bad.into(),
+            }
+            let (what, _) = config_err(&c);
+            assert!(what.contains(field), "{what}");
+        }
+        let (what, _) = config_err(&VipConfig {
+            max_in_flight: 0,
+            ..cfg(&p)
+        });
+        assert!(what.contains("max_in_flight"));
+        let (what, _) = config_err(&VipConfig {
+            request_id_prefix: "bad-prefix".into(),
+            ..cfg(&p)
+        });
+        assert!(what.contains("prefix"));
+    }
+
+    #[tokio::test]
+    async fn unreachable_and_invalid_input_do_not_hang() {
+        let p = pki();
+        // A port nobody listens on.
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        drop(l);
+        let base = format!("https://127.0.0.1:{port}/vipuserservices/");
+        let c = VipClient::new(&VipConfig {
+            auth_url: format!("{base}AuthenticationService_1_8"),
+            query_url: format!("{base}QueryService_1_8"),
+            management_url: format!("{base}ManagementService_1_8"),
+            timeout: Duration::from_secs(2),
+            ..cfg(&p)
+        })
+        .unwrap();
+        let e = c.check_otp("alice", "123456", None).await.unwrap_err();
+        assert!(e.is_unreachable(), "{e}");
+        // Refused before any I/O.
+        let e = c.check_otp("alice", "12", None).await.unwrap_err();
+        assert!(matches!(e, VipError::BadRequest { .. }), "{e}");
+        let e = c.poll_push_status(&[]).await.unwrap_err();
+        assert!(matches!(e, VipError::BadRequest { .. }), "{e}");
+    }
+
+    #[tokio::test]
+    async fn deadline_covers_a_silent_server_and_the_in_flight_wait() {
+        let p = pki();
+        // Accepts TCP, never speaks TLS.
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let hold = tokio::spawn(async move {
+            let mut socks = Vec::new();
+            while let Ok((s, _)) = l.accept().await {
+                socks.push(s);
+            }
+        });
+        let url = format!("https://{addr}/vipuserservices/AuthenticationService_1_8");
+        let c = VipClient::new(&VipConfig {
+            auth_url: url,
+            timeout: Duration::from_millis(300),
+            max_in_flight: 1,
+            ..cfg(&p)
+        })
+        .unwrap();
+        let start = std::time::Instant::now();
+        let (a, b) = tokio::join!(
+            c.check_otp("alice", "123456", None),
+            c.check_otp("bob", "123456", None)
+        );
+        let elapsed = start.elapsed();
+        for r in [a, b] {
+            let e = r.unwrap_err();
+            assert!(e.is_unreachable(), "{e}");
+        }
+        // Both within about one deadline: the second one's wait for the permit counted.
+        assert!(elapsed < Duration::from_millis(1500), "{elapsed:?}");
+        hold.abort();
+    }
+}

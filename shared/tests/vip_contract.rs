@@ -1,0 +1,694 @@
+//! Contract tests: every `VipClient` operation against the simulator (`vip-sim`) over real
+//! mutual TLS, every status the simulator can produce, PEM and PKCS#12 identities,
+//! connection reuse, and refused client certificates.
+
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use vip_core::secret::Secret;
+use vip_core::vip::*;
+use vip_sim::certs::CertPaths;
+use vip_sim::{Faults, Sim, SimConfig};
+
+const ALICE_SECRET: &str = "JBSWY3DPEHPK3PXP";
+const DAVE_SECRET: &str = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
+
+fn users_toml() -> String {
+    format!(
+        r#"
+[[users]]
+id = "alice"
+pin = "1234"
+sms_phones = ["15551234567"]
+voice_phones = ["15557654321"]
+[[users.credentials]]
+id = "VSMT00000001"
+totp_secret = "{ALICE_SECRET}"
+push = true
+friendly_name = "Alice's phone"
+
+[[users]]
+id = "Zoë <&>\"' 山田"
+[[users.credentials]]
+id = "VSMT00000009"
+totp_secret = "{ALICE_SECRET}"
+
+[[users]]
+id = "bob"
+status = "LOCKED"
+[[users.credentials]]
+id = "VSMT00000002"
+totp_secret = "{ALICE_SECRET}"
+
+[[users]]
+id = "carol"
+[[users.credentials]]
+id = "VSMT00000003"
+totp_secret = "{ALICE_SECRET}"
+status = "DISABLED"
+
+[[users]]
+id = "dave"
+[[users.credentials]]
+id = "VSMT00000004"
+totp_secret = "{DAVE_SECRET}"
+drift_steps = 5
+
+[[users]]
+id = "erin"
+push = {{ action = "deny" }}
+[[users.credentials]]
+id = "VSMT00000005"
+push = true
+
+[[users]]
+id = "frank"
+push = {{ action = "never" }}
+[[users.credentials]]
+id = "VSMT00000006"
+push = true
+
+[[users]]
+id = "gina"
+push = {{ action = "approve", number = 42, wrong_number = true }}
+[[users.credentials]]
+id = "VSMT00000007"
+push = true
+
+[[users]]
+id = "ivan"
+push = {{ action = "approve", delay_ms = 600000 }}
+[[users.credentials]]
+id = "VSMT00000008"
+push = true
+
+[[users]]
+id = "henry"
+
+[[users]]
+id = "mallory"
+[[users.credentials]]
+id = "VSMT00000010"
+totp_secret = "{ALICE_SECRET}"
+
+[[users]]
+id = "faulty"
+[[users.credentials]]
+id = "VSMT00000011"
+totp_secret = "{ALICE_SECRET}"
+"#
+    )
+}
+
+struct Env {
+    dir: tempfile::TempDir,
+    certs: CertPaths,
+    sim: Sim,
+}
+
+async fn start() -> Env {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = vip_sim::certs::generate(&dir.path().join("pki")).unwrap();
+    let toml = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n[tls]\ncert = '{}'\nkey = '{}'\nclient_ca = '{}'\n{}",
+        certs.server_cert.display(),
+        certs.server_key.display(),
+        certs.ca_cert.display(),
+        users_toml()
+    );
+    let cfg = SimConfig::from_toml_str(&toml).unwrap();
+    let sim = Sim::start(cfg).await.unwrap();
+    Env { dir, certs, sim }
+}
+
+impl Env {
+    /// A config pointing at the simulator, trusting its CA, with no identity yet.
+    fn base_cfg(&self) -> VipConfig {
+        let base = self.sim.base_url();
+        VipConfig {
+            auth_url: format!("{base}/vipuserservices/AuthenticationService_1_8"),
+            query_url: format!("{base}/vipuserservices/QueryService_1_8"),
+            management_url: format!("{base}/vipuserservices/ManagementService_1_8"),
+            ca_file: Some(self.certs.ca_cert.clone()),
+            timeout: Duration::from_secs(5),
+            request_id_prefix: "ct".into(),
+            ..VipConfig::default()
+        }
+    }
+
+    fn pem_cfg(&self) -> VipConfig {
+        VipConfig {
+            cert_file: Some(self.certs.client_cert.clone()),
+            key_file: Some(self.certs.client_key.clone()),
+            ..self.base_cfg()
+        }
+    }
+
+    fn p12_cfg(&self) -> VipConfig {
+        VipConfig {
+            pkcs12_file: Some(self.certs.client_p12.clone()),
+            pkcs12_password: Some(Secret::new(self.certs.p12_password.clone())),
+            ..self.base_cfg()
+        }
+    }
+
+    fn client(&self) -> VipClient {
+        VipClient::new(&self.pem_cfg()).unwrap()
+    }
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+fn status_of(e: &VipError) -> Status {
+    e.status()
+        .unwrap_or_else(|| panic!("expected a VIP status, got {e}"))
+}
+
+// ------------------------------------------------------------------ OTP operations
+
+#[tokio::test]
+async fn check_otp_success_and_failures() {
+    let env = start().await;
+    let c = env.client();
+    let code = env.sim.current_code("alice").unwrap();
+    let r = c.check_otp("alice", &code, None).await.unwrap();
+    assert_eq!(r.credential_id.as_deref(), Some("VSMT00000001"));
+    assert_eq!(r.credential_type.as_deref(), Some("STANDARD_OTP"));
+    assert_eq!(r.authn_id.as_ref().map(String::len), Some(16));
+    assert!(r.request_id.starts_with("ct_"));
+
+    // Case-insensitive user lookup, international user id escaped on the wire.
+    let code = env.sim.current_code("Zoë <&>\"' 山田").unwrap();
+    c.check_otp("zoë <&>\"' 山田", &code, None).await.unwrap();
+
+    // 6009 with detail 49B5 (a wrong code; a replayed code).
+    for (user, bad) in [("mallory", "000000"), ("Zoë <&>\"' 山田", code.as_str())] {
+        let e = c.check_otp(user, bad, None).await.unwrap_err();
+        match &e {
+            VipError::Rejected {
+                operation,
+                status,
+                detail,
+                request_id,
+                ..
+            } => {
+                assert_eq!(*operation, "checkOtp");
+                assert_eq!(*status, Status::AuthenticationFailed);
+                assert_eq!(detail.as_deref(), Some("49B5"));
+                assert!(request_id.starts_with("ct_"));
+            }
+            other => panic!("{other}"),
+        }
+    }
+    // 6003, 601B, 600D, 6008.
+    let e = c.check_otp("nobody", "123456", None).await.unwrap_err();
+    assert_eq!(status_of(&e), Status::UserNotFound);
+    let e = c.check_otp("bob", "123456", None).await.unwrap_err();
+    assert_eq!(status_of(&e), Status::UserStatusNotAllowed);
+    let e = c.check_otp("carol", "123456", None).await.unwrap_err();
+    assert_eq!(status_of(&e), Status::CredentialStateNotAllowed);
+    let e = c.check_otp("henry", "123456", None).await.unwrap_err();
+    assert_eq!(status_of(&e), Status::NoEnabledCredential);
+    assert_eq!(env.sim.counters().calls("checkOtp"), 8);
+    env.sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn out_of_sync_then_otp2() {
+    let env = start().await;
+    let c = env.client();
+    let t = now();
+    // dave's token runs 5 steps ahead: outside the window, inside the resync window.
+    let otp = vip_sim::totp::code(DAVE_SECRET, t + 5 * 30, 6);
+    let otp2 = vip_sim::totp::code(DAVE_SECRET, t + 6 * 30, 6);
+    let e = c.check_otp("dave", &otp, None).await.unwrap_err();
+    assert_eq!(status_of(&e), Status::OutOfSync);
+    let r = c.check_otp("dave", &otp, Some(&otp2)).await.unwrap();
+    assert_eq!(r.credential_id.as_deref(), Some("VSMT00000004"));
+    env.sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn authenticate_user_with_pin() {
+    let env = start().await;
+    let c = env.client();
+    let code = env.sim.current_code("alice").unwrap();
+    let e = c
+        .authenticate_user(&AuthenticateUser {
+            user_id: "alice",
+            otp: &code,
+            pin: Some("9999"),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status_of(&e), Status::InvalidPin);
+    let r = c
+        .authenticate_user(&AuthenticateUser {
+            user_id: "alice",
+            otp: &code,
+            pin: Some("1234"),
+            auth_level: Some(1),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(r.credential_id.as_deref(), Some("VSMT00000001"));
+    let e = c
+        .authenticate_user(&AuthenticateUser {
+            user_id: "bob",
+            otp: "123456",
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status_of(&e), Status::UserStatusNotAllowed);
+    assert_eq!(env.sim.counters().calls("authenticateUser"), 3);
+    env.sim.shutdown().await;
+}
+
+// ------------------------------------------------------------------ push
+
+#[tokio::test]
+async fn push_and_poll_every_outcome() {
+    let env = start().await;
+    let c = env.client();
+    let push = |user: &'static str, number: bool, timeout: Option<Duration>| PushRequest {
+        user_id: user,
+        title: Some("Sign in"),
+        text: Some("VPN <corp> & co"),
+        number_challenge: number,
+        timeout,
+        ..Default::default()
+    };
+
+    // Approve, no number challenge: 6040 → 7000 with the credential and epoch authnTime.
+    let p = c
+        .authenticate_user_with_push(&push("alice", false, None))
+        .await
+        .unwrap();
+    assert_eq!(p.transaction_id.len(), 16);
+    assert_eq!(
+        p.push_details,
+        vec![PushDetail {
+            credential_id: "VSMT00000001".into(),
+            sent: true
+        }]
+    );
+    assert_eq!(p.numbers_challenge_value, None);
+    // Approve with number challenge: the number comes back.
+    let pn = c
+        .authenticate_user_with_push(&push("alice", true, None))
+        .await
+        .unwrap();
+    let n = pn
+        .numbers_challenge_value
+        .clone()
+        .expect("numbersChallengeValue");
+    assert_eq!(n.len(), 2);
+    let deny = c
+        .authenticate_user_with_push(&push("erin", false, None))
+        .await
+        .unwrap();
+    let never = c
+        .authenticate_user_with_push(&push("frank", false, Some(Duration::from_secs(1))))
+        .await
+        .unwrap();
+    let wrong = c
+        .authenticate_user_with_push(&push("gina", true, None))
+        .await
+        .unwrap();
+    assert_eq!(wrong.numbers_challenge_value.as_deref(), Some("42"));
+    let pending = c
+        .authenticate_user_with_push(&push("ivan", true, None))
+        .await
+        .unwrap();
+
+    let ids = [
+        p.transaction_id.as_str(),
+        deny.transaction_id.as_str(),
+        wrong.transaction_id.as_str(),
+        pending.transaction_id.as_str(),
+        never.transaction_id.as_str(),
+        "abcd1234abcd1234",
+    ];
+    let r = c.poll_push_status(&ids).await.unwrap();
+    assert_eq!(r.len(), 6);
+    let by_id = |id: &str| r.iter().find(|t| t.transaction_id == id).unwrap().clone();
+    let a = by_id(ids[0]);
+    assert_eq!(a.status, PollStatus::Approved);
+    assert_eq!(a.authn_time.as_deref(), Some("1970-01-01T00:00:00.000Z"));
+    assert_eq!(a.credential_id.as_deref(), Some("VSMT00000001"));
+    assert_eq!(by_id(ids[1]).status, PollStatus::Denied);
+    let w = by_id(ids[2]);
+    assert_eq!(w.status, PollStatus::CouldNotAuthenticate);
+    assert_eq!(w.detail, Some(DetailCode::NumbersChallengeFailed));
+    let pe = by_id(ids[3]);
+    assert_eq!(pe.status, PollStatus::InProgress);
+    assert!(pe.status.is_pending());
+    assert_eq!(pe.detail, Some(DetailCode::NumbersChallengePending));
+    assert_eq!(by_id(ids[4]).status, PollStatus::InProgress);
+    assert_eq!(by_id(ids[5]).status, PollStatus::NotFound);
+
+    // The never-answered push expires after its request.timeout.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let r = c
+        .poll_push_status(&[never.transaction_id.as_str()])
+        .await
+        .unwrap();
+    assert_eq!(r[0].status, PollStatus::Expired);
+    // Approved once: the id is used up.
+    let r = c
+        .poll_push_status(&[p.transaction_id.as_str()])
+        .await
+        .unwrap();
+    assert_eq!(r[0].status, PollStatus::NotFound);
+    let r = c
+        .poll_push_status(&[pn.transaction_id.as_str()])
+        .await
+        .unwrap();
+    assert_eq!(r[0].status, PollStatus::Approved);
+
+    // Push failures: 6008 (no push credential), 6003, 601B, 601F.
+    let e = c
+        .authenticate_user_with_push(&push("henry", false, None))
+        .await
+        .unwrap_err();
+    assert_eq!(status_of(&e), Status::NoEnabledCredential);
+    let e = c
+        .authenticate_user_with_push(&push("nobody", false, None))
+        .await
+        .unwrap_err();
+    assert_eq!(status_of(&e), Status::UserNotFound);
+    let e = c
+        .authenticate_user_with_push(&push("bob", false, None))
+        .await
+        .unwrap_err();
+    assert_eq!(status_of(&e), Status::UserStatusNotAllowed);
+    let e = c
+        .authenticate_user_with_push(&PushRequest {
+            pin: Some("0000"),
+            ..push("alice", false, None)
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status_of(&e), Status::InvalidPin);
+
+    let counters = env.sim.counters();
+    assert_eq!(counters.calls("authenticateUserWithPush"), 10);
+    assert_eq!(counters.calls("pollPushStatus"), 4);
+    env.sim.shutdown().await;
+}
+
+// ------------------------------------------------------------------ query and management
+
+#[tokio::test]
+async fn get_user_info() {
+    let env = start().await;
+    let c = env.client();
+    let u = c.get_user_info("ALICE", true).await.unwrap();
+    assert_eq!(u.user_id.as_deref(), Some("alice"));
+    assert_eq!(u.user_status, Some(UserStatus::Active));
+    assert_eq!(u.is_pin_set, Some(true));
+    let cred = u
+        .credentials
+        .iter()
+        .find(|c| c.credential_id == "VSMT00000001")
+        .unwrap();
+    assert_eq!(cred.friendly_name.as_deref(), Some("Alice's phone"));
+    assert!(cred.is_enabled());
+    assert!(cred.is_push_capable());
+    assert!(u.credentials.iter().any(|c| c.credential_type == "SMS_OTP"));
+    assert!(u
+        .credentials
+        .iter()
+        .any(|c| c.credential_type == "VOICE_OTP"));
+    // Without push attributes nothing claims push.
+    let u = c.get_user_info("alice", false).await.unwrap();
+    assert!(u.credentials.iter().all(|c| !c.is_push_capable()));
+    let u = c.get_user_info("carol", true).await.unwrap();
+    assert!(!u.credentials[0].is_enabled());
+    let u = c.get_user_info("bob", false).await.unwrap();
+    assert_eq!(u.user_status, Some(UserStatus::Locked));
+    let e = c.get_user_info("nobody", false).await.unwrap_err();
+    assert_eq!(status_of(&e), Status::UserNotFound);
+    assert_eq!(env.sim.counters().calls("getUserInfo"), 5);
+    env.sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn send_otp_sms_and_voice_then_use_the_code() {
+    let env = start().await;
+    let c = env.client();
+    c.send_otp(
+        "alice",
+        &OtpDelivery::Sms {
+            phone_number: "15551234567".into(),
+        },
+    )
+    .await
+    .unwrap();
+    let code = env.sim.last_sent_code("alice").unwrap();
+    let r = c
+        .authenticate_user(&AuthenticateUser {
+            user_id: "alice",
+            otp: &code,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(r.credential_type.as_deref(), Some("SMS_OTP"));
+    c.send_otp(
+        "alice",
+        &OtpDelivery::Voice {
+            phone_number: "15557654321".into(),
+        },
+    )
+    .await
+    .unwrap();
+    let code = env.sim.last_sent_code("alice").unwrap();
+    let r = c.check_otp("alice", &code, None).await.unwrap();
+    assert_eq!(r.credential_type.as_deref(), Some("VOICE_OTP"));
+    // 6004 (phone not registered), 6008 (no phones), 6003, 601B.
+    let e = c
+        .send_otp(
+            "alice",
+            &OtpDelivery::Sms {
+                phone_number: "19999999999".into(),
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(status_of(&e), Status::InvalidCredentialId);
+    let e = c
+        .send_otp(
+            "henry",
+            &OtpDelivery::Sms {
+                phone_number: "15551234567".into(),
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(status_of(&e), Status::NoEnabledCredential);
+    let e = c
+        .send_otp(
+            "nobody",
+            &OtpDelivery::Voice {
+                phone_number: "15551234567".into(),
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(status_of(&e), Status::UserNotFound);
+    let e = c
+        .send_otp(
+            "bob",
+            &OtpDelivery::Voice {
+                phone_number: "15551234567".into(),
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(status_of(&e), Status::UserStatusNotAllowed);
+    assert_eq!(env.sim.counters().calls("sendOtp"), 6);
+    env.sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn get_server_time() {
+    let env = start().await;
+    let c = env.client();
+    let t = c.get_server_time().await.unwrap();
+    assert!(t.timestamp.ends_with('Z'), "{}", t.timestamp);
+    let skew = t.skew.expect("parsable timestamp");
+    assert!(skew.abs() <= 2, "same machine, skew {skew}");
+    assert_eq!(env.sim.counters().calls("getServerTime"), 1);
+    env.sim.shutdown().await;
+}
+
+// ------------------------------------------------------------------ identities and TLS
+
+#[tokio::test]
+async fn pkcs12_identity_works_like_pem() {
+    let env = start().await;
+    let c = VipClient::new(&env.p12_cfg()).unwrap();
+    let code = env.sim.current_code("alice").unwrap();
+    c.check_otp("alice", &code, None).await.unwrap();
+    // The passphrase from a file, as deployments keep it.
+    let pw = env.dir.path().join("p12.pass");
+    std::fs::write(&pw, format!("{}\n", env.certs.p12_password)).unwrap();
+    let c = VipClient::new(&VipConfig {
+        pkcs12_password: None,
+        pkcs12_password_file: Some(pw),
+        ..env.p12_cfg()
+    })
+    .unwrap();
+    c.get_server_time().await.unwrap();
+    env.sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn thousand_sequential_calls_reuse_connections() {
+    let env = start().await;
+    let c = env.client();
+    env.sim.reset_counters();
+    for _ in 0..1000 {
+        c.get_server_time().await.unwrap();
+    }
+    let counters = env.sim.counters();
+    eprintln!("1000 calls, {} TLS handshakes", counters.tls_handshakes);
+    assert_eq!(counters.calls("getServerTime"), 1000);
+    assert!(
+        counters.tls_handshakes <= 3,
+        "1000 calls opened {} TLS connections",
+        counters.tls_handshakes
+    );
+    env.sim.shutdown().await;
+}
+
+fn assert_refused(e: &VipError) {
+    eprintln!("refused as expected: {e}");
+    assert!(
+        e.is_unreachable(),
+        "expected Unreachable (TLS refused), got {e}"
+    );
+}
+
+#[tokio::test]
+async fn client_without_certificate_is_refused() {
+    let env = start().await;
+    let c = VipClient::new(&env.base_cfg()).unwrap();
+    let e = c.get_server_time().await.unwrap_err();
+    assert_refused(&e);
+    assert_eq!(env.sim.counters().calls("getServerTime"), 0);
+    env.sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn client_certificate_from_another_ca_is_refused() {
+    let env = start().await;
+    let other = vip_sim::certs::generate(&env.dir.path().join("other")).unwrap();
+    let c = VipClient::new(&VipConfig {
+        cert_file: Some(other.client_cert.clone()),
+        key_file: Some(other.client_key.clone()),
+        ..env.base_cfg()
+    })
+    .unwrap();
+    assert_refused(&c.get_server_time().await.unwrap_err());
+    // And a client that does not trust the server's CA refuses the server.
+    let c = VipClient::new(&VipConfig {
+        ca_file: Some(other.ca_cert.clone()),
+        ..env.pem_cfg()
+    })
+    .unwrap();
+    let e = c.get_server_time().await.unwrap_err();
+    assert_refused(&e);
+    assert_eq!(env.sim.counters().calls("getServerTime"), 0);
+    env.sim.shutdown().await;
+}
+
+// ------------------------------------------------------------------ faults
+
+#[tokio::test]
+async fn injected_faults_map_to_error_classes() {
+    let env = start().await;
+    let c = VipClient::new(&VipConfig {
+        timeout: Duration::from_millis(700),
+        ..env.pem_cfg()
+    })
+    .unwrap();
+    let set = |f: Faults| assert!(env.sim.set_user_faults("faulty", f));
+
+    set(Faults {
+        http_500: true,
+        ..Faults::default()
+    });
+    let e = c.check_otp("faulty", "123456", None).await.unwrap_err();
+    assert!(
+        matches!(e, VipError::Protocol { ref cause, .. } if cause.contains("500")),
+        "{e}"
+    );
+
+    set(Faults {
+        soap_fault: true,
+        ..Faults::default()
+    });
+    let e = c.check_otp("faulty", "123456", None).await.unwrap_err();
+    assert!(
+        matches!(e, VipError::Protocol { ref cause, .. } if cause.contains("SOAP Fault")),
+        "{e}"
+    );
+
+    set(Faults {
+        malformed_xml: true,
+        ..Faults::default()
+    });
+    let e = c.check_otp("faulty", "123456", None).await.unwrap_err();
+    assert!(matches!(e, VipError::Protocol { .. }), "{e}");
+
+    set(Faults {
+        connection_reset: true,
+        ..Faults::default()
+    });
+    let e = c.check_otp("faulty", "123456", None).await.unwrap_err();
+    assert!(e.is_unreachable(), "{e}");
+
+    set(Faults {
+        latency_ms: 2000,
+        ..Faults::default()
+    });
+    let start = std::time::Instant::now();
+    let e = c.check_otp("faulty", "123456", None).await.unwrap_err();
+    assert!(e.is_unreachable(), "{e}");
+    assert!(
+        start.elapsed() < Duration::from_millis(1500),
+        "deadline not applied"
+    );
+
+    // Healthy again: the pool recovers.
+    set(Faults::default());
+    let code = env.sim.current_code("faulty").unwrap();
+    c.check_otp("faulty", &code, None).await.unwrap();
+    env.sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn wrong_service_url_is_a_protocol_error() {
+    // pollPushStatus lives on the Query service; sent to Authentication it is a Fault.
+    let env = start().await;
+    let cfg = env.pem_cfg();
+    let c = VipClient::new(&VipConfig {
+        query_url: cfg.auth_url.clone(),
+        ..cfg
+    })
+    .unwrap();
+    let e = c.poll_push_status(&["abcd1234abcd1234"]).await.unwrap_err();
+    assert!(matches!(e, VipError::Protocol { .. }), "{e}");
+    env.sim.shutdown().await;
+}
