@@ -729,3 +729,20 @@ async fn another_instance_with_the_shared_key_continues_a_push_but_never_fails_o
     .await;
     expect_reject(&o, RejectReason::Unavailable);
 }
+
+#[tokio::test]
+async fn a_refused_client_certificate_never_fails_open() {
+    let env = env().await;
+    let other = vip_sim::certs::generate(&env.dir.path().join("other-ca")).unwrap();
+    let mut core = env.core.clone();
+    core.vip.cert_file = Some(other.client_cert.clone());
+    core.vip.key_file = Some(other.client_key.clone());
+    let engine = vip_core::engine::Engine::new(&core).unwrap();
+    let open = fail_policy(FailMode::Open);
+    let o = auth_with(
+        &engine,
+        request("alice", Some(&code(ALICE_SECRET, 0)), None, &open),
+    )
+    .await;
+    expect_reject(&o, RejectReason::Misconfigured);
+}

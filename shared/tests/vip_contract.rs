@@ -575,8 +575,12 @@ async fn thousand_sequential_calls_reuse_connections() {
 fn assert_refused(e: &VipError) {
     eprintln!("refused as expected: {e}");
     assert!(
-        e.is_unreachable(),
-        "expected Unreachable (TLS refused), got {e}"
+        matches!(e, VipError::TlsRefused { .. }),
+        "expected TlsRefused, got {e}"
+    );
+    assert!(
+        !e.is_unreachable(),
+        "a refused certificate is not an outage"
     );
 }
 

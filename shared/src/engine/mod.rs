@@ -601,7 +601,7 @@ impl Engine {
                 reject(RejectReason::Unavailable, MSG_UNAVAILABLE)
             }
             BackendError::Local(why) => {
-                warn!(problem = %why, "cannot call VIP");
+                tracing::error!(problem = %why, "cannot call VIP: fix the configuration (never failing open for this)");
                 reject(RejectReason::Misconfigured, MSG_MISCONFIGURED)
             }
         }

@@ -80,7 +80,9 @@ fn classify(e: VipError) -> (Option<String>, BackendError) {
         e @ (VipError::Unreachable { .. } | VipError::Protocol { .. }) => {
             BackendError::Unavailable(e.to_string())
         }
-        e @ VipError::Config { .. } => BackendError::Local(e.to_string()),
+        e @ (VipError::Config { .. } | VipError::TlsRefused { .. }) => {
+            BackendError::Local(e.to_string())
+        }
     };
     (request_id, err)
 }

@@ -34,6 +34,11 @@ pub enum VipError {
     /// No answer: connect, TLS, timeout, reset, or waiting for a free in-flight slot too long.
     #[error("VIP unreachable at {url}: {cause}")]
     Unreachable { url: String, cause: String },
+    /// The TLS handshake failed on trust: VIP refused our client certificate (revoked, expired,
+    /// from the wrong account) or its certificate is not trusted by our roots / `ca_file`.
+    /// A configuration problem, not an outage: fail-open never applies to it.
+    #[error("VIP TLS handshake with {url} refused: {cause}; check vip.cert_file / vip.pkcs12_file (revoked or expired?) and vip.ca_file")]
+    TlsRefused { url: String, cause: String },
     /// An answer that is not a valid VIP response.
     #[error("VIP protocol error from {url}: {cause}")]
     Protocol { url: String, cause: String },

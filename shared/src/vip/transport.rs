@@ -95,7 +95,16 @@ impl Transport {
             .body(body)
             .send()
             .await
-            .map_err(|e| unreachable(chain(&e)))?;
+            .map_err(|e| {
+                if is_tls_trust_failure(&e) {
+                    VipError::TlsRefused {
+                        url: url.to_string(),
+                        cause: chain(&e),
+                    }
+                } else {
+                    unreachable(chain(&e))
+                }
+            })?;
         let status = resp.status();
         let mut buf = Vec::new();
         while let Some(chunk) = resp
@@ -121,6 +130,24 @@ impl Transport {
         }
         Ok(buf)
     }
+}
+
+/// Whether a rustls error sits anywhere in the chain: the handshake reached TLS and failed on
+/// certificates or alerts, which no retry or fail-open fixes. (`io::Error::source` skips the
+/// error it wraps, so each io::Error is opened with `get_ref`.)
+fn is_tls_trust_failure(e: &(dyn std::error::Error + 'static)) -> bool {
+    if e.downcast_ref::<rustls::Error>().is_some() {
+        return true;
+    }
+    if let Some(inner) = e
+        .downcast_ref::<std::io::Error>()
+        .and_then(|io| io.get_ref())
+    {
+        if is_tls_trust_failure(inner) {
+            return true;
+        }
+    }
+    e.source().is_some_and(is_tls_trust_failure)
 }
 
 /// An error and its sources, joined: reqwest's own message hides the useful part
