@@ -1,0 +1,12 @@
+//! vip-bench: a RADIUS load generator (`vip-load`), a bare UDP echo limit and a PAM-socket
+//! load driver, for side-by-side baselines of vip-bridge, FreeRADIUS and the machine.
+
+pub mod echo;
+pub mod idalloc;
+pub mod load;
+pub mod pam;
+pub mod procstat;
+pub mod radius;
+pub mod stats;
+pub mod template;
+pub mod totp;
