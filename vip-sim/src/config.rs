@@ -1,0 +1,493 @@
+//! The simulator's TOML configuration (see `vip-sim/README.md` for a full example).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::certs::CertPaths;
+use crate::SimError;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimConfig {
+    /// Listeners and limits.
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// Server certificate, key and the CA that signs accepted client certificates.
+    pub tls: TlsConfig,
+    /// Account-wide behaviour (VIP Manager settings).
+    #[serde(default)]
+    pub policy: Policy,
+    /// Global faults, applied to every request.
+    #[serde(default)]
+    pub faults: Faults,
+    /// Users with their credentials.
+    #[serde(default)]
+    pub users: Vec<UserConfig>,
+}
+
+/// `[server]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// HTTPS (mutual TLS) listen address; port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// Optional plain-HTTP admin API; must be a loopback address.
+    pub admin_listen: Option<SocketAddr>,
+    /// Maximum concurrent connections (further accepts wait).
+    pub max_connections: usize,
+    /// Maximum request body in bytes (larger: HTTP 413).
+    pub max_body_bytes: usize,
+    /// Time allowed for the TLS handshake, the request head and the body, in milliseconds.
+    pub io_timeout_ms: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            admin_listen: None,
+            max_connections: 1024,
+            max_body_bytes: 1024 * 1024,
+            io_timeout_ms: 10_000,
+        }
+    }
+}
+
+/// `[tls]`: PEM files. Relative paths are resolved against the config file's directory by
+/// [`SimConfig::load`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Server certificate chain (PEM).
+    pub cert: PathBuf,
+    /// Server private key (PEM, PKCS#8 / SEC1 / PKCS#1).
+    pub key: PathBuf,
+    /// CA certificate(s) (PEM) that client certificates must chain to.
+    pub client_ca: PathBuf,
+}
+
+impl TlsConfig {
+    /// The TLS section for files made by [`crate::certs::generate`].
+    pub fn from_cert_paths(p: &CertPaths) -> Self {
+        TlsConfig {
+            cert: p.server_cert.clone(),
+            key: p.server_key.clone(),
+            client_ca: p.ca_cert.clone(),
+        }
+    }
+}
+
+/// `[policy]`: account settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Policy {
+    /// Consecutive bad codes after which the user's OTP credentials become LOCKED (0 = never).
+    pub lockout_after: u32,
+    /// Accepted clock window in 30 s steps either side (after the learned drift).
+    pub totp_window_steps: u32,
+    /// Codes matching within this many steps (but outside the window) get 604A.
+    pub resync_window_steps: u32,
+    /// Push timeout when the request has no `request.timeout`, in seconds.
+    pub push_timeout_secs: u64,
+    /// "Require Number Challenge" enabled for the account.
+    pub number_challenge: bool,
+    /// How long an SMS/voice code stays valid, in seconds.
+    pub sent_code_ttl_secs: u64,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            lockout_after: 10,
+            totp_window_steps: 1,
+            resync_window_steps: 20,
+            push_timeout_secs: 120,
+            number_challenge: true,
+            sent_code_ttl_secs: 300,
+        }
+    }
+}
+
+/// Injected faults. All off by default. When several are set, the order is:
+/// latency, then connection reset, HTTP 500, SOAP Fault, malformed XML (first that is set wins).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Faults {
+    /// Added latency before answering, in milliseconds.
+    pub latency_ms: u64,
+    /// Answer HTTP 500 with an HTML body.
+    pub http_500: bool,
+    /// Answer HTTP 200 with a truncated, not well-formed XML body.
+    pub malformed_xml: bool,
+    /// Answer HTTP 500 with a SOAP Fault (`S:Server`).
+    pub soap_fault: bool,
+    /// Close the connection without answering.
+    pub connection_reset: bool,
+}
+
+impl Faults {
+    /// True when no fault is set.
+    pub fn is_none(&self) -> bool {
+        *self == Faults::default()
+    }
+
+    /// Combines two fault sets: latencies add, flags OR.
+    pub fn merge(&self, other: &Faults) -> Faults {
+        Faults {
+            latency_ms: self.latency_ms.saturating_add(other.latency_ms),
+            http_500: self.http_500 || other.http_500,
+            malformed_xml: self.malformed_xml || other.malformed_xml,
+            soap_fault: self.soap_fault || other.soap_fault,
+            connection_reset: self.connection_reset || other.connection_reset,
+        }
+    }
+}
+
+/// User status as VIP reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum UserStatus {
+    #[default]
+    Active,
+    Disabled,
+    Locked,
+}
+
+impl UserStatus {
+    /// The wire value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UserStatus::Active => "ACTIVE",
+            UserStatus::Disabled => "DISABLED",
+            UserStatus::Locked => "LOCKED",
+        }
+    }
+}
+
+/// Credential status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum CredentialStatus {
+    #[default]
+    Enabled,
+    Disabled,
+    Locked,
+}
+
+impl CredentialStatus {
+    /// The wire value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CredentialStatus::Enabled => "ENABLED",
+            CredentialStatus::Disabled => "DISABLED",
+            CredentialStatus::Locked => "LOCKED",
+        }
+    }
+}
+
+/// Credential type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum CredentialType {
+    #[default]
+    StandardOtp,
+    SmsOtp,
+    VoiceOtp,
+    ServiceOtp,
+    EmailOtp,
+    Certificate,
+    Ia,
+}
+
+impl CredentialType {
+    /// The wire value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CredentialType::StandardOtp => "STANDARD_OTP",
+            CredentialType::SmsOtp => "SMS_OTP",
+            CredentialType::VoiceOtp => "VOICE_OTP",
+            CredentialType::ServiceOtp => "SERVICE_OTP",
+            CredentialType::EmailOtp => "EMAIL_OTP",
+            CredentialType::Certificate => "CERTIFICATE",
+            CredentialType::Ia => "IA",
+        }
+    }
+}
+
+/// `[[users]]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserConfig {
+    /// User id (1–128 characters; looked up case-insensitively).
+    pub id: String,
+    #[serde(default)]
+    pub status: UserStatus,
+    /// VIP PIN (checked by authenticateUser / authenticateUserWithPush when the request sends one).
+    #[serde(default)]
+    pub pin: Option<String>,
+    /// A help-desk temporary security code, accepted by authenticateUser (not checkOtp).
+    #[serde(default)]
+    pub temporary_code: Option<String>,
+    /// Phone numbers registered for SMS codes (credential type SMS_OTP).
+    #[serde(default)]
+    pub sms_phones: Vec<String>,
+    /// Phone numbers registered for voice codes (credential type VOICE_OTP).
+    #[serde(default)]
+    pub voice_phones: Vec<String>,
+    /// userCreationTime / lastBindTime reported by getUserInfo.
+    #[serde(default = "default_created")]
+    pub created: String,
+    /// How this user's phone answers pushes.
+    #[serde(default)]
+    pub push: PushConfig,
+    /// Faults applied to requests for this user.
+    #[serde(default)]
+    pub faults: Faults,
+    /// Bound credentials.
+    #[serde(default)]
+    pub credentials: Vec<CredentialConfig>,
+}
+
+fn default_created() -> String {
+    "2024-01-02T03:04:05.000Z".to_string()
+}
+
+/// `[[users.credentials]]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CredentialConfig {
+    /// Credential id, e.g. `VSMT12345678`.
+    pub id: String,
+    #[serde(rename = "type", default)]
+    pub kind: CredentialType,
+    /// Base32 TOTP secret (RFC 6238, SHA1, 30 s); absent for push-only credentials.
+    #[serde(default)]
+    pub totp_secret: Option<String>,
+    #[serde(default)]
+    pub status: CredentialStatus,
+    /// Push-capable (VIP Access on a phone).
+    #[serde(default)]
+    pub push: bool,
+    /// The token's clock drift in 30 s steps (its codes are those of now + drift_steps).
+    #[serde(default)]
+    pub drift_steps: i64,
+    /// Code length.
+    #[serde(default = "default_digits")]
+    pub digits: u32,
+    /// friendlyName in getUserInfo.
+    #[serde(default)]
+    pub friendly_name: Option<String>,
+}
+
+fn default_digits() -> u32 {
+    6
+}
+
+/// How the phone answers a push.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PushAction {
+    #[default]
+    Approve,
+    Deny,
+    /// Never answers: polls stay 7001 until the request's timeout, then 7004.
+    Never,
+}
+
+/// `[users.push]`
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PushConfig {
+    pub action: PushAction,
+    /// The phone answers this many milliseconds after the push was sent (polls before: 7001).
+    pub delay_ms: u64,
+    /// Fixed number-challenge value (10–99); absent = random two-digit number.
+    pub number: Option<u8>,
+    /// The person types the wrong number on the phone (7008 / detail 7141).
+    pub wrong_number: bool,
+}
+
+fn is_phone(s: &str) -> bool {
+    let (main, ext) = match s.split_once('x') {
+        Some((m, e)) => (m, Some(e)),
+        None => (s, None),
+    };
+    let main_ok = (5..=20).contains(&main.len()) && main.bytes().all(|b| b.is_ascii_digit());
+    let ext_ok = match ext {
+        None => true,
+        Some(e) => {
+            (1..=20).contains(&e.len())
+                && e.bytes()
+                    .all(|b| b.is_ascii_digit() || b",#.*".contains(&b))
+        }
+    };
+    main_ok && ext_ok
+}
+
+/// True when `s` matches VIP's phoneNumber pattern `[0-9]{5,20}(x[0-9,#.*]{1,20})?`.
+pub fn valid_phone(s: &str) -> bool {
+    is_phone(s)
+}
+
+impl SimConfig {
+    /// A configuration with default settings, the given TLS files and no users.
+    pub fn new(tls: TlsConfig) -> Self {
+        SimConfig {
+            server: ServerConfig::default(),
+            tls,
+            policy: Policy::default(),
+            faults: Faults::default(),
+            users: Vec::new(),
+        }
+    }
+
+    /// Parses and validates a TOML document. Relative TLS paths stay relative to the
+    /// current directory.
+    pub fn from_toml_str(s: &str) -> Result<Self, SimError> {
+        let cfg: SimConfig = toml::from_str(s).map_err(|e| SimError::Config(e.to_string()))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Reads, parses and validates a TOML file; relative TLS paths are resolved against its
+    /// directory.
+    pub fn load(path: impl AsRef<Path>) -> Result<Self, SimError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| SimError::Config(format!("{}: {e}", path.display())))?;
+        let mut cfg = Self::from_toml_str(&text)
+            .map_err(|e| SimError::Config(format!("{}: {e}", path.display())))?;
+        if let Some(dir) = path.parent() {
+            for p in [&mut cfg.tls.cert, &mut cfg.tls.key, &mut cfg.tls.client_ca] {
+                if p.is_relative() {
+                    *p = dir.join(&*p);
+                }
+            }
+        }
+        Ok(cfg)
+    }
+
+    /// Checks the values a TOML parser cannot.
+    pub fn validate(&self) -> Result<(), SimError> {
+        let err = |m: String| Err(SimError::Config(m));
+        if let Some(a) = self.server.admin_listen {
+            if !a.ip().is_loopback() {
+                return err(format!(
+                    "server.admin_listen {a} must be a loopback address"
+                ));
+            }
+        }
+        if self.server.max_connections == 0 {
+            return err("server.max_connections must be at least 1".into());
+        }
+        let mut seen = std::collections::HashSet::new();
+        for u in &self.users {
+            let n = u.id.chars().count();
+            if n == 0 || n > 128 {
+                return err(format!("user id {:?}: must be 1-128 characters", u.id));
+            }
+            if !seen.insert(u.id.to_lowercase()) {
+                return err(format!(
+                    "user id {:?} appears twice (ids are case-insensitive)",
+                    u.id
+                ));
+            }
+            if let Some(pin) = &u.pin {
+                let n = pin.chars().count();
+                if !(4..=128).contains(&n) {
+                    return err(format!("user {:?}: pin must be 4-128 characters", u.id));
+                }
+            }
+            for p in u.sms_phones.iter().chain(&u.voice_phones) {
+                if !is_phone(p) {
+                    return err(format!(
+                        "user {:?}: phone number {p:?} does not match [0-9]{{5,20}}(x[0-9,#.*]{{1,20}})?",
+                        u.id
+                    ));
+                }
+            }
+            if let Some(n) = u.push.number {
+                if !(10..=99).contains(&n) {
+                    return err(format!("user {:?}: push.number must be 10-99", u.id));
+                }
+            }
+            for c in &u.credentials {
+                let idlen = c.id.len();
+                if !(4..=100).contains(&idlen)
+                    || !c
+                        .id
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b",#.*".contains(&b))
+                {
+                    return err(format!(
+                        "user {:?}: credential id {:?} must be 4-100 of [0-9A-Za-z,#.*]",
+                        u.id, c.id
+                    ));
+                }
+                if !(6..=10).contains(&c.digits) {
+                    return err(format!("credential {}: digits must be 6-10", c.id));
+                }
+                if let Some(s) = &c.totp_secret {
+                    match crate::totp::decode_base32(s) {
+                        Some(k) if !k.is_empty() => {}
+                        _ => {
+                            return err(format!(
+                                "credential {}: totp_secret is not valid base32",
+                                c.id
+                            ))
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phone_pattern() {
+        assert!(is_phone("15551234567"));
+        assert!(is_phone("15551x12#"));
+        assert!(!is_phone("1234"));
+        assert!(!is_phone("+15551234567"));
+        assert!(!is_phone("15551x"));
+    }
+
+    #[test]
+    fn parse_minimal_and_reject_bad() {
+        let base = "[tls]\ncert='a'\nkey='b'\nclient_ca='c'\n";
+        let cfg = SimConfig::from_toml_str(base).expect("minimal");
+        assert_eq!(cfg.policy.lockout_after, 10);
+        let dup = format!("{base}[[users]]\nid='Al'\n[[users]]\nid='al'\n");
+        assert!(SimConfig::from_toml_str(&dup).is_err());
+        let badsecret = format!(
+            "{base}[[users]]\nid='al'\n[[users.credentials]]\nid='VSMT12345678'\ntotp_secret='!!'\n"
+        );
+        assert!(SimConfig::from_toml_str(&badsecret).is_err());
+        let admin = format!("{base}[server]\nadmin_listen='0.0.0.0:1'\n");
+        assert!(SimConfig::from_toml_str(&admin).is_err());
+    }
+
+    #[test]
+    fn readme_example_parses() {
+        let readme = include_str!("../README.md");
+        let start = readme.find("```toml\n").expect("toml block") + 8;
+        let end = start + readme[start..].find("```").expect("end of block");
+        let cfg = SimConfig::from_toml_str(&readme[start..end]).expect("README example");
+        assert_eq!(cfg.users.len(), 2);
+        assert_eq!(cfg.users[1].push.action, PushAction::Deny);
+        assert_eq!(cfg.users[1].push.number, Some(42));
+        assert_eq!(
+            cfg.users[0].credentials[0].kind,
+            CredentialType::StandardOtp
+        );
+        assert_eq!(cfg.server.admin_listen.map(|a| a.port()), Some(0));
+    }
+}

@@ -1,0 +1,892 @@
+//! Simulator state and the VIP operations.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rand::Rng;
+
+use crate::config::{
+    CredentialConfig, CredentialStatus, CredentialType, Faults, Policy, PushAction, PushConfig,
+    UserConfig, UserStatus,
+};
+use crate::totp::{code_at_step, decode_base32, STEP_SECONDS};
+use crate::xml::{Elem, Resp};
+use crate::Counters;
+
+/// The operations the simulator implements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    AuthenticateUser,
+    CheckOtp,
+    AuthenticateUserWithPush,
+    PollPushStatus,
+    GetUserInfo,
+    GetServerTime,
+    SendOtp,
+}
+
+/// The three SOAP services (URL paths).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    Authentication,
+    Query,
+    Management,
+}
+
+impl Service {
+    /// From the path component before `_1_N`.
+    pub fn from_name(s: &str) -> Option<Service> {
+        match s {
+            "AuthenticationService" => Some(Service::Authentication),
+            "QueryService" => Some(Service::Query),
+            "ManagementService" => Some(Service::Management),
+            _ => None,
+        }
+    }
+}
+
+impl Op {
+    /// From the body element's local name (`CheckOtpRequest`).
+    pub fn from_element(local: &str) -> Option<Op> {
+        Some(match local {
+            "AuthenticateUserRequest" => Op::AuthenticateUser,
+            "CheckOtpRequest" => Op::CheckOtp,
+            "AuthenticateUserWithPushRequest" => Op::AuthenticateUserWithPush,
+            "PollPushStatusRequest" => Op::PollPushStatus,
+            "GetUserInfoRequest" => Op::GetUserInfo,
+            "GetServerTimeRequest" => Op::GetServerTime,
+            "SendOtpRequest" => Op::SendOtp,
+            _ => return None,
+        })
+    }
+
+    /// The counter name: the operation's name (`checkOtp`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Op::AuthenticateUser => "authenticateUser",
+            Op::CheckOtp => "checkOtp",
+            Op::AuthenticateUserWithPush => "authenticateUserWithPush",
+            Op::PollPushStatus => "pollPushStatus",
+            Op::GetUserInfo => "getUserInfo",
+            Op::GetServerTime => "getServerTime",
+            Op::SendOtp => "sendOtp",
+        }
+    }
+
+    /// The service that implements it.
+    pub fn service(self) -> Service {
+        match self {
+            Op::AuthenticateUser | Op::CheckOtp | Op::AuthenticateUserWithPush => {
+                Service::Authentication
+            }
+            Op::PollPushStatus | Op::GetUserInfo | Op::GetServerTime => Service::Query,
+            Op::SendOtp => Service::Management,
+        }
+    }
+
+    /// The response element's name.
+    pub fn response(self) -> &'static str {
+        match self {
+            Op::AuthenticateUser => "AuthenticateUserResponse",
+            Op::CheckOtp => "CheckOtpResponse",
+            Op::AuthenticateUserWithPush => "AuthenticateUserWithPushResponse",
+            Op::PollPushStatus => "PollPushStatusResponse",
+            Op::GetUserInfo => "GetUserInfoResponse",
+            Op::GetServerTime => "GetServerTimeResponse",
+            Op::SendOtp => "SendOtpResponse",
+        }
+    }
+}
+
+/// Status code and message of the envelope.
+fn message(code: &str) -> &'static str {
+    match code {
+        "0000" => "Success",
+        "6003" => "User does not exist.",
+        "6004" => "Credential ID is not valid.",
+        "6008" => "User does not have any enabled credential for the given credential type.",
+        "6009" => "Authentication failed.",
+        "600B" => "Schema validation failed.",
+        "600D" => "Operation not allowed in current state of credential.",
+        "601B" => "Operation not allowed in current user status.",
+        "601F" => "Invalid user PIN.",
+        "6040" => "Mobile push request sent",
+        "604A" => "OTP out of sync",
+        _ => "Internal error.",
+    }
+}
+
+/// Poll status messages (simulator wording; the codes are VIP's).
+fn txn_message(code: &str) -> &'static str {
+    match code {
+        "7000" => "Mobile push request approved by user",
+        "7001" => "Mobile push request in progress",
+        "7002" => "Mobile push request denied by user",
+        "7004" => "Mobile push request expired",
+        "7005" => "Mobile push request not found",
+        "7008" => "Could not authenticate with the requested parameters",
+        _ => "Unknown",
+    }
+}
+
+struct CredState {
+    cfg: CredentialConfig,
+    key: Option<Vec<u8>>,
+    status: CredentialStatus,
+    /// Learned clock offset of the token, in steps.
+    learned: i64,
+    /// Highest step accepted so far (replay protection).
+    last_step: Option<i64>,
+}
+
+struct SentCode {
+    code: String,
+    kind: CredentialType,
+    phone: String,
+    expires: Instant,
+}
+
+struct UserState {
+    cfg: UserConfig,
+    creds: Vec<CredState>,
+    bad_count: u32,
+    sent: Vec<SentCode>,
+    last_sent: Option<String>,
+}
+
+struct Txn {
+    user: String,
+    created: Instant,
+    timeout: Duration,
+    number: Option<u8>,
+    push: PushConfig,
+    cred_id: String,
+    cred_type: CredentialType,
+}
+
+struct Inner {
+    users: HashMap<String, UserState>,
+    txns: HashMap<String, Txn>,
+}
+
+/// Shared simulator state.
+pub(crate) struct State {
+    policy: Policy,
+    inner: Mutex<Inner>,
+    global_faults: Mutex<Faults>,
+    calls: Mutex<BTreeMap<String, u64>>,
+    pub(crate) tls_handshakes: AtomicU64,
+    pub(crate) http_requests: AtomicU64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// UTC xsd:dateTime with milliseconds.
+pub(crate) fn xsd_now() -> String {
+    let t = time::OffsetDateTime::now_utc();
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.millisecond()
+    )
+}
+
+fn random_hex(n: usize, upper: bool) -> String {
+    let mut rng = rand::thread_rng();
+    (0..n)
+        .map(|_| {
+            let v: u8 = rng.gen_range(0..16);
+            let c = char::from_digit(u32::from(v), 16).unwrap_or('0');
+            if upper {
+                c.to_ascii_uppercase()
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
+fn valid_request_id(s: &str) -> bool {
+    (4..=40).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+fn valid_txn_id(s: &str) -> bool {
+    (4..=16).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+fn valid_otp(s: &str) -> bool {
+    (6..=10).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+fn char_len_in(s: &str, min: usize, max: usize) -> bool {
+    let n = s.chars().count();
+    n >= min && n <= max
+}
+
+fn parse_bool(s: &str) -> Option<bool> {
+    match s {
+        "true" | "1" => Some(true),
+        "false" | "0" => Some(false),
+        _ => None,
+    }
+}
+
+/// `{Key, Value}` lists: Key 1–125, Value 0–250 characters.
+fn valid_kvs<'a>(items: impl Iterator<Item = &'a Elem>) -> bool {
+    items.into_iter().all(|kv| {
+        kv.text_of("Key").is_some_and(|k| char_len_in(k, 1, 125))
+            && kv.text_of("Value").is_none_or(|v| char_len_in(v, 0, 250))
+    })
+}
+
+fn valid_auth_context(op: &Elem) -> bool {
+    match op.child("authContext") {
+        None => true,
+        Some(ac) => valid_kvs(ac.all("params")),
+    }
+}
+
+/// Schema facets (600B). Format of otp values is not checked here (that is 6009).
+fn validate(op: Op, el: &Elem) -> bool {
+    if !el.text_of("requestId").is_some_and(valid_request_id) {
+        return false;
+    }
+    if !matches!(op, Op::PollPushStatus | Op::GetServerTime)
+        && !el.text_of("userId").is_some_and(|u| char_len_in(u, 1, 128))
+    {
+        return false;
+    }
+    if let Some(pin) = el.text_of("pin") {
+        if !char_len_in(pin, 4, 128) {
+            return false;
+        }
+    }
+    if !valid_auth_context(el) {
+        return false;
+    }
+    match op {
+        Op::CheckOtp => el
+            .child("otpAuthData")
+            .is_some_and(|d| d.child("otp").is_some()),
+        Op::AuthenticateUser => el
+            .child("otpAuthData")
+            .is_none_or(|d| d.child("otp").is_some()),
+        Op::AuthenticateUserWithPush => el.child("pushAuthData").is_some_and(|d| {
+            valid_kvs(d.all("displayParameters")) && valid_kvs(d.all("requestParameters"))
+        }),
+        Op::PollPushStatus => {
+            let ids: Vec<&Elem> = el.all("transactionId").collect();
+            (1..=20).contains(&ids.len()) && ids.iter().all(|i| valid_txn_id(&i.text))
+        }
+        Op::GetUserInfo => ["iaInfo", "includePushAttributes", "includeTokenInfo"]
+            .iter()
+            .all(|n| el.text_of(n).is_none_or(|v| parse_bool(v).is_some())),
+        Op::SendOtp => {
+            let sms = el.child("smsDeliveryInfo");
+            let voice = el.child("voiceDeliveryInfo");
+            if sms.is_some() && voice.is_some() {
+                return false;
+            }
+            sms.or(voice).is_none_or(|d| {
+                d.text_of("phoneNumber")
+                    .is_some_and(crate::config::valid_phone)
+            })
+        }
+        Op::GetServerTime => true,
+    }
+}
+
+enum Verdict {
+    Ok {
+        cred_id: Option<String>,
+        cred_type: Option<CredentialType>,
+    },
+    Status(&'static str),
+}
+
+impl State {
+    pub(crate) fn new(policy: Policy, faults: Faults, users: &[UserConfig]) -> State {
+        let users = users
+            .iter()
+            .map(|u| {
+                let creds = u
+                    .credentials
+                    .iter()
+                    .map(|c| CredState {
+                        cfg: c.clone(),
+                        key: c.totp_secret.as_deref().and_then(decode_base32),
+                        status: c.status,
+                        learned: 0,
+                        last_step: None,
+                    })
+                    .collect();
+                (
+                    u.id.to_lowercase(),
+                    UserState {
+                        cfg: u.clone(),
+                        creds,
+                        bad_count: 0,
+                        sent: Vec::new(),
+                        last_sent: None,
+                    },
+                )
+            })
+            .collect();
+        State {
+            policy,
+            inner: Mutex::new(Inner {
+                users,
+                txns: HashMap::new(),
+            }),
+            global_faults: Mutex::new(faults),
+            calls: Mutex::new(BTreeMap::new()),
+            tls_handshakes: AtomicU64::new(0),
+            http_requests: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn count_call(&self, op: Op) {
+        *lock(&self.calls).entry(op.name().to_string()).or_insert(0) += 1;
+    }
+
+    pub(crate) fn counters(&self) -> Counters {
+        Counters {
+            calls: lock(&self.calls).clone(),
+            tls_handshakes: self.tls_handshakes.load(Ordering::Relaxed),
+            http_requests: self.http_requests.load(Ordering::Relaxed),
+        }
+    }
+
+    pub(crate) fn reset_counters(&self) {
+        lock(&self.calls).clear();
+        self.tls_handshakes.store(0, Ordering::Relaxed);
+        self.http_requests.store(0, Ordering::Relaxed);
+    }
+
+    pub(crate) fn global_faults(&self) -> Faults {
+        lock(&self.global_faults).clone()
+    }
+
+    pub(crate) fn set_global_faults(&self, f: Faults) {
+        *lock(&self.global_faults) = f;
+    }
+
+    /// Sets a user's faults; false if the user does not exist.
+    pub(crate) fn set_user_faults(&self, user: &str, f: Faults) -> bool {
+        match lock(&self.inner).users.get_mut(&user.to_lowercase()) {
+            Some(u) => {
+                u.cfg.faults = f;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Global faults merged with those of the user the request is about.
+    pub(crate) fn faults_for(&self, op: Op, el: &Elem) -> Faults {
+        let global = self.global_faults();
+        let inner = lock(&self.inner);
+        let user_key = match op {
+            Op::PollPushStatus => el
+                .all("transactionId")
+                .find_map(|t| inner.txns.get(&t.text))
+                .map(|t| t.user.clone()),
+            _ => el.text_of("userId").map(str::to_lowercase),
+        };
+        match user_key.and_then(|k| inner.users.get(&k)) {
+            Some(u) => global.merge(&u.cfg.faults),
+            None => global,
+        }
+    }
+
+    pub(crate) fn last_sent_code(&self, user: &str) -> Option<String> {
+        lock(&self.inner)
+            .users
+            .get(&user.to_lowercase())
+            .and_then(|u| u.last_sent.clone())
+    }
+
+    pub(crate) fn current_code(&self, user: &str) -> Option<String> {
+        let inner = lock(&self.inner);
+        let u = inner.users.get(&user.to_lowercase())?;
+        let c = u
+            .creds
+            .iter()
+            .find(|c| c.cfg.kind == CredentialType::StandardOtp && c.key.is_some())?;
+        let key = c.key.as_deref()?;
+        let step = (now_unix() / STEP_SECONDS) as i64 + c.cfg.drift_steps;
+        Some(code_at_step(key, step, c.cfg.digits))
+    }
+
+    /// Runs an operation and returns the response document.
+    pub(crate) fn run(&self, op: Op, el: &Elem) -> String {
+        let rid = el.text_of("requestId").unwrap_or("");
+        if !validate(op, el) {
+            return Resp::new(op.response(), rid, "600B", message("600B"), None).finish();
+        }
+        match op {
+            Op::AuthenticateUser | Op::CheckOtp => self.otp_op(op, rid, el),
+            Op::AuthenticateUserWithPush => self.push(rid, el),
+            Op::PollPushStatus => self.poll(rid, el),
+            Op::GetUserInfo => self.user_info(rid, el),
+            Op::GetServerTime => {
+                let mut r = Resp::new(op.response(), rid, "0000", "Success", None);
+                r.field("timestamp", &xsd_now());
+                r.finish()
+            }
+            Op::SendOtp => self.send_otp(rid, el),
+        }
+    }
+
+    fn status_only(op: Op, rid: &str, code: &'static str) -> String {
+        let detail = (code == "6009").then_some(("49B5", "Failed with an invalid OTP"));
+        Resp::new(op.response(), rid, code, message(code), detail).finish()
+    }
+
+    fn otp_op(&self, op: Op, rid: &str, el: &Elem) -> String {
+        let user_id = el.text_of("userId").unwrap_or("");
+        let (otp, otp2) = match el.child("otpAuthData") {
+            Some(d) => (d.text_of("otp").unwrap_or(""), d.text_of("otp2")),
+            None => ("", None),
+        };
+        let mut inner = lock(&self.inner);
+        let Some(user) = inner.users.get_mut(&user_id.to_lowercase()) else {
+            return Self::status_only(op, rid, "6003");
+        };
+        if user.cfg.status != UserStatus::Active {
+            return Self::status_only(op, rid, "601B");
+        }
+        if op == Op::AuthenticateUser {
+            if let (Some(sent), Some(want)) = (el.text_of("pin"), user.cfg.pin.as_deref()) {
+                if sent != want {
+                    return Self::status_only(op, rid, "601F");
+                }
+            }
+        }
+        let verdict = self.verify(
+            user,
+            otp,
+            otp2,
+            op == Op::CheckOtp,
+            op == Op::AuthenticateUser,
+        );
+        drop(inner);
+        match verdict {
+            Verdict::Status(code) => Self::status_only(op, rid, code),
+            Verdict::Ok { cred_id, cred_type } => {
+                let mut r = Resp::new(op.response(), rid, "0000", "Success", None);
+                if let Some(id) = cred_id {
+                    r.field("credentialId", &id);
+                }
+                if let Some(t) = cred_type {
+                    r.field("credentialType", t.as_str());
+                }
+                r.field("authnId", &random_hex(16, true));
+                r.finish()
+            }
+        }
+    }
+
+    fn fail(&self, user: &mut UserState) -> Verdict {
+        user.bad_count = user.bad_count.saturating_add(1);
+        let limit = self.policy.lockout_after;
+        if limit > 0 && user.bad_count >= limit {
+            for c in &mut user.creds {
+                if c.key.is_some() && c.status == CredentialStatus::Enabled {
+                    c.status = CredentialStatus::Locked;
+                }
+            }
+        }
+        Verdict::Status("6009")
+    }
+
+    fn verify(
+        &self,
+        user: &mut UserState,
+        otp: &str,
+        otp2: Option<&str>,
+        allow_locked: bool,
+        allow_temp: bool,
+    ) -> Verdict {
+        if !valid_otp(otp) || otp2.is_some_and(|o| !valid_otp(o)) {
+            return self.fail(user);
+        }
+        if allow_temp && otp2.is_none() && user.cfg.temporary_code.as_deref() == Some(otp) {
+            user.bad_count = 0;
+            return Verdict::Ok {
+                cred_id: None,
+                cred_type: None,
+            };
+        }
+        let now = Instant::now();
+        user.sent.retain(|s| s.expires > now);
+        if otp2.is_none() {
+            if let Some(i) = user.sent.iter().position(|s| s.code == otp) {
+                let s = user.sent.remove(i);
+                user.bad_count = 0;
+                return Verdict::Ok {
+                    cred_id: Some(s.phone),
+                    cred_type: Some(s.kind),
+                };
+            }
+        }
+        let has_otp_creds = user.creds.iter().any(|c| c.key.is_some());
+        if !has_otp_creds {
+            if user.cfg.sms_phones.is_empty() && user.cfg.voice_phones.is_empty() {
+                return Verdict::Status("6008");
+            }
+            return self.fail(user);
+        }
+        let usable = |c: &CredState| {
+            c.key.is_some()
+                && (c.status == CredentialStatus::Enabled
+                    || (allow_locked && c.status == CredentialStatus::Locked))
+        };
+        if !user.creds.iter().any(usable) {
+            return Verdict::Status("600D");
+        }
+        let now_step = (now_unix() / STEP_SECONDS) as i64;
+        let w = i64::from(self.policy.totp_window_steps);
+        let r = i64::from(self.policy.resync_window_steps).max(w);
+        let mut out_of_sync = false;
+        for c in user.creds.iter_mut() {
+            if !usable(c) {
+                continue;
+            }
+            let Some(key) = c.key.clone() else {
+                continue;
+            };
+            let key = key.as_slice();
+            let digits = c.cfg.digits;
+            let base = now_step + c.learned;
+            let last = c.last_step;
+            let fresh = |step: i64| last.is_none_or(|l| step > l);
+            match otp2 {
+                None => {
+                    for d in -w..=w {
+                        let step = base + d;
+                        if fresh(step) && code_at_step(key, step, digits) == otp {
+                            c.last_step = Some(step);
+                            user.bad_count = 0;
+                            return Verdict::Ok {
+                                cred_id: Some(c.cfg.id.clone()),
+                                cred_type: Some(c.cfg.kind),
+                            };
+                        }
+                    }
+                    for d in (-r..=r).filter(|d| d.abs() > w) {
+                        let step = base + d;
+                        if fresh(step) && code_at_step(key, step, digits) == otp {
+                            out_of_sync = true;
+                        }
+                    }
+                }
+                Some(otp2) => {
+                    for d in -r..=r {
+                        let step = base + d;
+                        if fresh(step)
+                            && code_at_step(key, step, digits) == otp
+                            && code_at_step(key, step + 1, digits) == otp2
+                        {
+                            c.last_step = Some(step + 1);
+                            c.learned = step + 1 - now_step;
+                            user.bad_count = 0;
+                            return Verdict::Ok {
+                                cred_id: Some(c.cfg.id.clone()),
+                                cred_type: Some(c.cfg.kind),
+                            };
+                        }
+                    }
+                }
+            }
+        }
+        if out_of_sync {
+            return Verdict::Status("604A");
+        }
+        self.fail(user)
+    }
+
+    fn push(&self, rid: &str, el: &Elem) -> String {
+        let op = Op::AuthenticateUserWithPush;
+        let user_id = el.text_of("userId").unwrap_or("");
+        let key = user_id.to_lowercase();
+        let mut timeout = self.policy.push_timeout_secs;
+        let mut number_challenge = false;
+        if let Some(d) = el.child("pushAuthData") {
+            for p in d.all("requestParameters") {
+                let v = p.text_of("Value").unwrap_or("");
+                match p.text_of("Key").unwrap_or("") {
+                    "request.timeout" => {
+                        if let Ok(t) = v.parse::<u64>() {
+                            timeout = t;
+                        }
+                    }
+                    "supportNumberChallenge" => number_challenge = v == "true",
+                    _ => {}
+                }
+            }
+        }
+        let mut inner = lock(&self.inner);
+        let Some(user) = inner.users.get(&key) else {
+            return Self::status_only(op, rid, "6003");
+        };
+        if user.cfg.status != UserStatus::Active {
+            return Self::status_only(op, rid, "601B");
+        }
+        if let (Some(sent), Some(want)) = (el.text_of("pin"), user.cfg.pin.as_deref()) {
+            if sent != want {
+                return Self::status_only(op, rid, "601F");
+            }
+        }
+        let creds: Vec<(String, CredentialType)> = user
+            .creds
+            .iter()
+            .filter(|c| c.cfg.push && c.status == CredentialStatus::Enabled)
+            .map(|c| (c.cfg.id.clone(), c.cfg.kind))
+            .collect();
+        let Some((first_id, first_type)) = creds.first().cloned() else {
+            return Self::status_only(op, rid, "6008");
+        };
+        let number = (number_challenge && self.policy.number_challenge).then(|| {
+            user.cfg
+                .push
+                .number
+                .unwrap_or_else(|| rand::thread_rng().gen_range(10..=99))
+        });
+        let push_cfg = user.cfg.push.clone();
+        let now = Instant::now();
+        inner
+            .txns
+            .retain(|_, t| now.duration_since(t.created) < t.timeout + Duration::from_secs(600));
+        if inner.txns.len() >= 200_000 {
+            return Self::status_only(op, rid, "6005");
+        }
+        let txn_id = random_hex(16, false);
+        inner.txns.insert(
+            txn_id.clone(),
+            Txn {
+                user: key,
+                created: now,
+                timeout: Duration::from_secs(timeout),
+                number,
+                push: push_cfg,
+                cred_id: first_id,
+                cred_type: first_type,
+            },
+        );
+        drop(inner);
+        let mut r = Resp::new(op.response(), rid, "6040", message("6040"), None);
+        r.field("transactionId", &txn_id);
+        for (id, _) in &creds {
+            r.open("pushDetail");
+            r.field("pushCredentialId", id);
+            r.field("pushSent", "true");
+            r.close("pushDetail");
+        }
+        if let Some(n) = number {
+            r.field("numbersChallengeValue", &n.to_string());
+        }
+        r.finish()
+    }
+
+    fn poll(&self, rid: &str, el: &Elem) -> String {
+        let mut r = Resp::new(Op::PollPushStatus.response(), rid, "0000", "Success", None);
+        let mut inner = lock(&self.inner);
+        let now = Instant::now();
+        for id_el in el.all("transactionId") {
+            let id = id_el.text.as_str();
+            let (code, detail, cred, authn_time) = match inner.txns.get(id) {
+                None => ("7005", None, None, false),
+                Some(t) => {
+                    let elapsed = now.duration_since(t.created);
+                    let answers_at = Duration::from_millis(t.push.delay_ms);
+                    let never = t.push.action == PushAction::Never || answers_at >= t.timeout;
+                    let pending_detail = t.number.map(|_| ("7140", "Numbers challenge pending"));
+                    if never && elapsed >= t.timeout {
+                        ("7004", None, None, false)
+                    } else if never || elapsed < answers_at {
+                        ("7001", pending_detail, None, false)
+                    } else {
+                        match t.push.action {
+                            PushAction::Deny => ("7002", None, None, true),
+                            _ if t.number.is_some() && t.push.wrong_number => (
+                                "7008",
+                                Some(("7141", "Numbers challenge failed")),
+                                None,
+                                false,
+                            ),
+                            _ => ("7000", None, Some((t.cred_id.clone(), t.cred_type)), true),
+                        }
+                    }
+                }
+            };
+            if code != "7001" {
+                inner.txns.remove(id);
+            }
+            r.open("transactionStatus");
+            r.field("transactionId", id);
+            r.field("status", code);
+            r.field("statusMessage", txn_message(code));
+            if let Some((d, m)) = detail {
+                r.field("detail", d);
+                r.field("detailMessage", m);
+            }
+            if authn_time {
+                r.field("authnTime", "1970-01-01T00:00:00.000Z");
+            }
+            if let Some((cid, ctype)) = cred {
+                r.field("credentialId", &cid);
+                r.field("credentialType", ctype.as_str());
+            }
+            r.close("transactionStatus");
+        }
+        drop(inner);
+        r.finish()
+    }
+
+    fn user_info(&self, rid: &str, el: &Elem) -> String {
+        let op = Op::GetUserInfo;
+        let include_push = el
+            .text_of("includePushAttributes")
+            .and_then(parse_bool)
+            .unwrap_or(false);
+        let inner = lock(&self.inner);
+        let Some(user) = inner
+            .users
+            .get(&el.text_of("userId").unwrap_or("").to_lowercase())
+        else {
+            return Self::status_only(op, rid, "6003");
+        };
+        let mut r = Resp::new(op.response(), rid, "0000", "Success", None);
+        r.field("userId", &user.cfg.id);
+        r.field("userCreationTime", &user.cfg.created);
+        r.field("userStatus", user.cfg.status.as_str());
+        let n = user.creds.len() + user.cfg.sms_phones.len() + user.cfg.voice_phones.len();
+        r.field("numBindings", &n.to_string());
+        let binding = |r: &mut Resp, id: &str, kind: &str, status: &str, name: &str| {
+            r.field("credentialId", id);
+            r.field("credentialType", kind);
+            r.field("credentialStatus", status);
+            r.open("bindingDetail");
+            r.field("bindStatus", "ENABLED");
+            r.field("friendlyName", name);
+            r.field("lastBindTime", &user.cfg.created);
+            r.close("bindingDetail");
+        };
+        for c in &user.creds {
+            r.open("credentialBindingDetail");
+            let name = c
+                .cfg
+                .friendly_name
+                .clone()
+                .unwrap_or_else(|| c.cfg.id.clone());
+            binding(
+                &mut r,
+                &c.cfg.id,
+                c.cfg.kind.as_str(),
+                c.status.as_str(),
+                &name,
+            );
+            if include_push && c.cfg.push {
+                r.kv("pushAttributes", "PUSH_PLATFORM", "IOS");
+                r.kv("pushAttributes", "PUSH_ENABLED", "true");
+            }
+            r.close("credentialBindingDetail");
+        }
+        for (phones, kind) in [
+            (&user.cfg.sms_phones, CredentialType::SmsOtp),
+            (&user.cfg.voice_phones, CredentialType::VoiceOtp),
+        ] {
+            for p in phones {
+                r.open("credentialBindingDetail");
+                binding(&mut r, p, kind.as_str(), "ENABLED", p);
+                r.close("credentialBindingDetail");
+            }
+        }
+        r.field(
+            "isPinSet",
+            if user.cfg.pin.is_some() {
+                "true"
+            } else {
+                "false"
+            },
+        );
+        r.field(
+            "isTempPasswordSet",
+            if user.cfg.temporary_code.is_some() {
+                "true"
+            } else {
+                "false"
+            },
+        );
+        r.finish()
+    }
+
+    fn send_otp(&self, rid: &str, el: &Elem) -> String {
+        let op = Op::SendOtp;
+        let mut inner = lock(&self.inner);
+        let Some(user) = inner
+            .users
+            .get_mut(&el.text_of("userId").unwrap_or("").to_lowercase())
+        else {
+            return Self::status_only(op, rid, "6003");
+        };
+        if user.cfg.status != UserStatus::Active {
+            return Self::status_only(op, rid, "601B");
+        }
+        let (kind, phones, asked) = if let Some(d) = el.child("voiceDeliveryInfo") {
+            (
+                CredentialType::VoiceOtp,
+                &user.cfg.voice_phones,
+                d.text_of("phoneNumber"),
+            )
+        } else if let Some(d) = el.child("smsDeliveryInfo") {
+            (
+                CredentialType::SmsOtp,
+                &user.cfg.sms_phones,
+                d.text_of("phoneNumber"),
+            )
+        } else {
+            (CredentialType::SmsOtp, &user.cfg.sms_phones, None)
+        };
+        if phones.is_empty() {
+            return Self::status_only(op, rid, "6008");
+        }
+        let phone = match asked {
+            Some(p) if phones.iter().any(|x| x == p) => p.to_string(),
+            Some(_) => return Self::status_only(op, rid, "6004"),
+            None => phones[0].clone(),
+        };
+        let code = format!("{:06}", rand::thread_rng().gen_range(0..1_000_000u32));
+        let now = Instant::now();
+        user.sent.retain(|s| s.expires > now);
+        if user.sent.len() >= 16 {
+            user.sent.remove(0);
+        }
+        user.sent.push(SentCode {
+            code: code.clone(),
+            kind,
+            phone,
+            expires: now + Duration::from_secs(self.policy.sent_code_ttl_secs),
+        });
+        user.last_sent = Some(code);
+        drop(inner);
+        Resp::new(op.response(), rid, "0000", "Success", None).finish()
+    }
+}
