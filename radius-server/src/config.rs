@@ -1,0 +1,526 @@
+//! The daemon's configuration file: the core sections (`vip`, `engine`, `policies`), the
+//! RADIUS front door (`radius`), the PAM door (`pam`) and logging (`log`). Loading validates
+//! everything serde cannot and returns ready-to-use values; every error names the file, the
+//! key and the problem.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use vip_core::config::{ConfigError, CoreConfig};
+use vip_core::engine::{EngineConfig, LoginPolicy};
+use vip_core::secret::Secret;
+use vip_core::vip::VipConfig;
+
+use crate::error::Result;
+use crate::pam_door::{self, PamConfig};
+use crate::radius::clients::{parse_address, Client, ClientTable};
+
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/vip-bridge/vip-bridge.toml";
+
+/// The file as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub vip: VipConfig,
+    #[serde(default)]
+    pub engine: EngineConfig,
+    #[serde(default)]
+    pub policies: BTreeMap<String, LoginPolicy>,
+    /// The RADIUS front door; absent means no RADIUS listener (a PAM-only host).
+    #[serde(default)]
+    pub radius: Option<RadiusConfig>,
+    /// The PAM door; absent means no PAM socket.
+    #[serde(default)]
+    pub pam: Option<PamConfig>,
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// A tracing filter: `info`, `debug`, `vip_bridge=debug,info`... `RUST_LOG` overrides it.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::Text,
+            level: "info".into(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RadiusConfig {
+    /// UDP addresses to listen on (IPv4 and IPv6; port 0 picks a free port).
+    pub listen: Vec<SocketAddr>,
+    /// How long answers are kept to resend on retransmits (RFC 5080: 5 to 30 s).
+    #[serde(with = "humantime_serde")]
+    pub response_cache_ttl: Duration,
+    /// Requests processed at once; more are dropped (the NAS retransmits). A quarter on top is
+    /// reserved for continuing logins (requests carrying a live State).
+    pub max_in_flight: usize,
+    /// Entries of the duplicate / response cache.
+    pub response_cache_size: u64,
+    /// On SIGTERM/SIGINT, how long in-flight logins may take to finish.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
+    pub clients: Vec<ClientConfig>,
+}
+
+impl Default for RadiusConfig {
+    fn default() -> Self {
+        RadiusConfig {
+            listen: vec![
+                SocketAddr::from(([127, 0, 0, 1], 1812)),
+                SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, 1812)),
+            ],
+            response_cache_ttl: Duration::from_secs(15),
+            max_in_flight: 256,
+            response_cache_size: 65_536,
+            shutdown_timeout: Duration::from_secs(10),
+            clients: Vec::new(),
+        }
+    }
+}
+
+fn default_policy() -> String {
+    "default".into()
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientConfig {
+    pub name: String,
+    /// An IP address or a CIDR.
+    pub address: String,
+    pub secret: Option<Secret>,
+    /// A file holding the secret (one trailing newline stripped).
+    pub secret_file: Option<PathBuf>,
+    #[serde(default = "default_policy")]
+    pub policy: String,
+    #[serde(default = "yes")]
+    pub require_message_authenticator: bool,
+}
+
+/// The RADIUS front door, validated.
+#[derive(Debug)]
+pub struct RadiusSettings {
+    pub listen: Vec<SocketAddr>,
+    pub response_cache_ttl: Duration,
+    pub response_cache_size: u64,
+    pub max_in_flight: usize,
+    pub clients: ClientTable,
+}
+
+/// A validated configuration.
+#[derive(Debug)]
+pub struct Loaded {
+    pub path: PathBuf,
+    pub core: CoreConfig,
+    pub radius: Option<RadiusSettings>,
+    pub pam: Option<PamConfig>,
+    pub log: LogConfig,
+    pub shutdown_timeout: Duration,
+}
+
+/// Reads, parses and validates the file at `path`.
+pub fn load(path: &Path) -> Result<Loaded> {
+    let config: Config = vip_core::config::load_toml(path)?;
+    resolve(path, config)
+}
+
+/// Parses and validates `text`; `path` names the source in errors and anchors relative paths.
+pub fn parse(path: &Path, text: &str) -> Result<Loaded> {
+    let config: Config = vip_core::config::parse_toml(path, text)?;
+    resolve(path, config)
+}
+
+fn invalid(path: &Path, key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        path: path.to_owned(),
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+fn resolve(path: &Path, config: Config) -> Result<Loaded> {
+    let Config {
+        vip,
+        engine,
+        policies,
+        radius,
+        pam,
+        log,
+    } = config;
+    let core = CoreConfig {
+        vip,
+        engine,
+        policies,
+    };
+    core.validate(path)?;
+    if let Some(pam) = &pam {
+        pam_door::validate(pam, &core, path)?;
+    }
+    if let Err(e) = tracing_subscriber::EnvFilter::try_new(&log.level) {
+        return Err(invalid(path, "log.level", format!("{:?}: {e}", log.level)).into());
+    }
+    let shutdown_timeout = radius
+        .as_ref()
+        .map(|r| r.shutdown_timeout)
+        .unwrap_or(Duration::from_secs(10));
+    let radius = match radius {
+        Some(r) => Some(resolve_radius(path, &core, r)?),
+        None => None,
+    };
+    Ok(Loaded {
+        path: path.to_owned(),
+        core,
+        radius,
+        pam,
+        log,
+        shutdown_timeout,
+    })
+}
+
+fn resolve_radius(path: &Path, core: &CoreConfig, r: RadiusConfig) -> Result<RadiusSettings> {
+    if r.listen.is_empty() {
+        return Err(invalid(path, "radius.listen", "give at least one address").into());
+    }
+    let ttl = r.response_cache_ttl;
+    if ttl < Duration::from_secs(5) || ttl > Duration::from_secs(30) {
+        return Err(invalid(
+            path,
+            "radius.response_cache_ttl",
+            format!(
+                "{}: must be between 5s and 30s (RFC 5080)",
+                humantime_serde::re::humantime::format_duration(ttl)
+            ),
+        )
+        .into());
+    }
+    if r.max_in_flight == 0 || r.max_in_flight > 100_000 {
+        return Err(invalid(path, "radius.max_in_flight", "must be between 1 and 100000").into());
+    }
+    if r.response_cache_size < 16 {
+        return Err(invalid(path, "radius.response_cache_size", "must be at least 16").into());
+    }
+    if r.shutdown_timeout > Duration::from_secs(600) {
+        return Err(invalid(path, "radius.shutdown_timeout", "must be at most 10m").into());
+    }
+    let base = path.parent().unwrap_or_else(|| Path::new("."));
+    let mut clients = Vec::with_capacity(r.clients.len());
+    let mut names: HashMap<String, usize> = HashMap::new();
+    let mut nets = HashMap::new();
+    for (i, c) in r.clients.into_iter().enumerate() {
+        let key = |field: &str| format!("radius.clients[{i}].{field} (client {:?})", c.name);
+        if c.name.trim().is_empty() {
+            return Err(invalid(
+                path,
+                format!("radius.clients[{i}].name"),
+                "may not be empty",
+            )
+            .into());
+        }
+        if let Some(j) = names.insert(c.name.clone(), i) {
+            return Err(invalid(
+                path,
+                key("name"),
+                format!("the same name as radius.clients[{j}]"),
+            )
+            .into());
+        }
+        let net = parse_address(&c.address).map_err(|m| invalid(path, key("address"), m))?;
+        if let Some((j, other)) = nets.insert(net, (i, c.name.clone())) {
+            return Err(invalid(
+                path,
+                key("address"),
+                format!("{net} is also the address of radius.clients[{j}] ({other:?}); each network may appear once"),
+            )
+            .into());
+        }
+        let secret = match (c.secret.clone(), &c.secret_file) {
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    path,
+                    key("secret"),
+                    "give either secret or secret_file, not both",
+                )
+                .into())
+            }
+            (None, None) => {
+                return Err(
+                    invalid(path, key("secret"), "missing: give secret or secret_file").into(),
+                )
+            }
+            (Some(s), None) => {
+                if s.is_empty() {
+                    return Err(invalid(path, key("secret"), "may not be empty").into());
+                }
+                s
+            }
+            (None, Some(file)) => {
+                let file = base.join(file);
+                let s = read_secret_file(&file).map_err(|m| {
+                    invalid(path, key("secret_file"), format!("{}: {m}", file.display()))
+                })?;
+                if s.is_empty() {
+                    return Err(invalid(
+                        path,
+                        key("secret_file"),
+                        format!("{}: the secret is empty", file.display()),
+                    )
+                    .into());
+                }
+                s
+            }
+        };
+        let policy = core.policy(&c.policy).ok_or_else(|| {
+            let known: Vec<&str> = core.policies.keys().map(String::as_str).collect();
+            invalid(
+                path,
+                key("policy"),
+                format!(
+                    "no policy named {:?} (known: default{}{})",
+                    c.policy,
+                    if known.is_empty() { "" } else { ", " },
+                    known.join(", ")
+                ),
+            )
+        })?;
+        clients.push(Client::new(
+            c.name,
+            net,
+            secret,
+            c.policy,
+            policy,
+            c.require_message_authenticator,
+        ));
+    }
+    Ok(RadiusSettings {
+        listen: r.listen,
+        response_cache_ttl: ttl,
+        response_cache_size: r.response_cache_size,
+        max_in_flight: r.max_in_flight,
+        clients: ClientTable::new(clients),
+    })
+}
+
+/// Reads a secret file: UTF-8, one trailing newline (`\n` or `\r\n`) stripped.
+fn read_secret_file(file: &Path) -> std::result::Result<Secret, String> {
+    let bytes =
+        zeroize::Zeroizing::new(std::fs::read(file).map_err(|e| format!("cannot read: {e}"))?);
+    let text = std::str::from_utf8(&bytes).map_err(|_| "not UTF-8 text".to_string())?;
+    let text = text
+        .strip_suffix("\r\n")
+        .or_else(|| text.strip_suffix('\n'))
+        .unwrap_or(text);
+    Ok(Secret::new(text))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Error;
+
+    fn parse_err(text: &str) -> String {
+        match parse(Path::new("/etc/vb.toml"), text) {
+            Ok(_) => panic!("accepted: {text}"),
+            Err(Error::Config(e)) => e.to_string(),
+            Err(e) => panic!("unexpected error kind: {e}"),
+        }
+    }
+
+    const CLIENT: &str = "[[radius.clients]]\nname = \"vpn\"\naddress = \"10.0.0.1\"\n";
+
+    #[test]
+    fn a_full_config_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret_file = dir.path().join("s");
+        std::fs::write(&secret_file, "from-file\n").unwrap();
+        let text = format!(
+            r#"
+[policies.challenge]
+mode = "challenge"
+
+[radius]
+listen = ["127.0.0.1:0", "[::1]:0"]
+response_cache_ttl = "20s"
+max_in_flight = 8
+
+[[radius.clients]]
+name = "vpn"
+address = "10.0.0.0/8"
+secret = "inline"
+policy = "challenge"
+
+[[radius.clients]]
+name = "legacy"
+address = "127.0.0.1"
+secret_file = "{}"
+require_message_authenticator = false
+
+[log]
+format = "json"
+level = "debug"
+"#,
+            secret_file.display()
+        );
+        let cfg = parse(&dir.path().join("vb.toml"), &text).unwrap();
+        let r = cfg.radius.unwrap();
+        assert_eq!(r.listen.len(), 2);
+        assert_eq!(r.response_cache_ttl, Duration::from_secs(20));
+        assert_eq!(r.max_in_flight, 8);
+        assert_eq!(cfg.log.format, LogFormat::Json);
+        let legacy = r.clients.lookup("127.0.0.1".parse().unwrap()).unwrap();
+        assert_eq!(legacy.secret(), b"from-file");
+        assert!(!legacy.require_message_authenticator);
+        let vpn = r.clients.lookup("10.9.9.9".parse().unwrap()).unwrap();
+        assert_eq!(vpn.secret(), b"inline");
+        assert!(vpn.require_message_authenticator);
+        assert_eq!(vpn.policy.mode, vip_core::engine::PasswordMode::Challenge);
+    }
+
+    #[test]
+    fn defaults() {
+        let cfg = parse(Path::new("x.toml"), &format!("{CLIENT}secret = \"s\"\n")).unwrap();
+        let r = cfg.radius.unwrap();
+        assert_eq!(r.response_cache_ttl, Duration::from_secs(15));
+        assert_eq!(r.listen.len(), 2);
+        assert_eq!(cfg.shutdown_timeout, Duration::from_secs(10));
+        assert_eq!(cfg.log.format, LogFormat::Text);
+        assert!(parse(Path::new("x.toml"), "").unwrap().radius.is_none());
+    }
+
+    #[test]
+    fn errors_name_the_file_and_key() {
+        let e = parse_err(&format!("{CLIENT}secret = \"s\"\npolicy = \"nope\"\n"));
+        assert!(
+            e.starts_with("/etc/vb.toml: radius.clients[0].policy"),
+            "{e}"
+        );
+        assert!(e.contains("\"nope\""), "{e}");
+
+        let e = parse_err(&format!("{CLIENT}secret = \"s\"\nsecret_file = \"/x\"\n"));
+        assert!(
+            e.contains("radius.clients[0].secret") && e.contains("not both"),
+            "{e}"
+        );
+
+        let e = parse_err(CLIENT);
+        assert!(
+            e.contains("radius.clients[0].secret") && e.contains("missing"),
+            "{e}"
+        );
+
+        let e = parse_err(&format!("{CLIENT}secret = \"\"\n"));
+        assert!(
+            e.contains("radius.clients[0].secret") && e.contains("empty"),
+            "{e}"
+        );
+
+        let e = parse_err(&format!("{CLIENT}secret_file = \"/nonexistent/secret\"\n"));
+        assert!(
+            e.contains("radius.clients[0].secret_file") && e.contains("cannot read"),
+            "{e}"
+        );
+
+        let e = parse_err(
+            "[[radius.clients]]\nname = \"a\"\naddress = \"10.0.0.1/8\"\nsecret = \"s\"\n",
+        );
+        assert!(
+            e.contains("radius.clients[0].address") && e.contains("host bits"),
+            "{e}"
+        );
+
+        let e = parse_err(
+            "[[radius.clients]]\nname = \"a\"\naddress = \"nas.example\"\nsecret = \"s\"\n",
+        );
+        assert!(e.contains("radius.clients[0].address"), "{e}");
+
+        let e = parse_err(
+            "[[radius.clients]]\nname = \"a\"\naddress = \"10.0.0.0/8\"\nsecret = \"s\"\n\
+             [[radius.clients]]\nname = \"b\"\naddress = \"10.0.0.0/8\"\nsecret = \"t\"\n",
+        );
+        assert!(
+            e.contains("radius.clients[1].address") && e.contains("radius.clients[0]"),
+            "{e}"
+        );
+
+        let e = parse_err(&format!(
+            "[radius]\nresponse_cache_ttl = \"2s\"\n{CLIENT}secret = \"s\"\n"
+        ));
+        assert!(
+            e.contains("radius.response_cache_ttl") && e.contains("5s and 30s"),
+            "{e}"
+        );
+
+        let e = parse_err("[radius]\nmax_in_flight = 0\n");
+        assert!(e.contains("radius.max_in_flight"), "{e}");
+
+        let e = parse_err("[radius]\nlisten = []\n");
+        assert!(e.contains("radius.listen"), "{e}");
+
+        let e = parse_err("[radius]\nlisten = [\"localhost\"]\n");
+        assert!(
+            e.starts_with("/etc/vb.toml:") && e.contains("listen"),
+            "{e}"
+        );
+
+        let e = parse_err("[radius]\nbogus = 1\n");
+        assert!(e.contains("bogus"), "{e}");
+
+        let e = parse_err("nonsense = true\n");
+        assert!(e.contains("nonsense"), "{e}");
+
+        let e = parse_err("[log]\nformat = \"xml\"\n");
+        assert!(e.contains("xml"), "{e}");
+
+        let e = parse_err("[log]\nlevel = \"=nope=\"\n");
+        assert!(e.contains("log.level"), "{e}");
+    }
+
+    #[test]
+    fn secret_file_trailing_newline_is_stripped_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("s");
+        std::fs::write(&f, "abc\r\n").unwrap();
+        assert_eq!(read_secret_file(&f).unwrap().expose(), "abc");
+        std::fs::write(&f, "abc\n\n").unwrap();
+        assert_eq!(read_secret_file(&f).unwrap().expose(), "abc\n");
+        std::fs::write(&f, "abc").unwrap();
+        assert_eq!(read_secret_file(&f).unwrap().expose(), "abc");
+        std::fs::write(&f, "\n").unwrap();
+        let e = parse_err(&format!("{CLIENT}secret_file = \"{}\"\n", f.display()));
+        assert!(e.contains("empty"), "{e}");
+    }
+
+    #[test]
+    fn duplicate_client_names_are_refused() {
+        let e = parse_err(
+            "[[radius.clients]]\nname = \"a\"\naddress = \"10.0.0.1\"\nsecret = \"s\"\n\
+             [[radius.clients]]\nname = \"a\"\naddress = \"10.0.0.2\"\nsecret = \"t\"\n",
+        );
+        assert!(e.contains("radius.clients[1].name"), "{e}");
+    }
+}

@@ -1,0 +1,242 @@
+//! Start-up and shutdown: load the configuration, start logging, build the engine, bind the
+//! RADIUS listeners and the PAM door, write the ready file, and on SIGTERM/SIGINT stop
+//! accepting and let in-flight logins finish (up to `radius.shutdown_timeout`).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::{error, info, warn};
+use tracing_subscriber::EnvFilter;
+use vip_core::engine::{Authenticate, Engine};
+
+use crate::config::{self, Loaded, LogConfig, LogFormat};
+use crate::error::{Error, Result};
+use crate::pam_door;
+use crate::radius::{RadiusServer, Stats};
+
+/// `vip-bridge serve`: runs until SIGTERM or SIGINT, then exits cleanly.
+pub async fn run(config_path: &Path, ready_file: Option<&Path>) -> Result<()> {
+    let cfg = config::load(config_path)?;
+    init_logging(&cfg.log)?;
+    let engine = Engine::new(&cfg.core)?;
+    let auth: Arc<dyn Authenticate> = engine;
+    let shutdown = Arc::new(watch::channel(false).0);
+    spawn_signal_handler(shutdown.clone())?;
+    serve(cfg, auth, ready_file.map(Path::to_path_buf), shutdown).await
+}
+
+/// Starts logging as configured; `RUST_LOG`, when set, overrides `log.level`.
+pub fn init_logging(log: &LogConfig) -> Result<()> {
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(v) if !v.trim().is_empty() => EnvFilter::try_new(v),
+        _ => EnvFilter::try_new(&log.level),
+    }
+    .map_err(|e| Error::Logging(e.to_string()))?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    match log.format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    }
+    .map_err(|e| Error::Logging(e.to_string()))
+}
+
+fn spawn_signal_handler(shutdown: Arc<watch::Sender<bool>>) -> Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).map_err(|source| Error::Signal {
+        signal: "SIGTERM",
+        source,
+    })?;
+    let mut int = signal(SignalKind::interrupt()).map_err(|source| Error::Signal {
+        signal: "SIGINT",
+        source,
+    })?;
+    tokio::spawn(async move {
+        let which = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        };
+        info!(signal = which, "shutting down");
+        shutdown.send_replace(true);
+    });
+    Ok(())
+}
+
+/// Serves with an already built authenticator until `shutdown` is set (or the PAM door fails).
+pub async fn serve(
+    cfg: Loaded,
+    auth: Arc<dyn Authenticate>,
+    ready_file: Option<PathBuf>,
+    shutdown: Arc<watch::Sender<bool>>,
+) -> Result<()> {
+    let Loaded {
+        path,
+        core,
+        radius,
+        pam,
+        log: _,
+        shutdown_timeout,
+    } = cfg;
+    info!(config = %path.display(), "starting");
+    let stats = Arc::new(Stats::default());
+
+    let radius = match radius {
+        Some(settings) => {
+            for c in settings.clients.iter() {
+                if !c.require_message_authenticator {
+                    warn!(
+                        client = %c.name,
+                        address = %c.net,
+                        "require_message_authenticator = false: this client's requests are \
+                         accepted without Message-Authenticator (Blast-RADIUS, CVE-2024-3596); \
+                         upgrade the client and turn this back on"
+                    );
+                }
+            }
+            if settings.clients.is_empty() {
+                warn!("[radius] has no clients: every request will be dropped");
+            }
+            Some(RadiusServer::bind(settings, auth.clone(), stats.clone()).await?)
+        }
+        None => None,
+    };
+    let radius_addrs = radius.as_ref().map(|r| r.local_addrs()).unwrap_or_default();
+
+    let core = Arc::new(core);
+    let pam_socket = pam.as_ref().map(|p| p.socket.clone());
+    let mut pam_task: Option<JoinHandle<std::io::Result<()>>> = pam.map(|p| {
+        tokio::spawn(pam_door::serve(
+            p,
+            core.clone(),
+            auth.clone(),
+            shutdown.subscribe(),
+        ))
+    });
+    if let Some(sock) = &pam_socket {
+        wait_for_path(sock, Duration::from_secs(3)).await;
+    }
+
+    let radius_task = radius.map(|r| tokio::spawn(r.run(shutdown.subscribe(), shutdown_timeout)));
+
+    if let Some(file) = &ready_file {
+        write_ready_file(file, &radius_addrs, pam_socket.as_deref())?;
+    }
+    info!(
+        radius = ?radius_addrs.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        pam = %pam_socket.as_deref().map(|p| p.display().to_string()).unwrap_or_default(),
+        "ready"
+    );
+
+    // Run until told to stop, or until the PAM door stops on its own (an error).
+    let mut rx = shutdown.subscribe();
+    let mut failure = None;
+    tokio::select! {
+        _ = rx.wait_for(|stop| *stop) => {}
+        r = wait_task(&mut pam_task) => {
+            let e = match r {
+                Ok(Ok(())) => std::io::Error::other("it exited before shutdown"),
+                Ok(Err(e)) => e,
+                Err(join) => std::io::Error::other(join.to_string()),
+            };
+            error!(error = %e, "the PAM door stopped; shutting down");
+            failure = Some(Error::PamDoor(e));
+            pam_task = None;
+        }
+    }
+    shutdown.send_replace(true);
+
+    let deadline = tokio::time::Instant::now() + shutdown_timeout + Duration::from_secs(1);
+    if let Some(t) = radius_task {
+        if tokio::time::timeout_at(deadline, t).await.is_err() {
+            warn!("RADIUS did not stop in time");
+        }
+    }
+    if let Some(t) = pam_task {
+        match tokio::time::timeout_at(deadline, t).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => warn!(error = %e, "the PAM door stopped with an error"),
+            Ok(Err(e)) => warn!(error = %e, "the PAM door task failed"),
+            Err(_) => warn!("the PAM door did not stop in time"),
+        }
+    }
+    let counters: Vec<String> = stats
+        .snapshot()
+        .into_iter()
+        .filter(|(_, v)| *v > 0)
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    info!(counters = %counters.join(" "), "stopped");
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+async fn wait_task<T>(
+    task: &mut Option<JoinHandle<T>>,
+) -> std::result::Result<T, tokio::task::JoinError> {
+    match task {
+        Some(t) => t.await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn wait_for_path(path: &Path, limit: Duration) {
+    let until = tokio::time::Instant::now() + limit;
+    while !path.exists() && tokio::time::Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Writes the ready file atomically (temporary file, then rename).
+fn write_ready_file(
+    file: &Path,
+    radius: &[std::net::SocketAddr],
+    pam: Option<&Path>,
+) -> Result<()> {
+    let doc = serde_json::json!({
+        "radius": radius.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "pam": pam.map(|p| p.display().to_string()),
+    });
+    let tmp = file.with_extension("tmp");
+    let err = |source| Error::ReadyFile {
+        path: file.to_owned(),
+        source,
+    };
+    std::fs::write(&tmp, format!("{doc}\n")).map_err(err)?;
+    std::fs::rename(&tmp, file).map_err(err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ready_file_format() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("ready.json");
+        write_ready_file(
+            &f,
+            &[
+                "127.0.0.1:1812".parse().unwrap(),
+                "[::1]:1813".parse().unwrap(),
+            ],
+            None,
+        )
+        .unwrap();
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&f).unwrap()).unwrap();
+        assert_eq!(v["radius"][0], "127.0.0.1:1812");
+        assert_eq!(v["radius"][1], "[::1]:1813");
+        assert!(v["pam"].is_null());
+        write_ready_file(&f, &[], Some(Path::new("/run/x.sock"))).unwrap();
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&f).unwrap()).unwrap();
+        assert_eq!(v["pam"], "/run/x.sock");
+    }
+}

@@ -1,0 +1,37 @@
+//! The crate's one error type.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use vip_core::config::ConfigError;
+use vip_core::engine::EngineError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A bad configuration: the message names the file, the key and the problem.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("cannot start the auth engine: {0}")]
+    Engine(#[from] EngineError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot write the ready file {path}: {source}")]
+    ReadyFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot install the {signal} handler: {source}")]
+    Signal {
+        signal: &'static str,
+        source: std::io::Error,
+    },
+    #[error("bad log settings: {0}")]
+    Logging(String),
+    #[error("the PAM door stopped: {0}")]
+    PamDoor(std::io::Error),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

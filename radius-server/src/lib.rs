@@ -1,0 +1,20 @@
+//! `vip-bridge`: the daemon that puts Symantec VIP second-factor checks behind RADIUS and PAM.
+//!
+//! - [`cli`]: the command line;
+//! - [`config`]: the configuration file, validated;
+//! - [`daemon`]: start-up, listeners, signals, shutdown;
+//! - [`radius`]: the RADIUS front door;
+//! - [`pam_door`]: the PAM front door (Unix socket for pam_vip.so);
+//! - [`error`]: the crate's error type.
+
+// Tests may unwrap; the crate itself may not (workspace lint).
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+pub mod cli;
+pub mod config;
+pub mod daemon;
+pub mod error;
+pub mod pam_door;
+pub mod radius;
+
+pub use error::{Error, Result};

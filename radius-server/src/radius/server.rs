@@ -1,0 +1,553 @@
+//! The RADIUS server loop: one receive task per listening socket, cheap checks inline
+//! (client, lengths, Message-Authenticator, duplicates, Status-Server), then one tokio task
+//! per admitted login, bounded by semaphores. No lock is held across an await.
+//!
+//! Admission: `max_in_flight` permits for every request plus a reserved share (a quarter,
+//! at least one) that only requests carrying a live State (a continuing login) may use, so a
+//! flood of first rounds cannot starve users who are half-way through a login. When no permit
+//! is free the request is dropped and counted; the NAS retransmits.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use radius::core::packet::Packet;
+use radius::core::{rfc2865, rfc3162};
+use tokio::net::UdpSocket;
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tracing::{debug, info, warn, Instrument};
+use vip_core::engine::{
+    AuthRequest, Authenticate, Challenge, ClientInfo, FrontDoor, Outcome, Reject, RejectReason,
+};
+use vip_core::secret::Secret;
+use zeroize::Zeroizing;
+
+use crate::config::RadiusSettings;
+use crate::error::{Error, Result};
+use crate::radius::clients::{Client, ClientTable};
+use crate::radius::dedup::{Dedup, Key, Seen};
+use crate::radius::packet::{self as pkt, RawInfo, ReplyAttr};
+use crate::radius::stats::Stats;
+
+/// RFC 2865 says 4096 octets at most; a longer datagram is cut here and fails the checks.
+const RECV_BUFFER: usize = 4096;
+/// Backstop lifetime of an in-progress duplicate entry (longer than any push timeout).
+const IN_PROGRESS_TTL: Duration = Duration::from_secs(11 * 60);
+/// Longest user-facing text we put in a reply (Reply-Message values are split at 253 octets).
+const MAX_MESSAGE: usize = 2048;
+
+struct Shared {
+    clients: ClientTable,
+    dedup: Dedup,
+    auth: Arc<dyn Authenticate>,
+    stats: Arc<Stats>,
+    general: Arc<Semaphore>,
+    reserved: Arc<Semaphore>,
+    general_permits: u32,
+    reserved_permits: u32,
+}
+
+/// Bound RADIUS sockets, ready to run.
+pub struct RadiusServer {
+    sockets: Vec<(Arc<UdpSocket>, SocketAddr)>,
+    shared: Arc<Shared>,
+}
+
+impl RadiusServer {
+    /// Binds every listen address. Fails (naming the address) if any cannot be bound.
+    pub async fn bind(
+        settings: RadiusSettings,
+        auth: Arc<dyn Authenticate>,
+        stats: Arc<Stats>,
+    ) -> Result<RadiusServer> {
+        let mut sockets = Vec::with_capacity(settings.listen.len());
+        for addr in &settings.listen {
+            let sock = bind_udp(*addr).map_err(|source| Error::Bind {
+                addr: *addr,
+                source,
+            })?;
+            let local = sock.local_addr().map_err(|source| Error::Bind {
+                addr: *addr,
+                source,
+            })?;
+            sockets.push((Arc::new(sock), local));
+        }
+        let general_permits = u32::try_from(settings.max_in_flight).unwrap_or(u32::MAX / 2);
+        let reserved_permits = (general_permits / 4).max(1);
+        let shared = Arc::new(Shared {
+            clients: settings.clients,
+            dedup: Dedup::new(
+                settings.response_cache_size,
+                settings.response_cache_ttl,
+                IN_PROGRESS_TTL,
+            ),
+            auth,
+            stats,
+            general: Arc::new(Semaphore::new(general_permits as usize)),
+            reserved: Arc::new(Semaphore::new(reserved_permits as usize)),
+            general_permits,
+            reserved_permits,
+        });
+        Ok(RadiusServer { sockets, shared })
+    }
+
+    /// The addresses actually bound (port 0 resolved).
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.sockets.iter().map(|(_, a)| *a).collect()
+    }
+
+    /// Serves until `shutdown` turns true, then stops receiving and waits up to `drain` for
+    /// in-flight logins to be answered.
+    pub async fn run(self, shutdown: watch::Receiver<bool>, drain: Duration) {
+        let mut loops = tokio::task::JoinSet::new();
+        for (sock, local) in &self.sockets {
+            info!(addr = %local, "listening");
+            loops.spawn(recv_loop(
+                self.shared.clone(),
+                sock.clone(),
+                *local,
+                shutdown.clone(),
+            ));
+        }
+        while loops.join_next().await.is_some() {}
+        let in_flight = self.shared.general_permits as usize
+            - self.shared.general.available_permits()
+            + self.shared.reserved_permits as usize
+            - self.shared.reserved.available_permits();
+        if in_flight > 0 {
+            info!(in_flight, "stopped receiving; waiting for in-flight logins");
+        }
+        let general = self.shared.general.clone();
+        let reserved = self.shared.reserved.clone();
+        let (g, r) = (self.shared.general_permits, self.shared.reserved_permits);
+        let all_done = async move {
+            let a = general.acquire_many_owned(g).await;
+            let b = reserved.acquire_many_owned(r).await;
+            (a, b)
+        };
+        if tokio::time::timeout(drain, all_done).await.is_err() {
+            warn!(
+                timeout = ?drain,
+                "in-flight logins did not finish before the shutdown timeout; abandoning them"
+            );
+        }
+    }
+}
+
+fn bind_udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
+    let sock = std::net::UdpSocket::bind(addr)?;
+    sock.set_nonblocking(true)?;
+    UdpSocket::from_std(sock)
+}
+
+async fn recv_loop(
+    shared: Arc<Shared>,
+    sock: Arc<UdpSocket>,
+    local: SocketAddr,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut buf = vec![0u8; RECV_BUFFER];
+    loop {
+        if *shutdown.borrow() {
+            break;
+        }
+        tokio::select! {
+            changed = shutdown.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+            }
+            r = sock.recv_from(&mut buf) => match r {
+                Ok((n, peer)) => handle_datagram(&shared, &sock, local, &buf[..n], peer),
+                Err(e) => {
+                    // ICMP errors surface here on some systems; never fatal for a UDP server.
+                    debug!(error = %e, addr = %local, "recv error");
+                }
+            },
+        }
+    }
+}
+
+/// Everything done before a login task is spawned. Synchronous: cheap checks only.
+fn handle_datagram(
+    shared: &Arc<Shared>,
+    sock: &Arc<UdpSocket>,
+    local: SocketAddr,
+    datagram: &[u8],
+    peer: SocketAddr,
+) {
+    let stats = &shared.stats;
+    Stats::inc(&stats.received);
+    let Some(client) = shared.clients.lookup(peer.ip()) else {
+        Stats::inc(&stats.dropped_unknown_client);
+        debug!(%peer, "dropped: unknown client");
+        return;
+    };
+    let (info, packet) = match pkt::check(datagram) {
+        Ok(v) => v,
+        Err(why) => {
+            Stats::inc(&stats.dropped_malformed);
+            debug!(%peer, client = %client.name, why = why.as_str(), "dropped: malformed");
+            return;
+        }
+    };
+    if info.code != pkt::CODE_ACCESS_REQUEST && info.code != pkt::CODE_STATUS_SERVER {
+        Stats::inc(&stats.dropped_unsupported_code);
+        debug!(%peer, client = %client.name, code = info.code, "dropped: unsupported code");
+        return;
+    }
+    match info.message_authenticator {
+        Some(off) if !pkt::verify_message_authenticator(&client.mac, packet, off) => {
+            Stats::inc(&stats.dropped_bad_message_authenticator);
+            debug!(%peer, client = %client.name, id = info.identifier,
+                "dropped: bad Message-Authenticator (wrong secret?)");
+            return;
+        }
+        Some(_) => {}
+        None if info.code == pkt::CODE_STATUS_SERVER || client.require_message_authenticator => {
+            Stats::inc(&stats.dropped_missing_message_authenticator);
+            debug!(%peer, client = %client.name, id = info.identifier,
+                "dropped: no Message-Authenticator");
+            return;
+        }
+        None if info.has_proxy_state => {
+            Stats::inc(&stats.dropped_proxy_state_without_message_authenticator);
+            debug!(%peer, client = %client.name, id = info.identifier,
+                "dropped: Proxy-State without Message-Authenticator");
+            return;
+        }
+        None => {}
+    }
+
+    if info.code == pkt::CODE_STATUS_SERVER {
+        // RFC 5997: answered at once, never waiting on VIP, and never cached.
+        Stats::inc(&stats.status_server);
+        match build_reply(client, &info, packet, pkt::CODE_ACCESS_ACCEPT, &[]) {
+            Some(reply) => send_now(stats, sock, &reply, peer),
+            None => Stats::inc(&stats.send_errors),
+        }
+        return;
+    }
+
+    let key = Key {
+        client: peer,
+        local,
+        identifier: info.identifier,
+    };
+    match shared.dedup.begin(key, &info.authenticator) {
+        Seen::New => {}
+        Seen::InProgress => {
+            Stats::inc(&stats.dropped_duplicate_in_progress);
+            debug!(%peer, client = %client.name, id = info.identifier,
+                "duplicate of a request in progress: dropped");
+            return;
+        }
+        Seen::Answered(reply) => {
+            Stats::inc(&stats.duplicates_answered_from_cache);
+            debug!(%peer, client = %client.name, id = info.identifier,
+                "duplicate of an answered request: cached reply resent");
+            send_now(stats, sock, &reply, peer);
+            return;
+        }
+    }
+
+    let permit = match shared.general.clone().try_acquire_owned() {
+        Ok(p) => p,
+        Err(_) => {
+            // Full. Continuing logins (a live State) may use the reserved share.
+            let live = info
+                .state(packet)
+                .is_some_and(|s| shared.auth.state_is_live(s));
+            match live.then(|| shared.reserved.clone().try_acquire_owned()) {
+                Some(Ok(p)) => {
+                    Stats::inc(&stats.admitted_reserved);
+                    p
+                }
+                _ => {
+                    Stats::inc(&stats.dropped_overload);
+                    shared.dedup.abandon(key, &info.authenticator);
+                    warn!(%peer, client = %client.name, id = info.identifier,
+                        "dropped: too many requests in flight (max_in_flight)");
+                    return;
+                }
+            }
+        }
+    };
+
+    let guard = InFlight {
+        shared: shared.clone(),
+        key,
+        authenticator: info.authenticator,
+        answered: false,
+        _permit: permit,
+    };
+    let span = tracing::info_span!(
+        "radius",
+        client = %client.name,
+        id = info.identifier,
+        user = tracing::field::Empty,
+    );
+    let task = process(
+        guard,
+        client.clone(),
+        sock.clone(),
+        peer,
+        info,
+        packet.to_vec(),
+    );
+    tokio::spawn(task.instrument(span));
+}
+
+/// Holds a concurrency permit and the duplicate-cache entry of one request. If the request
+/// ends without an answer (error, panic, shutdown) the entry is removed so the NAS's next
+/// retransmit is processed instead of being dropped as "in progress" forever.
+struct InFlight {
+    shared: Arc<Shared>,
+    key: Key,
+    authenticator: [u8; 16],
+    answered: bool,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if !self.answered {
+            self.shared.dedup.abandon(self.key, &self.authenticator);
+        }
+    }
+}
+
+fn send_now(stats: &Stats, sock: &UdpSocket, reply: &[u8], peer: SocketAddr) {
+    if let Err(e) = sock.try_send_to(reply, peer) {
+        Stats::inc(&stats.send_errors);
+        debug!(%peer, error = %e, "reply not sent");
+    }
+}
+
+/// What the request says, decoded with the `radius` crate.
+struct Decoded {
+    user: Option<String>,
+    password: Option<Secret>,
+    has_chap: bool,
+    state: Option<Vec<u8>>,
+    nas_ip: Option<IpAddr>,
+    nas_identifier: Option<String>,
+    calling_station: Option<String>,
+}
+
+enum DecodeError {
+    /// The packet cannot be read (should not happen after the raw checks).
+    Malformed,
+    /// Readable but not usable: answered with a Reject carrying this message.
+    BadInput(&'static str),
+}
+
+fn decode(client: &Client, info: &RawInfo, packet: &[u8]) -> Result<Decoded, DecodeError> {
+    // The crate stores the secret it is given; give it none; User-Password is decrypted below.
+    let p = Packet::decode(packet, &[]).map_err(|_| DecodeError::Malformed)?;
+    let user = match rfc2865::lookup_user_name(&p) {
+        None => None,
+        Some(Ok(u)) => Some(u),
+        Some(Err(_)) => return Err(DecodeError::BadInput("The user name is not valid text.")),
+    };
+    let password = match p.lookup(rfc2865::USER_PASSWORD_TYPE) {
+        None => None,
+        Some(avp) => {
+            let plain = Zeroizing::new(
+                avp.encode_user_password(client.secret(), &info.authenticator)
+                    .map_err(|_| DecodeError::Malformed)?,
+            );
+            match std::str::from_utf8(&plain) {
+                Ok(s) => Some(Secret::new(s)),
+                Err(_) => return Err(DecodeError::BadInput("The password is not valid text.")),
+            }
+        }
+    };
+    let nas_ip = match rfc2865::lookup_nas_ip_address(&p) {
+        Some(Ok(v4)) => Some(IpAddr::V4(v4)),
+        _ => match rfc3162::lookup_nas_ipv6_address(&p) {
+            Some(Ok(v6)) => Some(IpAddr::V6(v6)),
+            _ => None,
+        },
+    };
+    Ok(Decoded {
+        user,
+        password,
+        has_chap: p.lookup(rfc2865::CHAP_PASSWORD_TYPE).is_some(),
+        state: rfc2865::lookup_state(&p),
+        nas_ip,
+        nas_identifier: rfc2865::lookup_nas_identifier(&p).and_then(|r| r.ok()),
+        calling_station: rfc2865::lookup_calling_station_id(&p).and_then(|r| r.ok()),
+    })
+}
+
+fn local_reject(message: &str) -> Outcome {
+    Outcome::Reject(Reject {
+        reason: RejectReason::BadInput,
+        message: message.into(),
+    })
+}
+
+async fn process(
+    mut guard: InFlight,
+    client: Arc<Client>,
+    sock: Arc<UdpSocket>,
+    peer: SocketAddr,
+    info: RawInfo,
+    packet: Vec<u8>,
+) {
+    let stats = guard.shared.stats.clone();
+    let outcome = match decode(&client, &info, &packet) {
+        Err(DecodeError::Malformed) => {
+            Stats::inc(&stats.dropped_malformed);
+            debug!(%peer, "dropped: attributes cannot be decoded");
+            return;
+        }
+        Err(DecodeError::BadInput(m)) => local_reject(m),
+        Ok(d) => match d.user {
+            None => local_reject("A user name is required."),
+            Some(user) => {
+                tracing::Span::current().record("user", tracing::field::display(&user));
+                if d.password.is_none() && d.has_chap {
+                    local_reject("CHAP cannot carry a security code; configure PAP.")
+                } else {
+                    let req = AuthRequest {
+                        user,
+                        secret: d.password,
+                        state: d.state,
+                        client: ClientInfo {
+                            front_door: FrontDoor::Radius,
+                            name: client.name.clone(),
+                            peer: Some(d.nas_ip.unwrap_or(peer.ip())),
+                            nas_identifier: d.nas_identifier,
+                            remote: d.calling_station,
+                            tty: None,
+                        },
+                        policy: client.policy.clone(),
+                    };
+                    guard.shared.auth.authenticate(req).await
+                }
+            }
+        },
+    };
+
+    let (code, reply) = match &outcome {
+        Outcome::Accept(a) => {
+            Stats::inc(&stats.access_accept);
+            info!(
+                outcome = "accept",
+                factor = a.factor.as_str(),
+                failed_open = a.failed_open,
+                "answered"
+            );
+            (
+                pkt::CODE_ACCESS_ACCEPT,
+                build_reply(&client, &info, &packet, pkt::CODE_ACCESS_ACCEPT, &[]),
+            )
+        }
+        Outcome::Reject(r) => {
+            Stats::inc(&stats.access_reject);
+            info!(outcome = "reject", reason = r.reason.as_str(), "answered");
+            let text = clip(&r.message);
+            let attrs: Vec<ReplyAttr<'_>> = pkt::split_reply_message(text)
+                .into_iter()
+                .map(|v| (pkt::ATTR_REPLY_MESSAGE, v))
+                .collect();
+            (
+                pkt::CODE_ACCESS_REJECT,
+                build_reply(&client, &info, &packet, pkt::CODE_ACCESS_REJECT, &attrs),
+            )
+        }
+        Outcome::Challenge(c) => {
+            Stats::inc(&stats.access_challenge);
+            info!(outcome = "challenge", echo = c.echo, "answered");
+            (
+                pkt::CODE_ACCESS_CHALLENGE,
+                challenge_reply(&client, &info, &packet, c),
+            )
+        }
+    };
+    let Some(reply) = reply else {
+        tracing::error!(code, "reply could not be built; nothing sent");
+        Stats::inc(&stats.send_errors);
+        return;
+    };
+    let reply = Bytes::from(reply);
+    guard
+        .shared
+        .dedup
+        .finish(guard.key, &guard.authenticator, reply.clone());
+    guard.answered = true;
+    if let Err(e) = sock.send_to(&reply, peer).await {
+        Stats::inc(&stats.send_errors);
+        warn!(%peer, error = %e, "reply not sent");
+    }
+}
+
+fn challenge_reply(
+    client: &Client,
+    info: &RawInfo,
+    packet: &[u8],
+    c: &Challenge,
+) -> Option<Vec<u8>> {
+    if c.state.is_empty() || c.state.len() > pkt::MAX_ATTR_VALUE {
+        tracing::error!(
+            len = c.state.len(),
+            "the engine's State does not fit one attribute"
+        );
+        return None;
+    }
+    let prompt_value = u32::from(c.echo).to_be_bytes();
+    let text = clip(&c.prompt);
+    let mut attrs: Vec<ReplyAttr<'_>> = pkt::split_reply_message(text)
+        .into_iter()
+        .map(|v| (pkt::ATTR_REPLY_MESSAGE, v))
+        .collect();
+    attrs.push((pkt::ATTR_STATE, &c.state));
+    attrs.push((pkt::ATTR_PROMPT, &prompt_value));
+    build_reply(client, info, packet, pkt::CODE_ACCESS_CHALLENGE, &attrs)
+}
+
+/// Caps user-facing text so a reply always fits a packet.
+fn clip(text: &str) -> &str {
+    if text.len() <= MAX_MESSAGE {
+        return text;
+    }
+    let mut cut = MAX_MESSAGE;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    &text[..cut]
+}
+
+/// Builds a reply: Message-Authenticator first, then `attrs`, then every Proxy-State of the
+/// request in order.
+fn build_reply(
+    client: &Client,
+    info: &RawInfo,
+    packet: &[u8],
+    code: u8,
+    attrs: &[ReplyAttr<'_>],
+) -> Option<Vec<u8>> {
+    let mut all: Vec<ReplyAttr<'_>> = attrs.to_vec();
+    if info.has_proxy_state {
+        all.extend(
+            pkt::proxy_states(packet)
+                .into_iter()
+                .map(|v| (pkt::ATTR_PROXY_STATE, v)),
+        );
+    }
+    pkt::build_response(
+        code,
+        info.identifier,
+        &info.authenticator,
+        &all,
+        &client.mac,
+        client.secret(),
+    )
+    .ok()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,569 @@
+//! The server loop over real UDP sockets on loopback, with a deterministic fake engine.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use radius::core::avp::AVP;
+use vip_core::engine::{Accept, Factor, LoginPolicy};
+
+use super::*;
+use crate::radius::clients::parse_address;
+use crate::radius::packet::{mac_key, sign_request};
+
+const SECRET: &str = "s3cret";
+const LEGACY_SECRET: &str = "legacy";
+
+/// alice/123456 → Accept; alice/push → Accept after 400 ms; alice/chal → Challenge with
+/// State "S1"; State "S1" + 654321 → Accept; anything else → Reject "Wrong code".
+/// What the fake saw of each request: user, NAS-Identifier, Calling-Station-Id, peer.
+type SeenReq = (String, Option<String>, Option<String>, Option<IpAddr>);
+
+#[derive(Default)]
+struct Fake {
+    calls: AtomicUsize,
+    seen: Mutex<Vec<SeenReq>>,
+}
+
+impl Authenticate for Fake {
+    fn authenticate(&self, req: AuthRequest) -> Pin<Box<dyn Future<Output = Outcome> + Send + '_>> {
+        Box::pin(async move {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            if let Ok(mut seen) = self.seen.lock() {
+                seen.push((
+                    req.user.clone(),
+                    req.client.nas_identifier.clone(),
+                    req.client.remote.clone(),
+                    req.client.peer,
+                ));
+            }
+            let pw = req
+                .secret
+                .as_ref()
+                .map(|s| s.expose().to_owned())
+                .unwrap_or_default();
+            let accept = Outcome::Accept(Accept {
+                factor: Factor::Code,
+                credential_id: None,
+                credential_type: None,
+                authn_id: None,
+                failed_open: false,
+            });
+            match (req.state.as_deref(), pw.as_str()) {
+                (Some(b"S1"), "654321") => accept,
+                (None, "123456") => accept,
+                (None, "push") => {
+                    tokio::time::sleep(Duration::from_millis(400)).await;
+                    accept
+                }
+                (None, "chal") => Outcome::Challenge(Challenge {
+                    prompt: format!("{}\nEnter the code:", "x".repeat(300)),
+                    echo: false,
+                    state: b"S1".to_vec(),
+                }),
+                _ => Outcome::Reject(Reject {
+                    reason: RejectReason::BadCode,
+                    message: "Wrong code".into(),
+                }),
+            }
+        })
+    }
+
+    fn state_is_live(&self, state: &[u8]) -> bool {
+        state == b"S1"
+    }
+}
+
+struct Harness {
+    addr: SocketAddr,
+    fake: Arc<Fake>,
+    stats: Arc<Stats>,
+    shutdown: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+async fn start(max_in_flight: usize) -> Harness {
+    let policy = Arc::new(LoginPolicy::default());
+    let clients = ClientTable::new(vec![
+        Client::new(
+            "nas".into(),
+            parse_address("127.0.0.1").unwrap(),
+            Secret::new(SECRET),
+            "default".into(),
+            policy.clone(),
+            true,
+        ),
+        Client::new(
+            "legacy".into(),
+            parse_address("127.0.0.3").unwrap(),
+            Secret::new(LEGACY_SECRET),
+            "default".into(),
+            policy,
+            false,
+        ),
+    ]);
+    let settings = RadiusSettings {
+        listen: vec!["0.0.0.0:0".parse().unwrap()],
+        response_cache_ttl: Duration::from_secs(15),
+        response_cache_size: 1000,
+        max_in_flight,
+        clients,
+    };
+    let fake = Arc::new(Fake::default());
+    let stats = Arc::new(Stats::default());
+    let server = RadiusServer::bind(settings, fake.clone(), stats.clone())
+        .await
+        .unwrap();
+    let port = server.local_addrs()[0].port();
+    let (tx, rx) = watch::channel(false);
+    let task = tokio::spawn(server.run(rx, Duration::from_secs(5)));
+    Harness {
+        addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        fake,
+        stats,
+        shutdown: tx,
+        task,
+    }
+}
+
+struct Req<'a> {
+    code: u8,
+    id: u8,
+    auth: [u8; 16],
+    secret: &'a str,
+    user: Option<&'a str>,
+    password: Option<&'a str>,
+    state: Option<&'a [u8]>,
+    proxy: Vec<&'a [u8]>,
+    ma: bool,
+    extra: Vec<(u8, Vec<u8>)>,
+}
+
+impl<'a> Req<'a> {
+    fn access(id: u8, user: &'a str, password: &'a str) -> Req<'a> {
+        Req {
+            code: pkt::CODE_ACCESS_REQUEST,
+            id,
+            auth: rand::random(),
+            secret: SECRET,
+            user: Some(user),
+            password: Some(password),
+            state: None,
+            proxy: vec![],
+            ma: true,
+            extra: vec![],
+        }
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        let pw = self.password.map(|p| {
+            AVP::from_user_password(2, p.as_bytes(), self.secret.as_bytes(), &self.auth)
+                .unwrap()
+                .encode_bytes()
+        });
+        let mut attrs: Vec<(u8, &[u8])> = Vec::new();
+        if self.ma {
+            attrs.push((80, &[0u8; 16]));
+        }
+        if let Some(u) = self.user {
+            attrs.push((1, u.as_bytes()));
+        }
+        if let Some(p) = &pw {
+            attrs.push((2, p));
+        }
+        if let Some(s) = self.state {
+            attrs.push((24, s));
+        }
+        for p in &self.proxy {
+            attrs.push((33, p));
+        }
+        for (t, v) in &self.extra {
+            attrs.push((*t, v));
+        }
+        sign_request(
+            self.code,
+            self.id,
+            &self.auth,
+            &attrs,
+            &mac_key(self.secret.as_bytes()),
+        )
+    }
+}
+
+async fn client_sock(ip: &str) -> UdpSocket {
+    UdpSocket::bind(format!("{ip}:0")).await.unwrap()
+}
+
+async fn recv(sock: &UdpSocket, wait: Duration) -> Option<Vec<u8>> {
+    let mut buf = vec![0u8; 4096];
+    match tokio::time::timeout(wait, sock.recv(&mut buf)).await {
+        Ok(Ok(n)) => Some(buf[..n].to_vec()),
+        _ => None,
+    }
+}
+
+async fn exchange(sock: &UdpSocket, to: SocketAddr, bytes: &[u8]) -> Option<Vec<u8>> {
+    sock.send_to(bytes, to).await.unwrap();
+    recv(sock, Duration::from_secs(2)).await
+}
+
+/// Checks the reply's Response Authenticator and Message-Authenticator (first attribute).
+fn check_reply(reply: &[u8], request: &[u8], secret: &str) -> Vec<(u8, Vec<u8>)> {
+    assert!(Packet::is_authentic_response(
+        reply,
+        request,
+        secret.as_bytes()
+    ));
+    assert_eq!(reply[1], request[1], "identifier");
+    assert_eq!(
+        reply[20],
+        pkt::ATTR_MESSAGE_AUTHENTICATOR,
+        "Message-Authenticator first"
+    );
+    let mut copy = reply.to_vec();
+    copy[4..20].copy_from_slice(&request[4..20]);
+    assert!(pkt::verify_message_authenticator(
+        &mac_key(secret.as_bytes()),
+        &copy,
+        20
+    ));
+    pkt::attributes(reply)
+        .unwrap()
+        .into_iter()
+        .map(|(_, t, v)| (t, v.to_vec()))
+        .collect()
+}
+
+fn values(attrs: &[(u8, Vec<u8>)], typ: u8) -> Vec<Vec<u8>> {
+    attrs
+        .iter()
+        .filter(|(t, _)| *t == typ)
+        .map(|(_, v)| v.clone())
+        .collect()
+}
+
+#[tokio::test]
+async fn accept_reject_challenge_are_signed_with_ma_first() {
+    let h = start(8).await;
+    let sock = client_sock("127.0.0.1").await;
+
+    let mut r = Req::access(1, "alice", "123456");
+    r.extra.push((32, b"vpn-1".to_vec()));
+    r.extra.push((31, b"203.0.113.9".to_vec()));
+    r.extra.push((4, vec![192, 0, 2, 7]));
+    let req = r.encode();
+    let reply = exchange(&sock, h.addr, &req).await.expect("accept");
+    assert_eq!(reply[0], pkt::CODE_ACCESS_ACCEPT);
+    check_reply(&reply, &req, SECRET);
+    {
+        let seen = h.fake.seen.lock().unwrap();
+        let (user, nas_id, remote, peer) = &seen[0];
+        assert_eq!(user, "alice");
+        assert_eq!(nas_id.as_deref(), Some("vpn-1"));
+        assert_eq!(remote.as_deref(), Some("203.0.113.9"));
+        assert_eq!(*peer, Some("192.0.2.7".parse().unwrap()));
+    }
+
+    let req = Req::access(2, "alice", "000000").encode();
+    let reply = exchange(&sock, h.addr, &req).await.expect("reject");
+    assert_eq!(reply[0], pkt::CODE_ACCESS_REJECT);
+    let attrs = check_reply(&reply, &req, SECRET);
+    assert_eq!(values(&attrs, 18), vec![b"Wrong code".to_vec()]);
+
+    let req = Req::access(3, "alice", "chal").encode();
+    let reply = exchange(&sock, h.addr, &req).await.expect("challenge");
+    assert_eq!(reply[0], pkt::CODE_ACCESS_CHALLENGE);
+    let attrs = check_reply(&reply, &req, SECRET);
+    let msgs = values(&attrs, 18);
+    assert_eq!(msgs.len(), 2, "a 316-octet prompt is split in two");
+    assert_eq!(msgs[0].len(), 253);
+    assert!(String::from_utf8(msgs.concat())
+        .unwrap()
+        .ends_with("Enter the code:"));
+    assert_eq!(values(&attrs, 24), vec![b"S1".to_vec()]);
+    assert_eq!(values(&attrs, 76), vec![vec![0, 0, 0, 0]]);
+
+    let mut r = Req::access(4, "alice", "654321");
+    r.state = Some(b"S1");
+    let req = r.encode();
+    let reply = exchange(&sock, h.addr, &req)
+        .await
+        .expect("accept after challenge");
+    assert_eq!(reply[0], pkt::CODE_ACCESS_ACCEPT);
+
+    assert_eq!(Stats::get(&h.stats.access_accept), 2);
+    assert_eq!(Stats::get(&h.stats.access_reject), 1);
+    assert_eq!(Stats::get(&h.stats.access_challenge), 1);
+    h.shutdown.send_replace(true);
+    h.task.await.unwrap();
+}
+
+#[tokio::test]
+async fn proxy_state_is_copied_in_order() {
+    let h = start(8).await;
+    let sock = client_sock("127.0.0.1").await;
+    let mut r = Req::access(9, "alice", "000000");
+    r.proxy = vec![b"first", b"second", b"third"];
+    let req = r.encode();
+    let reply = exchange(&sock, h.addr, &req).await.expect("reply");
+    let attrs = check_reply(&reply, &req, SECRET);
+    assert_eq!(
+        values(&attrs, 33),
+        vec![b"first".to_vec(), b"second".to_vec(), b"third".to_vec()]
+    );
+    // Status-Server too.
+    let mut r = Req::access(10, "alice", "x");
+    r.code = pkt::CODE_STATUS_SERVER;
+    r.user = None;
+    r.password = None;
+    r.proxy = vec![b"p"];
+    let req = r.encode();
+    let reply = exchange(&sock, h.addr, &req).await.expect("status reply");
+    let attrs = check_reply(&reply, &req, SECRET);
+    assert_eq!(values(&attrs, 33), vec![b"p".to_vec()]);
+}
+
+#[tokio::test]
+async fn retransmits_join_the_pending_login_and_get_the_cached_reply() {
+    let h = start(8).await;
+    let sock = client_sock("127.0.0.1").await;
+    let req = Req::access(5, "alice", "push").encode();
+    sock.send_to(&req, h.addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    sock.send_to(&req, h.addr).await.unwrap(); // while the push is pending
+    let first = recv(&sock, Duration::from_secs(2)).await.expect("answer");
+    assert!(
+        recv(&sock, Duration::from_millis(300)).await.is_none(),
+        "exactly one answer"
+    );
+    assert_eq!(h.fake.calls.load(Ordering::SeqCst), 1);
+    assert_eq!(Stats::get(&h.stats.dropped_duplicate_in_progress), 1);
+
+    let again = exchange(&sock, h.addr, &req).await.expect("cached answer");
+    assert_eq!(again, first, "byte-identical");
+    assert_eq!(
+        h.fake.calls.load(Ordering::SeqCst),
+        1,
+        "not processed again"
+    );
+    assert_eq!(Stats::get(&h.stats.duplicates_answered_from_cache), 1);
+
+    // Same Identifier, new authenticator: a new request.
+    let req2 = Req::access(5, "alice", "123456").encode();
+    let reply = exchange(&sock, h.addr, &req2).await.expect("new request");
+    check_reply(&reply, &req2, SECRET);
+    assert_eq!(h.fake.calls.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn status_server_is_answered_at_once_even_while_logins_wait() {
+    let h = start(8).await;
+    let sock = client_sock("127.0.0.1").await;
+    let push = Req::access(1, "alice", "push").encode();
+    sock.send_to(&push, h.addr).await.unwrap();
+    let mut r = Req::access(2, "alice", "x");
+    r.code = pkt::CODE_STATUS_SERVER;
+    r.password = None;
+    let status = r.encode();
+    sock.send_to(&status, h.addr).await.unwrap();
+    let first = recv(&sock, Duration::from_millis(300))
+        .await
+        .expect("status answer first");
+    assert_eq!(first[1], 2);
+    assert_eq!(first[0], pkt::CODE_ACCESS_ACCEPT);
+    check_reply(&first, &status, SECRET);
+    assert_eq!(
+        h.fake.calls.load(Ordering::SeqCst),
+        1,
+        "Status-Server never reaches the engine"
+    );
+    // Without Message-Authenticator: dropped.
+    r.ma = false;
+    r.id = 3;
+    let bare = r.encode();
+    sock.send_to(&bare, h.addr).await.unwrap();
+    let next = recv(&sock, Duration::from_secs(2))
+        .await
+        .expect("push answer");
+    assert_eq!(next[1], 1, "only the push answer arrives");
+    assert!(recv(&sock, Duration::from_millis(200)).await.is_none());
+    assert_eq!(Stats::get(&h.stats.status_server), 1);
+}
+
+#[tokio::test]
+async fn bad_packets_are_dropped_and_the_server_keeps_answering() {
+    let h = start(8).await;
+    let sock = client_sock("127.0.0.1").await;
+    let quiet = Duration::from_millis(250);
+
+    // Wrong secret: the Message-Authenticator does not verify.
+    let mut r = Req::access(1, "alice", "123456");
+    r.secret = "wrong";
+    assert!(exchange_quiet(&sock, h.addr, &r.encode(), quiet).await);
+    // Tampered Message-Authenticator.
+    let mut bad = Req::access(2, "alice", "123456").encode();
+    bad[25] ^= 0xff;
+    assert!(exchange_quiet(&sock, h.addr, &bad, quiet).await);
+    // Missing Message-Authenticator (required for this client).
+    let mut r = Req::access(3, "alice", "123456");
+    r.ma = false;
+    assert!(exchange_quiet(&sock, h.addr, &r.encode(), quiet).await);
+    // Truncated: Length says more than was sent.
+    let good = Req::access(4, "alice", "123456").encode();
+    assert!(exchange_quiet(&sock, h.addr, &good[..good.len() - 3], quiet).await);
+    // Oversized: Length above 4096, sent whole.
+    let mut big = Req::access(5, "alice", "123456").encode();
+    big.resize(5000, 0);
+    big[2..4].copy_from_slice(&5000u16.to_be_bytes());
+    assert!(exchange_quiet(&sock, h.addr, &big, quiet).await);
+    // An attribute running past the end.
+    let mut broken = Req::access(6, "alice", "123456").encode();
+    assert_eq!(broken[38], 1, "User-Name follows Message-Authenticator");
+    broken[39] = 200;
+    assert!(exchange_quiet(&sock, h.addr, &broken, quiet).await);
+    // Accounting-Request on the auth port.
+    let mut acct = Req::access(7, "alice", "123456");
+    acct.code = 4;
+    assert!(exchange_quiet(&sock, h.addr, &acct.encode(), quiet).await);
+    // Unknown client (another loopback source).
+    let stranger = client_sock("127.0.0.2").await;
+    let req = Req::access(8, "alice", "123456").encode();
+    assert!(exchange_quiet(&stranger, h.addr, &req, quiet).await);
+
+    let req = Req::access(9, "alice", "123456").encode();
+    let reply = exchange(&sock, h.addr, &req)
+        .await
+        .expect("still answering");
+    check_reply(&reply, &req, SECRET);
+
+    let s = &h.stats;
+    assert_eq!(Stats::get(&s.dropped_bad_message_authenticator), 2);
+    assert_eq!(Stats::get(&s.dropped_missing_message_authenticator), 1);
+    assert_eq!(Stats::get(&s.dropped_malformed), 3);
+    assert_eq!(Stats::get(&s.dropped_unsupported_code), 1);
+    assert_eq!(Stats::get(&s.dropped_unknown_client), 1);
+    assert_eq!(
+        h.fake.calls.load(Ordering::SeqCst),
+        1,
+        "no dropped packet reached the engine"
+    );
+
+    // A bad Message-Authenticator never touches the cache: the good packet with the same
+    // Identifier and authenticator is processed afterwards.
+    let r = Req::access(20, "alice", "123456");
+    let good = r.encode();
+    let mut forged = good.clone();
+    forged[25] ^= 1;
+    assert!(exchange_quiet(&sock, h.addr, &forged, quiet).await);
+    assert!(exchange(&sock, h.addr, &good).await.is_some());
+}
+
+async fn exchange_quiet(sock: &UdpSocket, to: SocketAddr, bytes: &[u8], wait: Duration) -> bool {
+    sock.send_to(bytes, to).await.unwrap();
+    recv(sock, wait).await.is_none()
+}
+
+#[tokio::test]
+async fn legacy_client_without_message_authenticator() {
+    let h = start(8).await;
+    let sock = client_sock("127.0.0.3").await;
+    let mut r = Req::access(1, "alice", "123456");
+    r.secret = LEGACY_SECRET;
+    r.ma = false;
+    let req = r.encode();
+    let reply = exchange(&sock, h.addr, &req)
+        .await
+        .expect("legacy accepted");
+    assert_eq!(reply[0], pkt::CODE_ACCESS_ACCEPT);
+    check_reply(&reply, &req, LEGACY_SECRET);
+    // With Proxy-State but no Message-Authenticator: dropped.
+    r.id = 2;
+    r.auth = rand::random();
+    r.proxy = vec![b"x"];
+    assert!(exchange_quiet(&sock, h.addr, &r.encode(), Duration::from_millis(250)).await);
+    assert_eq!(
+        Stats::get(&h.stats.dropped_proxy_state_without_message_authenticator),
+        1
+    );
+    // A Message-Authenticator, when sent, is still verified.
+    let mut r = Req::access(3, "alice", "123456");
+    r.secret = LEGACY_SECRET;
+    let mut bad = r.encode();
+    bad[25] ^= 1;
+    assert!(exchange_quiet(&sock, h.addr, &bad, Duration::from_millis(250)).await);
+}
+
+#[tokio::test]
+async fn overload_drops_new_logins_but_serves_continuing_ones() {
+    let h = start(1).await; // one general permit, one reserved
+    let sock = client_sock("127.0.0.1").await;
+    let push = Req::access(1, "alice", "push").encode();
+    sock.send_to(&push, h.addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // A second first-round login: no capacity, dropped.
+    let other = Req::access(2, "alice", "123456").encode();
+    sock.send_to(&other, h.addr).await.unwrap();
+    // A continuing login (live State): admitted through the reserved share.
+    let mut cont = Req::access(3, "alice", "654321");
+    cont.state = Some(b"S1");
+    let cont = cont.encode();
+    sock.send_to(&cont, h.addr).await.unwrap();
+    let a = recv(&sock, Duration::from_secs(2))
+        .await
+        .expect("continuing login answered");
+    assert_eq!(a[1], 3);
+    let b = recv(&sock, Duration::from_secs(2))
+        .await
+        .expect("push answered");
+    assert_eq!(b[1], 1);
+    assert!(recv(&sock, Duration::from_millis(200)).await.is_none());
+    assert_eq!(Stats::get(&h.stats.dropped_overload), 1);
+    assert_eq!(Stats::get(&h.stats.admitted_reserved), 1);
+    // The dropped request was forgotten: its retransmit is processed now.
+    let reply = exchange(&sock, h.addr, &other)
+        .await
+        .expect("retransmit processed");
+    assert_eq!(reply[0], pkt::CODE_ACCESS_ACCEPT);
+}
+
+#[tokio::test]
+async fn shutdown_lets_in_flight_logins_finish() {
+    let h = start(8).await;
+    let sock = client_sock("127.0.0.1").await;
+    let push = Req::access(1, "alice", "push").encode();
+    sock.send_to(&push, h.addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    h.shutdown.send_replace(true);
+    let reply = recv(&sock, Duration::from_secs(2))
+        .await
+        .expect("answered during shutdown");
+    assert_eq!(reply[0], pkt::CODE_ACCESS_ACCEPT);
+    tokio::time::timeout(Duration::from_secs(2), h.task)
+        .await
+        .expect("run() returns once drained")
+        .unwrap();
+    // No longer receiving.
+    let late = Req::access(2, "alice", "123456").encode();
+    assert!(exchange_quiet(&sock, h.addr, &late, Duration::from_millis(200)).await);
+}
+
+#[tokio::test]
+async fn missing_user_name_and_chap_are_rejected_with_a_message() {
+    let h = start(8).await;
+    let sock = client_sock("127.0.0.1").await;
+    let mut r = Req::access(1, "alice", "123456");
+    r.user = None;
+    let req = r.encode();
+    let reply = exchange(&sock, h.addr, &req).await.expect("reply");
+    assert_eq!(reply[0], pkt::CODE_ACCESS_REJECT);
+    let attrs = check_reply(&reply, &req, SECRET);
+    assert!(!values(&attrs, 18).is_empty());
+    let mut r = Req::access(2, "alice", "x");
+    r.password = None;
+    r.extra.push((3, vec![1; 17]));
+    let req = r.encode();
+    let reply = exchange(&sock, h.addr, &req).await.expect("reply");
+    assert_eq!(reply[0], pkt::CODE_ACCESS_REJECT);
+    assert_eq!(h.fake.calls.load(Ordering::SeqCst), 0);
+}
