@@ -135,17 +135,26 @@ pub async fn serve(
     // Run until told to stop, or until the PAM door stops on its own (an error).
     let mut rx = shutdown.subscribe();
     let mut failure = None;
+    // Biased: when shutdown is set, the PAM door also returns at once; that is the normal end,
+    // not a failure, so the shutdown branch must win.
     tokio::select! {
+        biased;
         _ = rx.wait_for(|stop| *stop) => {}
         r = wait_task(&mut pam_task) => {
-            let e = match r {
-                Ok(Ok(())) => std::io::Error::other("it exited before shutdown"),
-                Ok(Err(e)) => e,
-                Err(join) => std::io::Error::other(join.to_string()),
-            };
-            error!(error = %e, "the PAM door stopped; shutting down");
-            failure = Some(Error::PamDoor(e));
             pam_task = None;
+            match r {
+                // The door also returns when shutdown was just set: a normal end.
+                Ok(Ok(())) if *shutdown.borrow() => {}
+                r => {
+                    let e = match r {
+                        Ok(Ok(())) => std::io::Error::other("it exited before shutdown"),
+                        Ok(Err(e)) => e,
+                        Err(join) => std::io::Error::other(join.to_string()),
+                    };
+                    error!(error = %e, "the PAM door stopped; shutting down");
+                    failure = Some(Error::PamDoor(e));
+                }
+            }
         }
     }
     shutdown.send_replace(true);
