@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
 use crate::config::DEFAULT_CONFIG_PATH;
 
@@ -10,7 +10,10 @@ use crate::config::DEFAULT_CONFIG_PATH;
 #[command(
     name = "vip-bridge",
     version,
-    about = "RADIUS and PAM second-factor bridge to Symantec VIP"
+    about = "RADIUS and PAM second-factor bridge to Symantec VIP",
+    long_about = "RADIUS and PAM second-factor bridge to Symantec VIP User Services.\n\n\
+                  New here? Run `vip-bridge demo`: a complete bridge against a built-in VIP \
+                  simulator, with the commands to try it printed."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -19,19 +22,81 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the daemon: RADIUS listeners and, when configured, the PAM socket.
+    /// Run the daemon: RADIUS listeners and, when configured, the PAM socket and metrics.
     Serve {
         /// The configuration file.
         #[arg(long, short, default_value = DEFAULT_CONFIG_PATH, env = "VIP_BRIDGE_CONFIG")]
         config: PathBuf,
-        /// Once every listener is up, write `{"radius":["ADDR",...],"pam":"PATH"|null}` here.
+        /// Once every listener is up, write
+        /// `{"radius":["ADDR",...],"pam":"PATH"|null,"metrics":"ADDR"|null}` here.
         #[arg(long)]
         ready_file: Option<PathBuf>,
     },
-    /// Load and validate the configuration, then exit (0 when it is good).
+    /// Validate the configuration, warn about readable secret files, and (unless --offline)
+    /// ask VIP for its clock over the configured mutual TLS. Exits 0 when everything is good.
     CheckConfig {
+        /// The configuration file.
         #[arg(long, short, default_value = DEFAULT_CONFIG_PATH, env = "VIP_BRIDGE_CONFIG")]
         config: PathBuf,
+        /// Do not contact VIP (missing certificate and key files are then only warnings).
+        #[arg(long)]
+        offline: bool,
+    },
+    /// One login through the real engine with the configured VIP account; prints the outcome,
+    /// VIP requestIds and timings. Exit status: 0 accept, 1 reject, 2 challenge left unanswered.
+    TestAuth(TestAuthArgs),
+    /// A complete bridge in one process against a built-in VIP simulator, to try it out.
+    Demo(DemoArgs),
+    /// Print the man page (roff) on stdout.
+    #[command(hide = true)]
+    Man,
+}
+
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("factor").args(["code", "push", "sms", "voice"]))]
+pub struct TestAuthArgs {
+    /// The configuration file.
+    #[arg(long, short, default_value = DEFAULT_CONFIG_PATH, env = "VIP_BRIDGE_CONFIG")]
+    pub config: PathBuf,
+    /// The VIP user id.
+    pub user: String,
+    /// What the user types: a security code, PIN + code, or a keyword. Omit for an empty
+    /// password (and see --push / --sms / --voice).
+    pub code: Option<String>,
+    /// Send a push (types the policy's first push keyword).
+    #[arg(long)]
+    pub push: bool,
+    /// Send a code by SMS (types the policy's first SMS keyword).
+    #[arg(long)]
+    pub sms: bool,
+    /// Send a code by phone call (types the policy's first voice keyword).
+    #[arg(long)]
+    pub voice: bool,
+    /// The login policy (`[policies.NAME]`) to use.
+    #[arg(long, default_value = "default")]
+    pub policy: String,
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct DemoArgs {
+    #[command(subcommand)]
+    pub action: Option<DemoCommand>,
+    /// RADIUS port on 127.0.0.1 (0 picks a free one).
+    #[arg(long, default_value_t = 18120)]
+    pub port: u16,
+    /// Keep certificates, configuration and the PAM socket here instead of a temporary
+    /// directory (created if missing; not removed).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DemoCommand {
+    /// Print a demo user's current security code (from the public demo TOTP secret).
+    Code {
+        /// alice, bob or carol.
+        user: String,
     },
 }
 
@@ -59,6 +124,47 @@ mod tests {
         ])
         .unwrap();
         assert!(matches!(cli.command, Command::Serve { .. }));
+    }
+
+    #[test]
+    fn check_config_offline() {
+        let cli = Cli::try_parse_from(["vip-bridge", "check-config", "--offline"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::CheckConfig { offline: true, .. }
+        ));
+    }
+
+    #[test]
+    fn test_auth_factors_are_exclusive() {
+        let cli = Cli::try_parse_from(["vip-bridge", "test-auth", "alice", "--push"]).unwrap();
+        match cli.command {
+            Command::TestAuth(a) => assert!(a.push && a.code.is_none() && a.policy == "default"),
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            Cli::try_parse_from(["vip-bridge", "test-auth", "alice", "123456", "--push"]).is_err()
+        );
+        assert!(
+            Cli::try_parse_from(["vip-bridge", "test-auth", "alice", "--sms", "--voice"]).is_err()
+        );
+    }
+
+    #[test]
+    fn demo_and_demo_code() {
+        let cli = Cli::try_parse_from(["vip-bridge", "demo", "--port", "0"]).unwrap();
+        match cli.command {
+            Command::Demo(d) => assert!(d.port == 0 && d.action.is_none()),
+            other => panic!("{other:?}"),
+        }
+        let cli = Cli::try_parse_from(["vip-bridge", "demo", "code", "alice"]).unwrap();
+        match cli.command {
+            Command::Demo(DemoArgs {
+                action: Some(DemoCommand::Code { user }),
+                ..
+            }) => assert_eq!(user, "alice"),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! The daemon's configuration file: the core sections (`vip`, `engine`, `policies`), the
-//! RADIUS front door (`radius`), the PAM door (`pam`) and logging (`log`). Loading validates
+//! RADIUS front door (`radius`), the PAM door (`pam`), metrics (`metrics`) and logging (`log`). Loading validates
 //! everything serde cannot and returns ready-to-use values; every error names the file, the
 //! key and the problem.
 
@@ -36,8 +36,22 @@ pub struct Config {
     /// The PAM door; absent means no PAM socket.
     #[serde(default)]
     pub pam: Option<PamConfig>,
+    /// The Prometheus endpoint; absent means none.
+    #[serde(default)]
+    pub metrics: Option<MetricsConfig>,
     #[serde(default)]
     pub log: LogConfig,
+}
+
+/// `[metrics]`: serve `GET /metrics` over plain HTTP.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// TCP address of the endpoint, e.g. `127.0.0.1:9812` (port 0 picks a free port).
+    pub listen: SocketAddr,
+    /// Allow a non-loopback `listen` (the endpoint has no authentication and no TLS).
+    #[serde(default)]
+    pub allow_remote: bool,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -140,6 +154,8 @@ pub struct Loaded {
     pub core: CoreConfig,
     pub radius: Option<RadiusSettings>,
     pub pam: Option<PamConfig>,
+    /// Where to serve `GET /metrics`, when configured.
+    pub metrics: Option<SocketAddr>,
     pub log: LogConfig,
     pub shutdown_timeout: Duration,
 }
@@ -171,6 +187,7 @@ fn resolve(path: &Path, config: Config) -> Result<Loaded> {
         policies,
         radius,
         pam,
+        metrics,
         log,
     } = config;
     let core = CoreConfig {
@@ -193,11 +210,28 @@ fn resolve(path: &Path, config: Config) -> Result<Loaded> {
         Some(r) => Some(resolve_radius(path, &core, r)?),
         None => None,
     };
+    let metrics = match metrics {
+        Some(m) if !m.listen.ip().is_loopback() && !m.allow_remote => {
+            return Err(invalid(
+                path,
+                "metrics.listen",
+                format!(
+                    "{} is not a loopback address: the endpoint has no authentication; \
+                     set metrics.allow_remote = true to serve it there anyway",
+                    m.listen
+                ),
+            )
+            .into())
+        }
+        Some(m) => Some(m.listen),
+        None => None,
+    };
     Ok(Loaded {
         path: path.to_owned(),
         core,
         radius,
         pam,
+        metrics,
         log,
         shutdown_timeout,
     })
@@ -513,6 +547,30 @@ level = "debug"
         std::fs::write(&f, "\n").unwrap();
         let e = parse_err(&format!("{CLIENT}secret_file = \"{}\"\n", f.display()));
         assert!(e.contains("empty"), "{e}");
+    }
+
+    #[test]
+    fn metrics_listen_must_be_loopback_unless_allowed() {
+        let cfg = parse(
+            Path::new("x.toml"),
+            "[metrics]\nlisten = \"127.0.0.1:9812\"\n",
+        )
+        .unwrap();
+        assert_eq!(cfg.metrics, Some("127.0.0.1:9812".parse().unwrap()));
+        assert!(parse(Path::new("x.toml"), "").unwrap().metrics.is_none());
+        let e = parse_err("[metrics]\nlisten = \"0.0.0.0:9812\"\n");
+        assert!(
+            e.contains("metrics.listen") && e.contains("allow_remote"),
+            "{e}"
+        );
+        let cfg = parse(
+            Path::new("x.toml"),
+            "[metrics]\nlisten = \"[::]:9812\"\nallow_remote = true\n",
+        )
+        .unwrap();
+        assert_eq!(cfg.metrics, Some("[::]:9812".parse().unwrap()));
+        let e = parse_err("[metrics]\nlisten = \"127.0.0.1:9812\"\nbogus = 1\n");
+        assert!(e.contains("bogus"), "{e}");
     }
 
     #[test]

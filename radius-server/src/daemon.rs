@@ -6,14 +6,17 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 use tracing_subscriber::EnvFilter;
 use vip_core::engine::{Authenticate, Engine};
+use vip_core::metrics::Metrics;
 
 use crate::config::{self, Loaded, LogConfig, LogFormat};
 use crate::error::{Error, Result};
+use crate::metrics_http::{self, RadiusCollector};
 use crate::pam_door;
 use crate::radius::{RadiusServer, Stats};
 
@@ -21,11 +24,24 @@ use crate::radius::{RadiusServer, Stats};
 pub async fn run(config_path: &Path, ready_file: Option<&Path>) -> Result<()> {
     let cfg = config::load(config_path)?;
     init_logging(&cfg.log)?;
-    let engine = Engine::new(&cfg.core)?;
+    let mut registry = new_registry();
+    let engine = Engine::with_metrics(&cfg.core, Metrics::new(&mut registry))?;
     let auth: Arc<dyn Authenticate> = engine;
     let shutdown = Arc::new(watch::channel(false).0);
     spawn_signal_handler(shutdown.clone())?;
-    serve(cfg, auth, ready_file.map(Path::to_path_buf), shutdown).await
+    serve(
+        cfg,
+        auth,
+        registry,
+        ready_file.map(Path::to_path_buf),
+        shutdown,
+    )
+    .await
+}
+
+/// The registry every metric goes into; names are prefixed `vip_bridge_`.
+pub fn new_registry() -> Registry {
+    Registry::with_prefix("vip_bridge")
 }
 
 /// Starts logging as configured; `RUST_LOG`, when set, overrides `log.level`.
@@ -46,7 +62,7 @@ pub fn init_logging(log: &LogConfig) -> Result<()> {
     .map_err(|e| Error::Logging(e.to_string()))
 }
 
-fn spawn_signal_handler(shutdown: Arc<watch::Sender<bool>>) -> Result<()> {
+pub fn spawn_signal_handler(shutdown: Arc<watch::Sender<bool>>) -> Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).map_err(|source| Error::Signal {
         signal: "SIGTERM",
@@ -68,9 +84,12 @@ fn spawn_signal_handler(shutdown: Arc<watch::Sender<bool>>) -> Result<()> {
 }
 
 /// Serves with an already built authenticator until `shutdown` is set (or the PAM door fails).
+/// `registry` holds the engine's metrics (if any); the RADIUS counters are added to it, and it
+/// is served on `[metrics] listen` when configured.
 pub async fn serve(
     cfg: Loaded,
     auth: Arc<dyn Authenticate>,
+    mut registry: Registry,
     ready_file: Option<PathBuf>,
     shutdown: Arc<watch::Sender<bool>>,
 ) -> Result<()> {
@@ -79,11 +98,25 @@ pub async fn serve(
         core,
         radius,
         pam,
+        metrics,
         log: _,
         shutdown_timeout,
     } = cfg;
     info!(config = %path.display(), "starting");
     let stats = Arc::new(Stats::default());
+    registry.register_collector(Box::new(RadiusCollector(stats.clone())));
+    let metrics_listener = match metrics {
+        Some(addr) => Some(metrics_http::bind(addr).await?),
+        None => None,
+    };
+    let metrics_addr = metrics_listener.as_ref().and_then(|l| l.local_addr().ok());
+    let metrics_task = metrics_listener.map(|l| {
+        tokio::spawn(metrics_http::serve(
+            l,
+            Arc::new(registry),
+            shutdown.subscribe(),
+        ))
+    });
 
     let radius = match radius {
         Some(settings) => {
@@ -124,11 +157,12 @@ pub async fn serve(
     let radius_task = radius.map(|r| tokio::spawn(r.run(shutdown.subscribe(), shutdown_timeout)));
 
     if let Some(file) = &ready_file {
-        write_ready_file(file, &radius_addrs, pam_socket.as_deref())?;
+        write_ready_file(file, &radius_addrs, pam_socket.as_deref(), metrics_addr)?;
     }
     info!(
         radius = ?radius_addrs.iter().map(ToString::to_string).collect::<Vec<_>>(),
         pam = %pam_socket.as_deref().map(|p| p.display().to_string()).unwrap_or_default(),
+        metrics = %metrics_addr.map(|a| a.to_string()).unwrap_or_default(),
         "ready"
     );
 
@@ -173,6 +207,11 @@ pub async fn serve(
             Err(_) => warn!("the PAM door did not stop in time"),
         }
     }
+    if let Some(t) = metrics_task {
+        if tokio::time::timeout_at(deadline, t).await.is_err() {
+            warn!("the metrics endpoint did not stop in time");
+        }
+    }
     let counters: Vec<String> = stats
         .snapshot()
         .into_iter()
@@ -207,10 +246,12 @@ fn write_ready_file(
     file: &Path,
     radius: &[std::net::SocketAddr],
     pam: Option<&Path>,
+    metrics: Option<std::net::SocketAddr>,
 ) -> Result<()> {
     let doc = serde_json::json!({
         "radius": radius.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "pam": pam.map(|p| p.display().to_string()),
+        "metrics": metrics.map(|a| a.to_string()),
     });
     let tmp = file.with_extension("tmp");
     let err = |source| Error::ReadyFile {
@@ -236,6 +277,7 @@ mod tests {
                 "[::1]:1813".parse().unwrap(),
             ],
             None,
+            None,
         )
         .unwrap();
         let v: serde_json::Value =
@@ -243,9 +285,17 @@ mod tests {
         assert_eq!(v["radius"][0], "127.0.0.1:1812");
         assert_eq!(v["radius"][1], "[::1]:1813");
         assert!(v["pam"].is_null());
-        write_ready_file(&f, &[], Some(Path::new("/run/x.sock"))).unwrap();
+        assert!(v["metrics"].is_null());
+        write_ready_file(
+            &f,
+            &[],
+            Some(Path::new("/run/x.sock")),
+            Some("127.0.0.1:9812".parse().unwrap()),
+        )
+        .unwrap();
         let v: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(&f).unwrap()).unwrap();
         assert_eq!(v["pam"], "/run/x.sock");
+        assert_eq!(v["metrics"], "127.0.0.1:9812");
     }
 }

@@ -32,6 +32,18 @@ pub enum Error {
     Logging(String),
     #[error("the PAM door stopped: {0}")]
     PamDoor(std::io::Error),
+    /// `check-config` / `test-auth` found a problem (the message says which).
+    #[error("{0}")]
+    Check(String),
+    #[error("VIP: {0}")]
+    Vip(#[from] vip_core::vip::VipError),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
+    #[error("demo: {0}")]
+    Demo(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

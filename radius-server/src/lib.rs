@@ -4,6 +4,7 @@
 //! - [`config`]: the configuration file, validated;
 //! - [`daemon`]: start-up, listeners, signals, shutdown;
 //! - [`radius`]: the RADIUS front door;
+//! - [`metrics_http`]: the `[metrics]` endpoint and the RADIUS counters as metrics;
 //! - [`pam_door`]: the PAM front door (Unix socket for pam_vip.so);
 //! - [`error`]: the crate's error type.
 
@@ -13,8 +14,11 @@
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod demo;
 pub mod error;
+pub mod metrics_http;
 pub mod pam_door;
 pub mod radius;
+pub mod tools;
 
 pub use error::{Error, Result};

@@ -3,13 +3,14 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 
-use vip_bridge::cli::{Cli, Command};
+use vip_bridge::cli::{Cli, Command, DemoCommand};
+use vip_bridge::tools::{TestAuthEnd, Typed};
 
 fn main() -> ExitCode {
     match run(Cli::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             // Our errors already carry their causes in their messages (file, key, problem).
             eprintln!("vip-bridge: {e}");
@@ -18,26 +19,58 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("vip-bridge")
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve { config, ready_file } => {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .thread_name("vip-bridge")
-                .build()
-                .context("cannot start the async runtime")?;
-            runtime.block_on(vip_bridge::daemon::run(&config, ready_file.as_deref()))?;
+            runtime()?.block_on(vip_bridge::daemon::run(&config, ready_file.as_deref()))?;
         }
-        Command::CheckConfig { config } => {
-            let loaded = vip_bridge::config::load(&config)?;
-            let clients = loaded.radius.as_ref().map(|r| r.clients.len()).unwrap_or(0);
-            println!(
-                "{}: OK ({} RADIUS client(s), PAM door {})",
-                config.display(),
-                clients,
-                if loaded.pam.is_some() { "on" } else { "off" }
-            );
+        Command::CheckConfig { config, offline } => {
+            let report = runtime()?.block_on(vip_bridge::tools::check_config(&config, offline))?;
+            for w in &report.warnings {
+                eprintln!("warning: {w}");
+            }
+            for l in &report.lines {
+                println!("{l}");
+            }
+        }
+        Command::TestAuth(a) => {
+            let typed = match (a.code, a.push, a.sms, a.voice) {
+                (Some(c), ..) => Typed::Code(c),
+                (None, true, ..) => Typed::Push,
+                (None, _, true, _) => Typed::Sms,
+                (None, _, _, true) => Typed::Voice,
+                _ => Typed::Nothing,
+            };
+            let end = runtime()?.block_on(vip_bridge::tools::test_auth(
+                &a.config,
+                &a.user,
+                typed,
+                &a.policy,
+                &mut std::io::stdout(),
+            ))?;
+            return Ok(match end {
+                TestAuthEnd::Accept => ExitCode::SUCCESS,
+                TestAuthEnd::Reject => ExitCode::from(1),
+                TestAuthEnd::Challenge => ExitCode::from(2),
+            });
+        }
+        Command::Demo(d) => match &d.action {
+            Some(DemoCommand::Code { user }) => println!("{}", vip_bridge::demo::code(user)?),
+            None => runtime()?.block_on(vip_bridge::demo::run(&d))?,
+        },
+        Command::Man => {
+            clap_mangen::Man::new(Cli::command())
+                .render(&mut std::io::stdout())
+                .context("cannot write the man page")?;
         }
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }

@@ -7,6 +7,7 @@
 //! - [`request_id`]: VIP requestId generation;
 //! - [`cache`], [`throttle`]: moka caches and governor limiters used by the engine;
 //! - [`ipc`]: the PAM module <-> daemon protocol;
+//! - [`metrics`]: Prometheus metrics of logins and VIP calls;
 //! - [`config`]: typed configuration of the core;
 //! - [`secret`]: a zeroizing, never-printed string for passwords, codes and PINs.
 
@@ -15,6 +16,7 @@ pub mod challenge;
 pub mod config;
 pub mod engine;
 pub mod ipc;
+pub mod metrics;
 pub mod request_id;
 pub mod secret;
 pub mod throttle;

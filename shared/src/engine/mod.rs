@@ -17,7 +17,7 @@ mod push;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::watch;
@@ -33,6 +33,7 @@ pub use policy::{EmptyPassword, FailMode, LoginPolicy, OtpOperation, PasswordMod
 use crate::cache::UserFactorsCache;
 use crate::challenge::{StateSealer, Step};
 use crate::config::CoreConfig;
+use crate::metrics::Metrics;
 use crate::secret::Secret;
 use crate::throttle::{Limit, Throttles};
 use backend::{
@@ -84,6 +85,7 @@ pub struct Engine {
     stats: EngineStats,
     login_seq: AtomicU64,
     login_prefix: u32,
+    metrics: OnceLock<Arc<Metrics>>,
 }
 
 /// Longest wait inside a continuing round for a push that is still pending.
@@ -94,6 +96,33 @@ impl Engine {
     pub fn new(core: &CoreConfig) -> Result<Arc<Engine>, EngineError> {
         let client = crate::vip::VipClient::new(&core.vip)?;
         Engine::with_backend(&core.engine, Arc::new(crate::vip::VipBackend::new(client)))
+    }
+
+    /// [`Engine::new`], with the engine and its VIP client recording into `metrics`.
+    pub fn with_metrics(
+        core: &CoreConfig,
+        metrics: Arc<Metrics>,
+    ) -> Result<Arc<Engine>, EngineError> {
+        let client = crate::vip::VipClient::new(&core.vip)?;
+        client.set_metrics(metrics.clone());
+        let engine =
+            Engine::with_backend(&core.engine, Arc::new(crate::vip::VipBackend::new(client)))?;
+        engine.set_metrics(metrics);
+        Ok(engine)
+    }
+
+    /// Records logins, rejects, fail-opens, throttles and pending pushes into `metrics` from
+    /// now on (the first call wins). VIP calls are recorded by the VIP client
+    /// ([`crate::vip::VipClient::set_metrics`]).
+    pub fn set_metrics(self: &Arc<Self>, metrics: Arc<Metrics>) {
+        let engine = Arc::downgrade(self);
+        metrics.set_pending_pushes_source(move || {
+            engine
+                .upgrade()
+                .map(|e| e.pending_pushes() as i64)
+                .unwrap_or(0)
+        });
+        let _ = self.metrics.set(metrics);
     }
 
     /// Builds the engine over any [`Backend`].
@@ -127,6 +156,7 @@ impl Engine {
             stats: EngineStats::default(),
             login_seq: AtomicU64::new(0),
             login_prefix: rand::random(),
+            metrics: OnceLock::new(),
         }))
     }
 
@@ -161,6 +191,16 @@ impl Engine {
                 Outcome::Accept(a) => ("", a.failed_open),
                 Outcome::Challenge(_) => ("", false),
             };
+            if let Some(m) = self.metrics.get() {
+                m.login(
+                    req.client.front_door.as_str(),
+                    login.factor.as_str(),
+                    outcome.kind(),
+                );
+                if let Outcome::Reject(r) = &outcome {
+                    m.reject(r.reason.as_str());
+                }
+            }
             info!(
                 target: "vip_bridge::login",
                 outcome = outcome.kind(),
@@ -585,6 +625,9 @@ impl Engine {
             BackendError::Unavailable(why) => {
                 if first_round && login.req.policy.fail_mode == FailMode::Open {
                     self.stats.fail_opens.fetch_add(1, Ordering::Relaxed);
+                    if let Some(m) = self.metrics.get() {
+                        m.fail_open();
+                    }
                     warn!(
                         problem = %why,
                         "FAIL-OPEN: VIP is unavailable and this policy fails open; letting the login through WITHOUT a second factor"
@@ -609,6 +652,9 @@ impl Engine {
 
     fn throttled(&self, limit: Limit) -> Outcome {
         self.stats.throttled.fetch_add(1, Ordering::Relaxed);
+        if let Some(m) = self.metrics.get() {
+            m.throttle(limit.as_str());
+        }
         warn!(limit = limit.as_str(), "throttled");
         reject(RejectReason::Throttled, MSG_THROTTLED)
     }

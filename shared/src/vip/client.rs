@@ -1,6 +1,6 @@
 //! `VipClient`: one typed async method per VIP operation.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use reqwest::Url;
@@ -10,6 +10,7 @@ use super::config::VipConfig;
 use super::error::VipError;
 use super::ops::{self, *};
 use super::transport::{parse_url, Transport};
+use crate::metrics::Metrics;
 use crate::request_id::RequestIds;
 
 /// The VIP User Services client. Cheap to clone (an `Arc` inside); make one per process so
@@ -25,6 +26,7 @@ struct Inner {
     auth_url: Url,
     query_url: Url,
     management_url: Url,
+    metrics: OnceLock<Arc<Metrics>>,
 }
 
 impl std::fmt::Debug for VipClient {
@@ -54,8 +56,16 @@ impl VipClient {
                 auth_url,
                 query_url,
                 management_url,
+                metrics: OnceLock::new(),
             }),
         })
+    }
+
+    /// Records every call's duration and status, and the calls in flight, into `metrics`
+    /// from now on (the first call wins; shared by every clone).
+    pub fn set_metrics(&self, metrics: Arc<Metrics>) {
+        self.inner.transport.set_metrics(metrics.clone());
+        let _ = self.inner.metrics.set(metrics);
     }
 
     /// A fresh VIP requestId from this client's generator.
@@ -83,6 +93,9 @@ impl VipClient {
                 },
                 Err(e) => Err(e),
             };
+            if let Some(m) = self.inner.metrics.get() {
+                m.vip_call(op, metric_status(op, &result), start.elapsed());
+            }
             let elapsed_ms = start.elapsed().as_millis() as u64;
             match &result {
                 Ok(_) => tracing::debug!(status = "success", elapsed_ms, "VIP call done"),
@@ -191,6 +204,25 @@ impl VipClient {
             |body, rid| parse_get_server_time(body, rid, unix_now()),
         )
         .await
+    }
+}
+
+/// The `status` label of a finished call: VIP's code, or the class of failure.
+fn metric_status<T>(op: &'static str, result: &Result<T, VipError>) -> String {
+    match result {
+        // A push is "sent" with 6040; every other success is 0000.
+        Ok(_) if op == ops::OP_PUSH => "6040".into(),
+        Ok(_) => "0000".into(),
+        Err(e) => match e.status() {
+            Some(s) => s.code_str(),
+            None => match e {
+                VipError::Unreachable { .. } => "unreachable".into(),
+                VipError::TlsRefused { .. } => "tls_refused".into(),
+                VipError::Protocol { .. } => "protocol".into(),
+                VipError::BadRequest { .. } => "bad_request".into(),
+                VipError::Rejected { .. } | VipError::Config { .. } => "config".into(),
+            },
+        },
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::io::BufReader;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use reqwest::Url;
@@ -14,6 +14,7 @@ use zeroize::Zeroizing;
 use super::config::VipConfig;
 use super::error::VipError;
 use super::soap;
+use crate::metrics::Metrics;
 
 /// Larger answers are not VIP answers (a getUserInfo with many credentials is a few KiB).
 const MAX_RESPONSE_BYTES: usize = 1 << 20;
@@ -28,6 +29,7 @@ pub(crate) struct Transport {
     http: reqwest::Client,
     permits: Semaphore,
     timeout: Duration,
+    metrics: OnceLock<Arc<Metrics>>,
 }
 
 impl Transport {
@@ -61,7 +63,12 @@ impl Transport {
             http,
             permits: Semaphore::new(cfg.max_in_flight),
             timeout: cfg.timeout,
+            metrics: OnceLock::new(),
         })
+    }
+
+    pub(crate) fn set_metrics(&self, metrics: Arc<Metrics>) {
+        let _ = self.metrics.set(metrics);
     }
 
     /// POSTs one SOAP body; returns the body of a 200 answer. Waiting for a free in-flight
@@ -87,6 +94,7 @@ impl Transport {
             .acquire()
             .await
             .map_err(|_| unreachable("client is shutting down".into()))?;
+        let _in_flight = self.metrics.get().map(|m| m.vip_call_in_flight());
         let mut resp = self
             .http
             .post(url.clone())

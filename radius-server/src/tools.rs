@@ -1,0 +1,475 @@
+//! `check-config` and `test-auth`: the operator's tools.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use tracing::field::{Field, Visit};
+use tracing::{Event, Subscriber};
+use tracing_subscriber::layer::{Context, SubscriberExt};
+use tracing_subscriber::Layer;
+use vip_core::engine::{AuthRequest, Authenticate, ClientInfo, Engine, FrontDoor, Outcome};
+use vip_core::secret::Secret;
+use vip_core::vip::{VipClient, VipConfig};
+
+use crate::config::{self, Config};
+use crate::error::{Error, Result};
+
+/// What `check-config` found: `warnings` are printed; errors end it with `Err`.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub lines: Vec<String>,
+    pub warnings: Vec<String>,
+}
+
+/// Host names of production VIP (the pilot hosts start with `pilot-`).
+fn is_production(url: &str) -> bool {
+    let host = url
+        .split("://")
+        .nth(1)
+        .and_then(|rest| rest.split(['/', ':']).next())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    host.ends_with(".symantec.com") && !host.starts_with("pilot-")
+}
+
+/// `check-config`: validates the file (every section), warns about files others can read,
+/// refuses a production VIP URL without a client certificate, and unless `offline` asks VIP
+/// for its time over the configured mutual TLS.
+pub async fn check_config(path: &Path, offline: bool) -> Result<Report> {
+    let loaded = config::load(path)?;
+    // The raw file again, for the file names the validated form no longer keeps.
+    let raw: Config = vip_core::config::load_toml(path)?;
+    let mut r = Report::default();
+    let vip = &loaded.core.vip;
+
+    let has_cert = vip.cert_file.is_some() || vip.pkcs12_file.is_some();
+    if !has_cert {
+        let prod = [&vip.auth_url, &vip.query_url, &vip.management_url]
+            .iter()
+            .any(|u| is_production(u));
+        if prod {
+            return Err(Error::Check(format!(
+                "{}: vip: production VIP ({}) requires a client certificate: set vip.cert_file + \
+                 vip.key_file, or vip.pkcs12_file",
+                path.display(),
+                vip.auth_url
+            )));
+        }
+        r.warnings
+            .push("vip: no client certificate configured (only a test VIP accepts that)".into());
+    }
+
+    // Files the configuration names: (key, path, secret?)
+    let base = path.parent().unwrap_or_else(|| Path::new("."));
+    let mut files: Vec<(String, PathBuf, bool)> = Vec::new();
+    let mut add = |key: &str, p: &Option<PathBuf>, secret: bool| {
+        if let Some(p) = p {
+            files.push((key.to_owned(), p.clone(), secret));
+        }
+    };
+    add("vip.cert_file", &vip.cert_file, false);
+    add("vip.key_file", &vip.key_file, true);
+    add("vip.pkcs12_file", &vip.pkcs12_file, true);
+    add("vip.pkcs12_password_file", &vip.pkcs12_password_file, true);
+    add("vip.ca_file", &vip.ca_file, false);
+    add(
+        "engine.state_key_file",
+        &loaded.core.engine.state_key_file,
+        true,
+    );
+    if let Some(radius) = &raw.radius {
+        for (i, c) in radius.clients.iter().enumerate() {
+            if let Some(f) = &c.secret_file {
+                files.push((
+                    format!("radius.clients[{i}].secret_file"),
+                    base.join(f),
+                    true,
+                ));
+            }
+        }
+        if radius.clients.iter().any(|c| c.secret.is_some()) {
+            // Inline secrets make the configuration file itself a secret.
+            r.lines
+                .push("radius: inline client secrets: the configuration file is secret".into());
+        }
+    }
+    if vip.pkcs12_password.is_some() {
+        r.lines
+            .push("vip: inline pkcs12_password: the configuration file is secret".into());
+    }
+    if let Some(w) = readable_by_others(path) {
+        r.warnings.push(format!("{}: {w}", path.display()));
+    }
+    let mut missing_vip_files = Vec::new();
+    for (key, file, secret) in &files {
+        match std::fs::metadata(file) {
+            Err(e) => {
+                if key.starts_with("vip.") {
+                    missing_vip_files.push(format!("{key} = {}: {e}", file.display()));
+                } else {
+                    r.warnings
+                        .push(format!("{key} = {}: cannot read: {e}", file.display()));
+                }
+            }
+            Ok(_) if *secret => {
+                if let Some(w) = readable_by_others(file) {
+                    r.warnings.push(format!("{key} = {}: {w}", file.display()));
+                }
+            }
+            Ok(_) => {}
+        }
+    }
+    if offline {
+        for m in missing_vip_files {
+            r.warnings.push(format!(
+                "{m} (offline: not checked further; `serve` will refuse to start without it)"
+            ));
+        }
+    } else {
+        if let Some(m) = missing_vip_files.into_iter().next() {
+            return Err(Error::Check(m));
+        }
+        r.lines.push(server_time(vip).await?);
+    }
+    let clients = loaded.radius.as_ref().map(|r| r.clients.len()).unwrap_or(0);
+    r.lines.insert(
+        0,
+        format!(
+            "{}: OK ({} RADIUS client(s), PAM door {}, metrics {})",
+            path.display(),
+            clients,
+            if loaded.pam.is_some() { "on" } else { "off" },
+            loaded
+                .metrics
+                .map(|a| a.to_string())
+                .unwrap_or_else(|| "off".into()),
+        ),
+    );
+    Ok(r)
+}
+
+/// `getServerTime` over the configured mutual TLS: a line with the requestId and clock skew.
+async fn server_time(vip: &VipConfig) -> Result<String> {
+    let client = VipClient::new(vip)?;
+    let started = Instant::now();
+    let t = client.get_server_time().await?;
+    let ms = started.elapsed().as_millis();
+    let skew = match t.skew {
+        Some(0) => "clocks agree".to_owned(),
+        Some(s) if s > 0 => format!("VIP's clock is {s} s ahead of ours"),
+        Some(s) => format!("VIP's clock is {} s behind ours", -s),
+        None => format!("cannot read VIP's timestamp {:?}", t.timestamp),
+    };
+    let mut line = format!(
+        "VIP reachable: getServerTime OK in {ms} ms (requestId {}), {skew}",
+        t.request_id
+    );
+    if t.skew.is_some_and(|s| s.abs() > 30) {
+        let _ = write!(
+            line,
+            "; WARNING: more than 30 s apart: fix NTP on this host (logs and push timeouts \
+             are measured here)"
+        );
+    }
+    Ok(line)
+}
+
+/// Why a file's mode lets other users read it (`None` when it does not). Group read is fine
+/// for root's group and the service's group `vip-bridge`.
+fn readable_by_others(path: &Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let md = std::fs::metadata(path).ok()?;
+    let mode = md.mode() & 0o777;
+    if mode & 0o004 != 0 {
+        return Some(format!(
+            "mode {mode:04o}: readable by every user; chmod o-rwx it"
+        ));
+    }
+    if mode & 0o040 != 0 && md.gid() != 0 {
+        let group = group_name(md.gid());
+        if group.as_deref() != Some("vip-bridge") {
+            return Some(format!(
+                "mode {mode:04o}: readable by group {}; chmod g-rwx it or chgrp vip-bridge",
+                group.unwrap_or_else(|| md.gid().to_string())
+            ));
+        }
+    }
+    None
+}
+
+fn group_name(gid: u32) -> Option<String> {
+    let text = std::fs::read_to_string("/etc/group").ok()?;
+    text.lines().find_map(|l| {
+        let mut f = l.split(':');
+        let name = f.next()?;
+        let _pw = f.next()?;
+        (f.next()?.parse::<u32>().ok()? == gid).then(|| name.to_owned())
+    })
+}
+
+// ------------------------------------------------------------------------------ test-auth
+
+/// What the user types in `test-auth`.
+#[derive(Debug)]
+pub enum Typed {
+    Code(String),
+    Push,
+    Sms,
+    Voice,
+    Nothing,
+}
+
+/// How `test-auth` ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TestAuthEnd {
+    Accept,
+    Reject,
+    /// A Challenge that was not answered (stdin is not a terminal).
+    Challenge,
+}
+
+/// The `login round finished` events of the engine, captured as field maps.
+#[derive(Clone, Default)]
+struct Rounds(Arc<Mutex<Vec<BTreeMap<String, String>>>>);
+
+struct Fields<'a>(&'a mut BTreeMap<String, String>);
+
+impl Visit for Fields<'_> {
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        self.0.insert(field.name().to_owned(), format!("{value:?}"));
+    }
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.0.insert(field.name().to_owned(), value.to_owned());
+    }
+}
+
+impl<S: Subscriber> Layer<S> for Rounds {
+    fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
+        if event.metadata().target() == "vip_bridge::login" {
+            let mut map = BTreeMap::new();
+            event.record(&mut Fields(&mut map));
+            if let Ok(mut v) = self.0.lock() {
+                v.push(map);
+            }
+        }
+    }
+}
+
+/// `test-auth`: one login (all its rounds) through the real engine from the configuration.
+/// Prints to `out`; logs (warnings) go to stderr.
+pub async fn test_auth(
+    path: &Path,
+    user: &str,
+    typed: Typed,
+    policy_name: &str,
+    out: &mut dyn Write,
+) -> Result<TestAuthEnd> {
+    let cfg = config::load(path)?;
+    let rounds = Rounds::default();
+    let filter = tracing_subscriber::EnvFilter::try_new(
+        std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+    )
+    .map_err(|e| Error::Logging(e.to_string()))?;
+    let subscriber = tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_filter(filter),
+        )
+        .with(rounds.clone());
+    tracing::subscriber::set_global_default(subscriber)
+        .map_err(|e| Error::Logging(e.to_string()))?;
+
+    let policy = cfg.core.policy(policy_name).ok_or_else(|| {
+        Error::Check(format!(
+            "{}: no policy named {policy_name:?}",
+            cfg.path.display()
+        ))
+    })?;
+    let first = |words: &[String], fallback: &str| {
+        words
+            .first()
+            .cloned()
+            .unwrap_or_else(|| fallback.to_owned())
+    };
+    let mut secret = match typed {
+        Typed::Code(c) => Some(Secret::new(c)),
+        Typed::Push => Some(Secret::new(first(&policy.push_keywords, "push"))),
+        Typed::Sms => Some(Secret::new(first(&policy.sms_keywords, "sms"))),
+        Typed::Voice => Some(Secret::new(first(&policy.voice_keywords, "voice"))),
+        Typed::Nothing => None,
+    };
+    let engine = Engine::new(&cfg.core)?;
+    let io = |source| Error::Io {
+        what: "writing the output".into(),
+        source,
+    };
+    let mut state = None;
+    let started = Instant::now();
+    for round in 1.. {
+        let req = AuthRequest {
+            user: user.to_owned(),
+            secret: secret.take(),
+            state: state.take(),
+            client: ClientInfo {
+                front_door: FrontDoor::Radius,
+                name: "test-auth".into(),
+                peer: None,
+                nas_identifier: None,
+                remote: None,
+                tty: None,
+            },
+            policy: policy.clone(),
+        };
+        let t = Instant::now();
+        let outcome = engine.authenticate(req).await;
+        let ms = t.elapsed().as_millis();
+        let info = rounds
+            .0
+            .lock()
+            .ok()
+            .and_then(|v| v.last().cloned())
+            .unwrap_or_default();
+        let field = |k: &str| info.get(k).map(String::as_str).unwrap_or("").to_owned();
+        let ids = field("request_ids");
+        writeln!(
+            out,
+            "round {round}: {} in {ms} ms (factor {}, VIP status {}, requestIds {})",
+            outcome.kind(),
+            or_dash(&field("factor")),
+            or_dash(&field("vip_status")),
+            or_dash(&ids),
+        )
+        .map_err(io)?;
+        match outcome {
+            Outcome::Accept(a) => {
+                writeln!(
+                    out,
+                    "ACCEPT{} (credential {}, authnId {}); total {} ms",
+                    if a.failed_open {
+                        " -- FAILED OPEN, no second factor"
+                    } else {
+                        ""
+                    },
+                    a.credential_id.as_deref().unwrap_or("-"),
+                    a.authn_id.as_deref().unwrap_or("-"),
+                    started.elapsed().as_millis()
+                )
+                .map_err(io)?;
+                return Ok(TestAuthEnd::Accept);
+            }
+            Outcome::Reject(r) => {
+                writeln!(
+                    out,
+                    "REJECT: {} ({}); total {} ms",
+                    r.message,
+                    r.reason.as_str(),
+                    started.elapsed().as_millis()
+                )
+                .map_err(io)?;
+                return Ok(TestAuthEnd::Reject);
+            }
+            Outcome::Challenge(c) => {
+                writeln!(out, "CHALLENGE: {}", c.prompt).map_err(io)?;
+                if !std::io::stdin().is_terminal() {
+                    writeln!(
+                        out,
+                        "(stdin is not a terminal: not answering; run it in a terminal to answer)"
+                    )
+                    .map_err(io)?;
+                    return Ok(TestAuthEnd::Challenge);
+                }
+                write!(out, "> ").map_err(io)?;
+                out.flush().map_err(io)?;
+                let mut line = String::new();
+                std::io::stdin()
+                    .lock()
+                    .read_line(&mut line)
+                    .map_err(|source| Error::Io {
+                        what: "reading the answer".into(),
+                        source,
+                    })?;
+                let answer = line.trim_end_matches(['\r', '\n']);
+                secret = Some(Secret::new(answer));
+                line.clear();
+                state = Some(c.state);
+            }
+        }
+    }
+    Ok(TestAuthEnd::Reject)
+}
+
+fn or_dash(s: &str) -> &str {
+    if s.is_empty() {
+        "-"
+    } else {
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn production_hosts() {
+        assert!(is_production(vip_core::vip::DEFAULT_AUTH_URL));
+        assert!(!is_production(
+            "https://pilot-userservices-auth.vip.symantec.com/vipuserservices/x"
+        ));
+        assert!(!is_production("https://127.0.0.1:4443/vipuserservices/x"));
+    }
+
+    #[tokio::test]
+    async fn offline_check_warns_and_refuses() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("vb.toml");
+        // Production URL without a certificate: refused, even offline.
+        std::fs::write(&cfg, "[engine]\nstate_ttl = \"3m\"\n").unwrap();
+        std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let e = check_config(&cfg, true).await.unwrap_err().to_string();
+        assert!(e.contains("client certificate"), "{e}");
+
+        // Missing certificate files: warnings offline, an error online.
+        let key = dir.path().join("state.key");
+        std::fs::write(&key, "00".repeat(32)).unwrap();
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+        std::fs::write(
+            &cfg,
+            format!(
+                "[vip]\ncert_file = \"/nonexistent/c.pem\"\nkey_file = \"/nonexistent/k.pem\"\n\
+                 [engine]\nstate_key_file = \"{}\"\n",
+                key.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let r = check_config(&cfg, true).await.unwrap();
+        assert!(r.lines[0].contains("OK"), "{r:?}");
+        let all = r.warnings.join("\n");
+        assert!(
+            all.contains("vip.cert_file") && all.contains("offline"),
+            "{all}"
+        );
+        assert!(
+            all.contains("engine.state_key_file") && all.contains("readable by every user"),
+            "{all}"
+        );
+        assert!(
+            all.contains(&format!("{}: mode 0644", cfg.display())),
+            "{all}"
+        );
+        let e = check_config(&cfg, false).await.unwrap_err().to_string();
+        assert!(e.contains("vip.cert_file"), "{e}");
+
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let r = check_config(&cfg, true).await.unwrap();
+        assert!(!r.warnings.iter().any(|w| w.contains("readable")), "{r:?}");
+    }
+}

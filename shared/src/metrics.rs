@@ -1,0 +1,244 @@
+//! Prometheus metrics of the auth core: logins, rejects, fail-opens, throttles, pending pushes
+//! and VIP calls. One [`Metrics`] per process, shared as `Arc<Metrics>`, registered into a
+//! `prometheus_client` [`Registry`]; the engine and the VIP client record into it when given one
+//! (`Engine::with_metrics`, `VipClient::set_metrics`). Labels carry no user names, codes or
+//! other per-login data: only small fixed sets (front door, factor, reason, operation, status).
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LoginLabels {
+    pub front_door: &'static str,
+    pub factor: &'static str,
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LimitLabels {
+    pub limit: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VipCallLabels {
+    pub operation: &'static str,
+    /// VIP's status code (`0000`, `6009`...), or `unreachable`, `protocol`, `tls_refused`,
+    /// `bad_request` (refused before sending), `config`.
+    pub status: String,
+}
+
+type Source = Box<dyn Fn() -> i64 + Send + Sync>;
+
+/// A gauge read from a function at scrape time (0 until a source is set).
+#[derive(Default)]
+struct SourcedGauge {
+    name: &'static str,
+    help: &'static str,
+    source: OnceLock<Source>,
+}
+
+impl std::fmt::Debug for SourcedGauge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SourcedGauge")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Collector for SourcedGauge {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let value = self.source.get().map(|f| f()).unwrap_or(0);
+        let gauge = ConstGauge::new(value);
+        let metric = encoder.encode_descriptor(self.name, self.help, None, gauge.metric_type())?;
+        gauge.encode(metric)
+    }
+}
+
+/// The core's metrics. Names below are without the registry's prefix (the daemon uses
+/// `vip_bridge`, so `logins` is exported as `vip_bridge_logins_total`).
+#[derive(Debug)]
+pub struct Metrics {
+    /// `logins_total{front_door, factor, outcome}`: finished login rounds.
+    pub logins: Family<LoginLabels, Counter>,
+    /// `rejects_total{reason}`.
+    pub rejects: Family<ReasonLabels, Counter>,
+    /// `fail_opens_total`: logins let through without a second factor (fail_mode = "open").
+    pub fail_opens: Counter,
+    /// `throttled_total{limit}`.
+    pub throttled: Family<LimitLabels, Counter>,
+    /// `vip_calls_in_flight`: VIP calls on the wire now.
+    pub vip_in_flight: Gauge,
+    /// `vip_call_duration_seconds{operation, status}`.
+    pub vip_call_duration: Family<VipCallLabels, Histogram>,
+    /// `pending_pushes`: pushes being sent or polled (read from the engine at scrape time).
+    pending_pushes: Arc<SourcedGauge>,
+}
+
+impl Metrics {
+    /// Creates the metrics and registers them into `registry`.
+    pub fn new(registry: &mut Registry) -> Arc<Metrics> {
+        let m = Metrics {
+            logins: Family::default(),
+            rejects: Family::default(),
+            fail_opens: Counter::default(),
+            throttled: Family::default(),
+            vip_in_flight: Gauge::default(),
+            vip_call_duration: Family::new_with_constructor(|| {
+                // 5 ms .. ~41 s
+                Histogram::new(exponential_buckets(0.005, 2.0, 14))
+            }),
+            pending_pushes: Arc::new(SourcedGauge {
+                name: "pending_pushes",
+                help: "Pushes being sent or polled",
+                source: OnceLock::new(),
+            }),
+        };
+        registry.register(
+            "logins",
+            "Finished login rounds by front door, factor and outcome (accept, reject, challenge)",
+            m.logins.clone(),
+        );
+        registry.register("rejects", "Rejects by reason", m.rejects.clone());
+        registry.register(
+            "fail_opens",
+            "Logins let through WITHOUT a second factor because VIP was unreachable (fail_mode = \"open\")",
+            m.fail_opens.clone(),
+        );
+        registry.register(
+            "throttled",
+            "Requests refused by a throttle, by limit",
+            m.throttled.clone(),
+        );
+        registry.register(
+            "vip_calls_in_flight",
+            "VIP calls on the wire now",
+            m.vip_in_flight.clone(),
+        );
+        registry.register(
+            "vip_call_duration_seconds",
+            "Duration of VIP calls by operation and status (VIP code, or unreachable / protocol / tls_refused)",
+            m.vip_call_duration.clone(),
+        );
+        registry.register_collector(Box::new(m.pending_pushes.clone()));
+        Arc::new(m)
+    }
+
+    pub fn login(&self, front_door: &'static str, factor: &'static str, outcome: &'static str) {
+        self.logins
+            .get_or_create(&LoginLabels {
+                front_door,
+                factor,
+                outcome,
+            })
+            .inc();
+    }
+
+    pub fn reject(&self, reason: &'static str) {
+        self.rejects.get_or_create(&ReasonLabels { reason }).inc();
+    }
+
+    pub fn fail_open(&self) {
+        self.fail_opens.inc();
+    }
+
+    pub fn throttle(&self, limit: &'static str) {
+        self.throttled.get_or_create(&LimitLabels { limit }).inc();
+    }
+
+    pub fn vip_call(&self, operation: &'static str, status: String, elapsed: Duration) {
+        self.vip_call_duration
+            .get_or_create(&VipCallLabels { operation, status })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// Counts one VIP call in flight until the guard is dropped.
+    pub fn vip_call_in_flight(self: &Arc<Self>) -> InFlight {
+        self.vip_in_flight.inc();
+        InFlight(self.clone())
+    }
+
+    /// Where `pending_pushes` reads its value; the first source set wins.
+    pub fn set_pending_pushes_source(&self, f: impl Fn() -> i64 + Send + Sync + 'static) {
+        let _ = self.pending_pushes.source.set(Box::new(f));
+    }
+}
+
+/// Decrements `vip_calls_in_flight` when dropped.
+#[derive(Debug)]
+pub struct InFlight(Arc<Metrics>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.vip_in_flight.dec();
+    }
+}
+
+/// Renders `registry` in the text exposition format (OpenMetrics 1.0).
+pub fn encode(registry: &Registry) -> Result<String, std::fmt::Error> {
+    let mut out = String::new();
+    prometheus_client::encoding::text::encode(&mut out, registry)?;
+    Ok(out)
+}
+
+/// The `Content-Type` of [`encode`]'s output.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn series_are_exported_with_their_labels() {
+        let mut reg = Registry::with_prefix("vip_bridge");
+        let m = Metrics::new(&mut reg);
+        m.login("radius", "code", "accept");
+        m.login("radius", "code", "accept");
+        m.reject("bad_code");
+        m.throttle("codes_per_user");
+        m.fail_open();
+        m.vip_call("checkOtp", "0000".into(), Duration::from_millis(12));
+        let guard = m.vip_call_in_flight();
+        m.set_pending_pushes_source(|| 3);
+        let text = encode(&reg).unwrap();
+        assert!(
+            text.contains(
+                r#"vip_bridge_logins_total{front_door="radius",factor="code",outcome="accept"} 2"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"vip_bridge_rejects_total{reason="bad_code"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"vip_bridge_throttled_total{limit="codes_per_user"} 1"#),
+            "{text}"
+        );
+        assert!(text.contains("vip_bridge_fail_opens_total 1"), "{text}");
+        assert!(text.contains("vip_bridge_vip_calls_in_flight 1"), "{text}");
+        assert!(text.contains("vip_bridge_pending_pushes 3"), "{text}");
+        assert!(
+            text.contains(
+                r#"vip_bridge_vip_call_duration_seconds_count{operation="checkOtp",status="0000"} 1"#
+            ),
+            "{text}"
+        );
+        drop(guard);
+        let text = encode(&reg).unwrap();
+        assert!(text.contains("vip_bridge_vip_calls_in_flight 0"), "{text}");
+    }
+}

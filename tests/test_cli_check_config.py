@@ -1,0 +1,117 @@
+"""`vip-bridge check-config` and `test-auth` against a running vip-sim: online it reports VIP's
+clock over mutual TLS; it fails when VIP is unreachable or refuses our certificate; offline it
+only warns about missing certificate files; it warns about world-readable secret files; and
+the packaged example passes --offline."""
+
+import os
+import subprocess
+
+import pytest
+
+import harness
+from conftest import SIM_POLICY, USERS, bridge_toml, sim_users_toml
+
+REPO = harness.REPO
+
+
+@pytest.fixture(scope="module")
+def sim(workroot, certs):
+    workdir = os.path.join(workroot, "cli")
+    os.makedirs(workdir, exist_ok=True)
+    s = harness.Sim(workdir, harness.sim_toml(certs, sim_users_toml(), SIM_POLICY))
+    yield s, workdir
+    s.stop()
+
+
+def vb(*args, timeout=30):
+    p = subprocess.run([harness.find_binary("vip-bridge")] + list(args), capture_output=True,
+                       timeout=timeout, stdin=subprocess.DEVNULL)
+    return p.returncode, p.stdout.decode(), p.stderr.decode()
+
+
+def write(workdir, name, text, mode=0o600):
+    path = os.path.join(workdir, name)
+    with open(path, "w") as f:
+        f.write(text)
+    os.chmod(path, mode)
+    return path
+
+
+def test_online_check_reports_the_clock(sim, certs):
+    s, workdir = sim
+    cfg = write(workdir, "ok.toml", bridge_toml(s, certs))
+    before = s.calls("getServerTime")
+    rc, out, err = vb("check-config", "--config", cfg)
+    assert rc == 0, out + err
+    assert "OK (3 RADIUS client(s)" in out, out
+    assert "getServerTime OK" in out and "requestId vb" in out, out
+    assert s.calls("getServerTime") == before + 1
+    assert "testing123" not in out + err, "a secret was printed"
+
+
+def test_unreachable_or_refused_vip_fails(sim, certs, tmp_path):
+    s, workdir = sim
+    text = bridge_toml(s, certs).replace(s.listen, "127.0.0.1:1")
+    rc, out, err = vb("check-config", "--config", write(workdir, "down.toml", text))
+    assert rc == 1 and "unreachable" in err, out + err
+    # A client certificate the simulator's CA did not sign: TLS refused.
+    other = harness.gen_certs(str(tmp_path))
+    text = bridge_toml(s, certs).replace(certs["client.pem"], other["client.pem"]) \
+        .replace(certs["client.key"], other["client.key"])
+    rc, out, err = vb("check-config", "--config", write(workdir, "refused.toml", text))
+    assert rc == 1 and "refused" in err, out + err
+
+
+def test_offline_warns_about_missing_and_readable_files(sim, certs, tmp_path):
+    s, workdir = sim
+    secret = write(str(tmp_path), "nas.secret", "s3cret\n", mode=0o644)
+    text = bridge_toml(s, certs).replace(certs["client.key"], "/nonexistent/client.key") \
+        .replace('secret = "testing123"', 'secret_file = "%s"' % secret)
+    cfg = write(workdir, "offline.toml", text, mode=0o644)
+    rc, out, err = vb("check-config", "--offline", "--config", cfg)
+    assert rc == 0, out + err
+    assert "vip.key_file" in err and "offline" in err, err
+    assert "secret_file" in err and "readable by every user" in err, err
+    assert "%s: mode 0644" % cfg in err, err
+    assert "s3cret" not in out + err
+    # Online, the missing key is an error.
+    rc, out, err = vb("check-config", "--config", cfg)
+    assert rc == 1 and "vip.key_file" in err, out + err
+
+
+def test_production_without_certificate_is_refused(tmp_path):
+    cfg = write(str(tmp_path), "prod.toml", "[engine]\nstate_ttl = \"3m\"\n")
+    rc, out, err = vb("check-config", "--offline", "--config", cfg)
+    assert rc == 1 and "client certificate" in err, out + err
+
+
+def test_packaged_example_passes_offline():
+    rc, out, err = vb("check-config", "--offline", "--config",
+                      os.path.join(REPO, "packaging", "vip-bridge.toml"))
+    assert rc == 0, out + err
+
+
+def test_test_auth_code_and_challenge(sim, certs):
+    s, workdir = sim
+    cfg = write(workdir, "ta.toml", bridge_toml(s, certs))
+    rc, out, err = vb("test-auth", "--config", cfg, "frank",
+                      harness.fresh_totp(USERS["frank"], min_left=6))
+    assert rc == 0, out + err
+    assert "ACCEPT" in out and "requestIds vb" in out, out
+    rc, out, err = vb("test-auth", "--config", cfg, "frank", harness.wrong_code(USERS["frank"]))
+    assert rc == 1 and "REJECT" in out and "bad_code" in out, out + err
+    # An SMS challenge with stdin not a terminal: the prompt is printed, then it exits 2.
+    rc, out, err = vb("test-auth", "--config", cfg, "erin", "--sms")
+    assert rc == 2 and "CHALLENGE" in out and "not a terminal" in out, out + err
+
+
+def test_help_version_and_man():
+    rc, out, _ = vb("--version")
+    assert rc == 0 and out.startswith("vip-bridge ")
+    for sub in ("serve", "check-config", "test-auth", "demo"):
+        rc, out, _ = vb(sub, "--help")
+        assert rc == 0 and "Usage:" in out, sub
+    rc, out, _ = vb("man")
+    assert rc == 0 and ".TH vip-bridge" in out, out[:200]
+    with open(os.path.join(REPO, "packaging", "vip-bridge.1")) as f:
+        assert f.read() == out, "packaging/vip-bridge.1 is stale: vip-bridge man > packaging/vip-bridge.1"
