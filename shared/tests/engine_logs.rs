@@ -81,6 +81,15 @@ async fn no_secret_reaches_any_log_line() {
     let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
     assert!(log.contains("login round finished"), "the capture works");
     assert!(log.contains("request_id"), "VIP requestIds are logged");
+    // Every login round that reached VIP names its requestIds, pushes included.
+    for line in log.lines().filter(|l| l.contains("login round finished")) {
+        if line.contains("factor=\"push\"") || line.contains("factor=push") {
+            assert!(
+                !line.contains("request_ids= "),
+                "push round without requestId: {line}"
+            );
+        }
+    }
     for s in &secrets {
         assert!(!log.contains(s.as_str()), "a secret value reached the log");
     }

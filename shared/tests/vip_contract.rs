@@ -339,6 +339,8 @@ async fn push_and_poll_every_outcome() {
         "abcd1234abcd1234",
     ];
     let r = c.poll_push_status(&ids).await.unwrap();
+    assert!(vip_core::request_id::is_valid_request_id(&r.request_id));
+    let r = r.transactions;
     assert_eq!(r.len(), 6);
     let by_id = |id: &str| r.iter().find(|t| t.transaction_id == id).unwrap().clone();
     let a = by_id(ids[0]);
@@ -361,18 +363,21 @@ async fn push_and_poll_every_outcome() {
     let r = c
         .poll_push_status(&[never.transaction_id.as_str()])
         .await
-        .unwrap();
+        .unwrap()
+        .transactions;
     assert_eq!(r[0].status, PollStatus::Expired);
     // Approved once: the id is used up.
     let r = c
         .poll_push_status(&[p.transaction_id.as_str()])
         .await
-        .unwrap();
+        .unwrap()
+        .transactions;
     assert_eq!(r[0].status, PollStatus::NotFound);
     let r = c
         .poll_push_status(&[pn.transaction_id.as_str()])
         .await
-        .unwrap();
+        .unwrap()
+        .transactions;
     assert_eq!(r[0].status, PollStatus::Approved);
 
     // Push failures: 6008 (no push credential), 6003, 601B, 601F.

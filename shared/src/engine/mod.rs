@@ -403,7 +403,9 @@ impl Engine {
         counter.fetch_add(1, Ordering::Relaxed);
         let deadline = Instant::now() + policy.push_timeout;
         let wait_for_final = !challenge_mode;
-        match wait_phase(joined.rx, deadline, wait_for_final).await {
+        let phase = wait_phase(joined.rx.clone(), deadline, wait_for_final).await;
+        login.note(joined.request_id());
+        match phase {
             Some(Phase::Done(state)) => login.push_result(state),
             Some(Phase::StartFailed(request_id, e)) => {
                 login.note(request_id);

@@ -39,6 +39,8 @@ struct Pending {
     /// Blocking mode: poll in the background until final.
     poll: bool,
     transaction_id: Mutex<Option<String>>,
+    /// VIP's requestId of the push call, for every login that started or joined it.
+    request_id: Mutex<Option<String>>,
     deadline: Instant,
     phase: watch::Sender<Phase>,
 }
@@ -64,6 +66,14 @@ pub(crate) struct Joined {
     pub rx: watch::Receiver<Phase>,
     /// True for the request that started the push, false for requests that joined it.
     pub started: bool,
+    pending: Arc<Pending>,
+}
+
+impl Joined {
+    /// The push call's requestId, once it was sent.
+    pub fn request_id(&self) -> Option<String> {
+        self.pending.request_id.lock().ok().and_then(|r| r.clone())
+    }
 }
 
 impl PushBoard {
@@ -115,6 +125,7 @@ impl PushBoard {
                 return Some(Joined {
                     rx: p.phase.subscribe(),
                     started: false,
+                    pending: p.clone(),
                 });
             }
             if !may_start() {
@@ -125,6 +136,7 @@ impl PushBoard {
                 key: key.to_owned(),
                 poll,
                 transaction_id: Mutex::new(None),
+                request_id: Mutex::new(None),
                 deadline: Instant::now() + push.timeout,
                 phase: tx,
             });
@@ -134,14 +146,22 @@ impl PushBoard {
         let rx = pending.phase.subscribe();
         // Sending runs on its own task so a cancelled request cannot strand the entry.
         let board = self.clone();
+        let handle = Joined {
+            rx,
+            started: true,
+            pending: pending.clone(),
+        };
         tokio::spawn(async move { board.start(pending, push).await });
-        Some(Joined { rx, started: true })
+        Some(handle)
     }
 
     async fn start(self: Arc<Self>, pending: Arc<Pending>, push: PushStart) {
         let (request_id, result) = self.backend.start_push(&push).await;
         match result {
             Ok(ticket) => {
+                if let Ok(mut r) = pending.request_id.lock() {
+                    r.clone_from(&request_id);
+                }
                 if let Ok(mut t) = pending.transaction_id.lock() {
                     *t = Some(ticket.transaction_id.clone());
                 }

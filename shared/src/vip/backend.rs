@@ -163,12 +163,11 @@ impl Backend for VipBackend {
         Box::pin(async move {
             let ids: Vec<&str> = transaction_ids.iter().map(String::as_str).collect();
             let r = self.client.poll_push_status(&ids).await;
-            // The poll answer carries no requestId of its own per transaction; the call's is
-            // not exposed by the typed result, so none is recorded here.
             match r {
-                Ok(statuses) => (
-                    None,
-                    Ok(statuses
+                Ok(answer) => (
+                    Some(answer.request_id),
+                    Ok(answer
+                        .transactions
                         .into_iter()
                         .map(|t| {
                             let state = match t.status {

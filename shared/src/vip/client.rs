@@ -156,12 +156,19 @@ impl VipClient {
     pub async fn poll_push_status(
         &self,
         transaction_ids: &[&str],
-    ) -> Result<Vec<TransactionStatus>, VipError> {
+    ) -> Result<PollResponse, VipError> {
         self.call(
             ops::OP_POLL,
             &self.inner.query_url,
             |rid| render_poll_push_status(rid, transaction_ids),
-            |body, rid| parse_poll_push_status(body, rid, transaction_ids),
+            |body, rid| {
+                parse_poll_push_status(body, rid, transaction_ids).map(|transactions| {
+                    PollResponse {
+                        request_id: rid.to_owned(),
+                        transactions,
+                    }
+                })
+            },
         )
         .await
     }

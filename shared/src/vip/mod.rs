@@ -20,9 +20,9 @@ pub use client::VipClient;
 pub use config::{VipConfig, DEFAULT_AUTH_URL, DEFAULT_MANAGEMENT_URL, DEFAULT_QUERY_URL};
 pub use error::VipError;
 pub use ops::{
-    AuthenticateUser, CredentialBinding, OtpAuthResponse, OtpDelivery, PushDetail, PushRequest,
-    PushResponse, SendOtpResponse, ServerTime, TransactionStatus, UserInfo, UserStatus,
-    MAX_POLL_IDS,
+    AuthenticateUser, CredentialBinding, OtpAuthResponse, OtpDelivery, PollResponse, PushDetail,
+    PushRequest, PushResponse, SendOtpResponse, ServerTime, TransactionStatus, UserInfo,
+    UserStatus, MAX_POLL_IDS,
 };
 pub use soap::VIP_NS;
 pub use status::{DetailCode, PollStatus, Status};

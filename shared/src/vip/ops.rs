@@ -184,6 +184,13 @@ pub enum OtpDelivery {
     Voice { phone_number: String },
 }
 
+/// Success of pollPushStatus: the call's requestId and one status per transaction asked about.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PollResponse {
+    pub request_id: String,
+    pub transactions: Vec<TransactionStatus>,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SendOtpResponse {
     pub request_id: String,
