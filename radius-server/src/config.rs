@@ -92,6 +92,10 @@ pub struct RadiusConfig {
     pub max_in_flight: usize,
     /// Entries of the duplicate / response cache.
     pub response_cache_size: u64,
+    /// Kernel receive buffer per listening socket, in bytes (SO_RCVBUF). The default 208 KiB
+    /// holds only ~700 requests, so a login storm would be dropped by the kernel before
+    /// vip-bridge sees it. Capped by net.core.rmem_max (a warning says so).
+    pub receive_buffer: usize,
     /// On SIGTERM/SIGINT, how long in-flight logins may take to finish.
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
@@ -106,8 +110,9 @@ impl Default for RadiusConfig {
                 SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, 1812)),
             ],
             response_cache_ttl: Duration::from_secs(15),
-            max_in_flight: 256,
+            max_in_flight: 4096,
             response_cache_size: 65_536,
+            receive_buffer: 4 * 1024 * 1024,
             shutdown_timeout: Duration::from_secs(10),
             clients: Vec::new(),
         }
@@ -144,6 +149,7 @@ pub struct RadiusSettings {
     pub response_cache_ttl: Duration,
     pub response_cache_size: u64,
     pub max_in_flight: usize,
+    pub receive_buffer: usize,
     pub clients: ClientTable,
 }
 
@@ -253,6 +259,14 @@ fn resolve_radius(path: &Path, core: &CoreConfig, r: RadiusConfig) -> Result<Rad
         )
         .into());
     }
+    if !(65_536..=268_435_456).contains(&r.receive_buffer) {
+        return Err(invalid(
+            path,
+            "radius.receive_buffer",
+            "must be between 65536 and 268435456 bytes",
+        )
+        .into());
+    }
     if r.max_in_flight == 0 || r.max_in_flight > 100_000 {
         return Err(invalid(path, "radius.max_in_flight", "must be between 1 and 100000").into());
     }
@@ -356,6 +370,7 @@ fn resolve_radius(path: &Path, core: &CoreConfig, r: RadiusConfig) -> Result<Rad
         response_cache_ttl: ttl,
         response_cache_size: r.response_cache_size,
         max_in_flight: r.max_in_flight,
+        receive_buffer: r.receive_buffer,
         clients: ClientTable::new(clients),
     })
 }

@@ -63,7 +63,7 @@ impl RadiusServer {
     ) -> Result<RadiusServer> {
         let mut sockets = Vec::with_capacity(settings.listen.len());
         for addr in &settings.listen {
-            let sock = bind_udp(*addr).map_err(|source| Error::Bind {
+            let sock = bind_udp(*addr, settings.receive_buffer).map_err(|source| Error::Bind {
                 addr: *addr,
                 source,
             })?;
@@ -135,10 +135,27 @@ impl RadiusServer {
     }
 }
 
-fn bind_udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
-    let sock = std::net::UdpSocket::bind(addr)?;
+/// Binds a UDP socket with a large receive buffer, so a burst of requests waits in the kernel
+/// instead of being dropped there.
+fn bind_udp(addr: SocketAddr, receive_buffer: usize) -> std::io::Result<UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let sock = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if let Err(e) = sock.set_recv_buffer_size(receive_buffer) {
+        warn!(%addr, error = %e, "cannot set the UDP receive buffer");
+    }
+    // Linux reports twice the usable size it granted; less than asked means rmem_max capped it.
+    let granted = sock.recv_buffer_size().unwrap_or(0) / 2;
+    if granted < receive_buffer {
+        warn!(
+            %addr,
+            asked = receive_buffer,
+            granted,
+            "the kernel capped the UDP receive buffer (raise net.core.rmem_max): bursts may be dropped"
+        );
+    }
+    sock.bind(&addr.into())?;
     sock.set_nonblocking(true)?;
-    UdpSocket::from_std(sock)
+    UdpSocket::from_std(sock.into())
 }
 
 async fn recv_loop(

@@ -108,6 +108,7 @@ async fn start(max_in_flight: usize) -> Harness {
         response_cache_ttl: Duration::from_secs(15),
         response_cache_size: 1000,
         max_in_flight,
+        receive_buffer: 1 << 20,
         clients,
     };
     let fake = Arc::new(Fake::default());
