@@ -168,6 +168,63 @@ if d:
 else:
     w("not run")
 w("")
+def cpu_us(r):
+    s = (r or {}).get("server") or {}
+    cpu = s.get("cpu_seconds")
+    return cpu * 1e6 / r["answered"] if cpu and r and r["answered"] else None
+
+
+def verdict(ok):
+    return "**met**" if ok else "**not met**"
+
+
+w("## Issue 7 targets (2 cores, simulator at 0 ms unless said)")
+w("")
+a0, a50, b, c, e = (load(n) for n in ("a0", "a50", "b", "c", "e"))
+ob = load("open-bridge")
+if a0 and fr_tp:
+    share = a0["throughput_per_s"] / fr_tp
+    w(f"- Code logins >= 60% of FreeRADIUS files/PAP: {share:.0%} "
+      f"({fmt(a0['throughput_per_s'])}/s vs {fmt(fr_tp)}/s): {verdict(share >= 0.6)}.")
+    if share < 0.6:
+        w(f"  What limits it: CPU. vip-bridge spends {fmt(cpu_us(a0), 0)} µs of CPU per login against "
+          f"FreeRADIUS's {fmt(cpu_us(fr), 0)} µs per PAP request, because every login is also an HTTPS "
+          "SOAP call to VIP (request rendering, TLS records, HTTP, XML parsing) on top of the RADIUS work; "
+          "and the simulator and the generator share the same two cores (vip-bridge alone used "
+          f"{fmt(((a0.get('server') or {}).get('cpu_cores')), 2)} cores). Not yet profiled: the next step "
+          "is a flame graph of (a) to see what of those µs is ours rather than TLS.")
+    half = fr_tp / 2
+    if a0["throughput_per_s"] < half:
+        w(f"- p99 under 5 ms at half FreeRADIUS's load ({fmt(half)}/s): **not measurable**: vip-bridge's "
+          f"closed-loop maximum ({fmt(a0['throughput_per_s'])}/s) is below that load. At {open_rate}/s open "
+          f"loop its p99 is {ob['latency']['p99_ms']:.2f} ms." if ob else "")
+    elif ob:
+        w(f"- p99 at {open_rate}/s open loop: {ob['latency']['p99_ms']:.2f} ms.")
+for name, label, r in (("b", "Throttle rejects", b), ("c", "Answers from the response cache", c)):
+    if r and fr_tp:
+        w(f"- {label} >= FreeRADIUS's rate: {fmt(r['throughput_per_s'])}/s = "
+          f"{r['throughput_per_s'] / fr_tp:.2f} x FreeRADIUS: {verdict(r['throughput_per_s'] >= fr_tp)}.")
+d = load("d")
+if d:
+    rss = ((d.get("server") or {}).get("peak_rss_kib") or 0) / 1024
+    w(f"- {pushes} pending pushes under 200 MB RSS: {rss:.1f} MiB, {d['answered']} of {d['sent']} "
+      f"answered: {verdict(rss < 200 and d['answered'] == d['sent'])}.")
+    p = os.path.join(res, "d.sim.json")
+    polls = json.load(open(p)).get("calls", {}).get("pollPushStatus") if os.path.exists(p) else None
+    if polls and d["elapsed_s"]:
+        bound = int(pushes) / 20 / 3.0
+        w(f"- Polls bounded by the interval (3 s, 20 ids per call: at most {bound:.0f}/s): "
+          f"{polls / d['elapsed_s']:.0f}/s: {verdict(polls / d['elapsed_s'] <= bound * 1.05)}.")
+if a50:
+    ceiling = int(vip_mif) / 0.05
+    w(f"- At 50 ms VIP latency, throughput limited only by VIP concurrency (vip.max_in_flight {vip_mif} / "
+      f"50 ms = {ceiling:.0f}/s): {fmt(a50['throughput_per_s'])}/s = {a50['throughput_per_s'] / ceiling:.0%} "
+      f"of that ceiling: {verdict(a50['throughput_per_s'] >= 0.9 * ceiling)}.")
+if e:
+    w(f"- PAM overhead per login under 5 ms: p50 {e['latency']['p50_ms']:.2f} ms, p99 "
+      f"{e['latency']['p99_ms']:.2f} ms with 16 logins at once, {fmt(cpu_us(e), 0)} µs of daemon CPU "
+      f"per login: {verdict(e['latency']['p99_ms'] < 5)}.")
+w("")
 notes = [n for n in os.environ.get("VB_NOTES", "").splitlines() if n.strip()]
 failed = [n for n in os.environ.get("VB_FAILED", "").splitlines() if n.strip()]
 if notes or failed:
