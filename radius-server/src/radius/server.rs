@@ -8,6 +8,7 @@
 //! is free the request is dropped and counted; the NAS retransmits.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -46,6 +47,8 @@ struct Shared {
     reserved: Arc<Semaphore>,
     general_permits: u32,
     reserved_permits: u32,
+    /// Unix second of the last overload warning: under a flood, one line a second, not one a packet.
+    last_overload_warning: AtomicU64,
 }
 
 /// Bound RADIUS sockets, ready to run.
@@ -86,6 +89,7 @@ impl RadiusServer {
             stats,
             general: Arc::new(Semaphore::new(general_permits as usize)),
             reserved: Arc::new(Semaphore::new(reserved_permits as usize)),
+            last_overload_warning: AtomicU64::new(0),
             general_permits,
             reserved_permits,
         });
@@ -284,8 +288,11 @@ fn handle_datagram(
                 _ => {
                     Stats::inc(&stats.dropped_overload);
                     shared.dedup.abandon(key, &info.authenticator);
-                    warn!(%peer, client = %client.name, id = info.identifier,
-                        "dropped: too many requests in flight (max_in_flight)");
+                    let now = unix_seconds();
+                    if shared.last_overload_warning.swap(now, Ordering::Relaxed) != now {
+                        warn!(%peer, client = %client.name,
+                            "dropping requests: too many in flight (radius.max_in_flight); counted in vip_bridge_radius_dropped_total");
+                    }
                     return;
                 }
             }
@@ -452,7 +459,7 @@ async fn process(
     let (code, reply) = match &outcome {
         Outcome::Accept(a) => {
             Stats::inc(&stats.access_accept);
-            info!(
+            debug!(
                 outcome = "accept",
                 factor = a.factor.as_str(),
                 failed_open = a.failed_open,
@@ -465,7 +472,7 @@ async fn process(
         }
         Outcome::Reject(r) => {
             Stats::inc(&stats.access_reject);
-            info!(outcome = "reject", reason = r.reason.as_str(), "answered");
+            debug!(outcome = "reject", reason = r.reason.as_str(), "answered");
             let text = clip(&r.message);
             let attrs: Vec<ReplyAttr<'_>> = pkt::split_reply_message(text)
                 .into_iter()
@@ -478,7 +485,7 @@ async fn process(
         }
         Outcome::Challenge(c) => {
             Stats::inc(&stats.access_challenge);
-            info!(outcome = "challenge", echo = c.echo, "answered");
+            debug!(outcome = "challenge", echo = c.echo, "answered");
             (
                 pkt::CODE_ACCESS_CHALLENGE,
                 challenge_reply(&client, &info, &packet, c),
@@ -568,3 +575,10 @@ fn build_reply(
 
 #[cfg(test)]
 mod tests;
+
+fn unix_seconds() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
