@@ -347,7 +347,7 @@ for lat in 0 50; do
     sim_reset
     run_load "a$lat" accept run --server "$RADIUS_ADDR" "${BRIDGE_COMMON[@]}" \
       --concurrency "$CONC" --duration "$DUR" --max-requests "$USERS" --timeout-ms 5000 \
-      --retries 1 --server-pid "$BRIDGE_PID"
+      --retries 1 --server-pid "$BRIDGE_PID" --upstream-pid "$SIM_PID"
     sim_counters >"$RES/a$lat.sim.json" || true
   else
     FAILED+=("a$lat: stack did not start")
@@ -360,7 +360,7 @@ if want open; then
   if start_stack open "$USERS" 0 0 10 0; then
     run_load open-bridge accept run --server "$RADIUS_ADDR" "${BRIDGE_COMMON[@]}" \
       --rate "$OPEN_RATE" --duration "$DUR" --max-requests "$USERS" --timeout-ms 5000 \
-      --retries 1 --server-pid "$BRIDGE_PID"
+      --retries 1 --server-pid "$BRIDGE_PID" --upstream-pid "$SIM_PID"
   else
     FAILED+=("open: stack did not start")
   fi
@@ -377,7 +377,7 @@ if want b; then
     sim_reset
     run_load b reject run --server "$RADIUS_ADDR" --secret "$SECRET" --sockets "$SOCKETS" \
       --concurrency "$CONC" --duration "$DUR" --user user0 --password 000000 \
-      --timeout-ms 5000 --retries 1 --server-pid "$BRIDGE_PID"
+      --timeout-ms 5000 --retries 1 --server-pid "$BRIDGE_PID" --upstream-pid "$SIM_PID"
     sim_counters >"$RES/b.sim.json" || true
   else
     FAILED+=("b: stack did not start")
@@ -392,7 +392,7 @@ if want c; then
     sim_reset
     run_load c accept run --server "$RADIUS_ADDR" "${BRIDGE_COMMON[@]}" \
       --concurrency "$CONC" --duration "$DUR" --max-requests "$USERS" --repeat 9 \
-      --timeout-ms 5000 --retries 1 --server-pid "$BRIDGE_PID"
+      --timeout-ms 5000 --retries 1 --server-pid "$BRIDGE_PID" --upstream-pid "$SIM_PID"
     sim_counters >"$RES/c.sim.json" || true
   else
     FAILED+=("c: stack did not start")
@@ -411,7 +411,7 @@ if want d; then
     run_load d accept run --server "$RADIUS_ADDR" --secret "$SECRET" --sockets "$d_sockets" \
       --user 'user{n}' --user-count "$PUSHES" --password push \
       --concurrency "$PUSHES" --max-requests "$PUSHES" --duration 1 \
-      --timeout-ms "$wait_ms" --retries 0 --drain-ms "$wait_ms" --server-pid "$BRIDGE_PID"
+      --timeout-ms "$wait_ms" --retries 0 --drain-ms "$wait_ms" --server-pid "$BRIDGE_PID" --upstream-pid "$SIM_PID"
     sim_counters >"$RES/d.sim.json" || true
   else
     FAILED+=("d: stack did not start")
@@ -431,7 +431,7 @@ if want e; then
       python3 -c 'import json,sys; r=json.loads(sys.stdin.readline()); sys.exit(0 if r["answered"] else 1)'; then
       run_load e accept pam --socket "$pam_sock" --concurrency 16 --duration "$DUR" \
         --max-requests "$((USERS - 1))" --user 'user{n}' --user-count "$((USERS - 1))" \
-        --totp-secret "$TOTP_SECRET" --server-pid "$BRIDGE_PID"
+        --totp-secret "$TOTP_SECRET" --server-pid "$BRIDGE_PID" --upstream-pid "$SIM_PID"
     else
       NOTES+=("(e) PAM: TODO - the daemon's PAM door did not answer a login on its socket (radius-server/src/pam_door.rs is still a placeholder?); scenario skipped")
     fi

@@ -98,6 +98,9 @@ struct Output {
     /// The server's pid: report its CPU time over the run and its peak RSS (VmHWM).
     #[arg(long)]
     server_pid: Option<String>,
+    /// The pid of the server's upstream (vip-sim): report its CPU time and peak RSS too.
+    #[arg(long)]
+    upstream_pid: Option<String>,
     /// Runtime worker threads (1 = a single-threaded runtime).
     #[arg(long, default_value_t = 1)]
     threads: usize,
@@ -252,6 +255,7 @@ fn cmd_run(a: RunArgs) -> anyhow::Result<()> {
         socket_buffer: a.socket_buffer,
     });
     let server = a.output.server_pid.as_deref().map(ProcSampler::start);
+    let upstream = a.output.upstream_pid.as_deref().map(ProcSampler::start);
     let me = ProcSampler::start("self");
     let t0 = std::time::Instant::now();
     let result = runtime(a.output.threads)?.block_on(vip_bench::load::run(cfg.clone()))?;
@@ -273,6 +277,7 @@ fn cmd_run(a: RunArgs) -> anyhow::Result<()> {
         elapsed_s: result.elapsed.as_secs_f64(),
         verify: !a.no_verify,
         server: server.map(|s| s.finish(wall)),
+        upstream: upstream.map(|s| s.finish(wall)),
         generator: me.finish(wall),
     };
     emit(
@@ -309,6 +314,7 @@ fn cmd_pam(a: PamArgs) -> anyhow::Result<()> {
         template: a.template.template()?,
     });
     let server = a.output.server_pid.as_deref().map(ProcSampler::start);
+    let upstream = a.output.upstream_pid.as_deref().map(ProcSampler::start);
     let me = ProcSampler::start("self");
     let t0 = std::time::Instant::now();
     let result = runtime(a.output.threads)?.block_on(vip_bench::pam::run(cfg))?;
@@ -324,6 +330,7 @@ fn cmd_pam(a: PamArgs) -> anyhow::Result<()> {
         elapsed_s: result.elapsed.as_secs_f64(),
         verify: false,
         server: server.map(|s| s.finish(wall)),
+        upstream: upstream.map(|s| s.finish(wall)),
         generator: me.finish(wall),
     };
     emit(

@@ -199,6 +199,8 @@ pub struct Report {
     pub repeat_latency: Option<Latency>,
     pub send_lag: Option<Latency>,
     pub server: Option<ProcUsage>,
+    /// The server's upstream (vip-sim), when given: its CPU is taken from the same cores.
+    pub upstream: Option<ProcUsage>,
     pub generator: ProcUsage,
 }
 
@@ -243,6 +245,7 @@ impl Report {
             repeat_latency: (!c.repeat_latency.is_empty()).then(|| Latency::of(&c.repeat_latency)),
             send_lag: (!c.send_lag.is_empty()).then(|| Latency::of(&c.send_lag)),
             server: base.server,
+            upstream: base.upstream,
             generator: base.generator,
         }
     }
@@ -310,6 +313,7 @@ pub struct ReportBase {
     pub elapsed_s: f64,
     pub verify: bool,
     pub server: Option<ProcUsage>,
+    pub upstream: Option<ProcUsage>,
     pub generator: ProcUsage,
 }
 
