@@ -9,7 +9,8 @@
 #                           expected answers (accepts, or rejects for the throttle scenario) or
 #                           any bad authenticator. For CI.
 #
-# Options: --debug / --release (binaries to use), --only a,b,... (scenario names, see below),
+# Options: --debug / --release (binaries to use), --only a,b,... (scenario names, see below;
+#          writes bench/RESULTS.partial.md instead of RESULTS.md),
 #          --no-build (use the binaries as they are), --keep (keep the work directory).
 # Environment: VB_DURATION (s), VB_USERS, VB_CONCURRENCY, VB_OPEN_RATE, VB_SOCKETS,
 #              VB_PUSHES, VB_PUSH_DELAY_MS, VB_VIP_MAX_IN_FLIGHT, CARGO_TARGET_DIR.
@@ -33,7 +34,7 @@ while [ $# -gt 0 ]; do
     --only) ONLY=",$2,"; shift ;;
     --no-build) BUILD=0 ;;
     --keep) KEEP=1 ;;
-    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
   shift
@@ -433,10 +434,10 @@ if want e; then
         --max-requests "$((USERS - 1))" --user 'user{n}' --user-count "$((USERS - 1))" \
         --totp-secret "$TOTP_SECRET" --server-pid "$BRIDGE_PID" --upstream-pid "$SIM_PID"
     else
-      NOTES+=("(e) PAM: TODO - the daemon's PAM door did not answer a login on its socket (radius-server/src/pam_door.rs is still a placeholder?); scenario skipped")
+      NOTES+=("(e) PAM: the daemon's PAM door did not answer a login on its socket; scenario skipped (see the bridge log in the work directory, --keep)")
     fi
   else
-    NOTES+=("(e) PAM: TODO - vip-bridge did not start with a [pam] section; scenario skipped")
+    NOTES+=("(e) PAM: vip-bridge did not start with a [pam] section; scenario skipped (see its log in the work directory, --keep)")
   fi
   stop_stack
 fi
@@ -452,9 +453,12 @@ if [ "$SMOKE" = 0 ]; then
   VB_NOTES=$(printf '%s\n' "${NOTES[@]:-}")
   export VB_FAILED
   VB_FAILED=$(printf '%s\n' "${FAILED[@]:-}")
+  # A partial run (--only) must not replace the full results.
+  OUT_MD=$ROOT/bench/RESULTS.md
+  [ -n "$ONLY" ] && OUT_MD=$ROOT/bench/RESULTS.partial.md
   python3 "$ROOT/bench/report.py" "$RES" "$BIN" "$DUR" "$CONC" "$OPEN_RATE" "$PUSHES" \
-    "$PUSH_DELAY_MS" "$VIP_MAX_IN_FLIGHT" >"$ROOT/bench/RESULTS.md"
-  echo "wrote $ROOT/bench/RESULTS.md" >&2
+    "$PUSH_DELAY_MS" "$VIP_MAX_IN_FLIGHT" >"$OUT_MD"
+  echo "wrote $OUT_MD" >&2
 fi
 
 if [ "${#FAILED[@]}" -gt 0 ]; then
