@@ -1,5 +1,7 @@
 //! SOAP 1.1 envelopes out, namespace-checked parsing in. No I/O here.
 
+use std::borrow::Cow;
+
 use quick_xml::events::Event;
 use quick_xml::name::ResolveResult;
 use quick_xml::NsReader;
@@ -114,7 +116,8 @@ pub(crate) fn is_xml_text(s: &str) -> bool {
 /// A parsed element: its namespace (None when unbound), local name, direct text and children.
 #[derive(Debug)]
 pub(crate) struct Element {
-    pub(crate) ns: Option<String>,
+    /// The two namespaces every response uses are shared, not copied per element.
+    pub(crate) ns: Option<Cow<'static, str>>,
     pub(crate) name: String,
     pub(crate) text: String,
     pub(crate) children: Vec<Element>,
@@ -175,11 +178,7 @@ pub(crate) fn parse_document(body: &[u8]) -> Result<Element, String> {
                     return Err("XML nested too deeply".into());
                 }
                 let ns = match ns {
-                    ResolveResult::Bound(n) => Some(
-                        std::str::from_utf8(n.into_inner())
-                            .map_err(|_| "namespace is not UTF-8".to_string())?
-                            .to_owned(),
-                    ),
+                    ResolveResult::Bound(n) => Some(intern(n.into_inner())?),
                     ResolveResult::Unbound => None,
                     ResolveResult::Unknown(p) => {
                         return Err(format!(
@@ -234,6 +233,18 @@ pub(crate) fn parse_document(body: &[u8]) -> Result<Element, String> {
         return Err("truncated XML (unclosed elements at end of input)".into());
     }
     root.ok_or_else(|| "no root element".to_string())
+}
+
+fn intern(ns: &[u8]) -> Result<Cow<'static, str>, String> {
+    Ok(match ns {
+        n if n == VIP_NS.as_bytes() => Cow::Borrowed(VIP_NS),
+        n if n == SOAP_NS.as_bytes() => Cow::Borrowed(SOAP_NS),
+        n => Cow::Owned(
+            std::str::from_utf8(n)
+                .map_err(|_| "namespace is not UTF-8".to_string())?
+                .to_owned(),
+        ),
+    })
 }
 
 fn attach(stack: &mut [Element], root: &mut Option<Element>, el: Element) {
