@@ -366,6 +366,22 @@ if want open; then
     FAILED+=("open: stack did not start")
   fi
   stop_stack
+  # The latency target is stated at half of FreeRADIUS's rate: offer exactly that load.
+  HALF_FR=""
+  [ -s "$RES/freeradius.json" ] && HALF_FR=$(python3 -c \
+    'import json,sys; print(int(json.load(open(sys.argv[1]))["throughput_per_s"] / 2))' \
+    "$RES/freeradius.json" 2>/dev/null || true)
+  if [ -n "$HALF_FR" ] && [ "$HALF_FR" -gt 0 ]; then
+    log "open loop at $HALF_FR/s (half FreeRADIUS's rate) against vip-bridge (VIP latency 0 ms)"
+    if start_stack open-half "$USERS" 0 0 10 0; then
+      run_load open-half-bridge accept run --server "$RADIUS_ADDR" "${BRIDGE_COMMON[@]}" \
+        --rate "$HALF_FR" --duration "$DUR" --max-requests "$USERS" --timeout-ms 5000 \
+        --retries 1 --server-pid "$BRIDGE_PID" --upstream-pid "$SIM_PID"
+    else
+      FAILED+=("open-half: stack did not start")
+    fi
+    stop_stack
+  fi
 fi
 
 # (b) rejected by throttling: one user, one code attempt allowed per hour
