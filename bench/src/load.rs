@@ -222,17 +222,17 @@ impl SocketState {
         };
         let mut bytes = Vec::with_capacity(128);
         if radius::build_access_request(&mut bytes, id, &auth, &self.cfg.secret, &spec).is_err() {
-            self.c.send_errors += 1;
+            self.c.tally.send_errors += 1;
             self.ids.free(id);
             return false;
         }
         let now = Instant::now();
         if self.sock.send(&bytes).await.is_err() {
-            self.c.send_errors += 1;
+            self.c.tally.send_errors += 1;
             self.ids.free(id);
             return true;
         }
-        self.c.sent += 1;
+        self.c.tally.sent += 1;
         self.slots[id as usize] = Some(Slot {
             auth,
             bytes,
@@ -251,7 +251,7 @@ impl SocketState {
             return;
         };
         if self.sock.send(&slot.bytes).await.is_err() {
-            self.c.send_errors += 1;
+            self.c.tally.send_errors += 1;
         }
     }
 
@@ -269,11 +269,11 @@ impl SocketState {
             };
             if slot.tries < self.cfg.retries {
                 slot.tries += 1;
-                self.c.retransmits += 1;
+                self.c.tally.retransmits += 1;
                 self.resend(id).await;
                 self.push_deadline(id, now);
             } else {
-                self.c.lost += 1;
+                self.c.tally.lost += 1;
                 self.finish(id);
             }
         }
@@ -288,15 +288,15 @@ impl SocketState {
 
     async fn on_reply(&mut self, d: &[u8], now: Instant) {
         if d.len() < 20 {
-            self.c.malformed += 1;
+            self.c.tally.malformed += 1;
             return;
         }
         let id = d[1];
         let Some(slot) = self.slots[id as usize].as_ref() else {
             if !self.cfg.verify || self.is_late(d, id) {
-                self.c.late_or_duplicate += 1;
+                self.c.tally.late_or_duplicate += 1;
             } else {
-                self.c.unmatched += 1;
+                self.c.tally.unmatched += 1;
             }
             return;
         };
@@ -304,21 +304,21 @@ impl SocketState {
             match radius::verify_reply(d, id, &slot.auth, &self.cfg.secret) {
                 Ok(info) => {
                     if !info.has_message_authenticator {
-                        self.c.missing_message_authenticator += 1;
+                        self.c.tally.missing_message_authenticator += 1;
                     } else if !info.message_authenticator_first {
-                        self.c.message_authenticator_not_first += 1;
+                        self.c.tally.message_authenticator_not_first += 1;
                     }
                     info.code
                 }
                 Err(VerifyError::Malformed) => {
-                    self.c.malformed += 1;
+                    self.c.tally.malformed += 1;
                     return;
                 }
                 Err(_) => {
                     if self.is_late(d, id) {
-                        self.c.late_or_duplicate += 1;
+                        self.c.tally.late_or_duplicate += 1;
                     } else {
-                        self.c.bad_authenticator += 1;
+                        self.c.tally.bad_authenticator += 1;
                     }
                     return;
                 }
@@ -327,12 +327,12 @@ impl SocketState {
             d[0]
         };
         self.last_reply = Some(now);
-        self.c.answered += 1;
+        self.c.tally.answered += 1;
         match code {
-            radius::ACCESS_ACCEPT => self.c.accept += 1,
-            radius::ACCESS_REJECT => self.c.reject += 1,
-            radius::ACCESS_CHALLENGE => self.c.challenge += 1,
-            _ => self.c.other_code += 1,
+            radius::ACCESS_ACCEPT => self.c.tally.accept += 1,
+            radius::ACCESS_REJECT => self.c.tally.reject += 1,
+            radius::ACCESS_CHALLENGE => self.c.tally.challenge += 1,
+            _ => self.c.tally.other_code += 1,
         }
         let Some(slot) = self.slots[id as usize].as_mut() else {
             return;
@@ -342,8 +342,8 @@ impl SocketState {
             Counters::record_latency_us(&mut self.c.repeat_latency, us);
             let same = slot.first_reply.as_deref().map(|f| f == d);
             match same {
-                Some(true) => self.c.repeat_identical += 1,
-                _ => self.c.repeat_different += 1,
+                Some(true) => self.c.tally.repeat_identical += 1,
+                _ => self.c.tally.repeat_different += 1,
             }
         } else {
             Counters::record_latency_us(&mut self.c.latency, us);
@@ -356,7 +356,7 @@ impl SocketState {
             slot.is_repeat = true;
             slot.tries = 0;
             slot.first_sent = now;
-            self.c.sent += 1;
+            self.c.tally.sent += 1;
             self.resend(id).await;
             self.push_deadline(id, now);
         } else {
@@ -413,7 +413,7 @@ async fn socket_task(
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                 Err(_) => {
-                    st.c.recv_errors += 1;
+                    st.c.tally.recv_errors += 1;
                     break;
                 }
             }
@@ -429,7 +429,7 @@ async fn socket_task(
                         let lag = now.saturating_duration_since(next_send).as_micros() as u64;
                         Counters::record_latency_us(&mut st.c.send_lag, lag);
                         if st.ids.available() == 0 {
-                            st.c.skipped_no_identifier += 1;
+                            st.c.tally.skipped_no_identifier += 1;
                         } else {
                             st.start_request().await;
                         }
@@ -446,7 +446,7 @@ async fn socket_task(
             break;
         }
         if now >= hard_end {
-            st.c.lost += st.ids.in_use() as u64;
+            st.c.tally.lost += st.ids.in_use() as u64;
             break;
         }
         let mut wake = hard_end;
@@ -462,7 +462,7 @@ async fn socket_task(
         tokio::select! {
             r = st.sock.readable() => {
                 if r.is_err() {
-                    st.c.recv_errors += 1;
+                    st.c.tally.recv_errors += 1;
                 }
             }
             _ = tokio::time::sleep_until(wake) => {}

@@ -122,7 +122,7 @@ pub async fn run(cfg: Arc<PamLoadConfig>) -> anyhow::Result<RunResult> {
                 let user = cfg.template.user(n);
                 let answer = String::from_utf8_lossy(pw.get(&cfg.template.password)).into_owned();
                 let t0 = Instant::now();
-                c.sent += 1;
+                c.tally.sent += 1;
                 let r = tokio::time::timeout(
                     cfg.timeout,
                     login(&cfg.socket, &cfg.service, &user, &answer),
@@ -131,19 +131,19 @@ pub async fn run(cfg: Arc<PamLoadConfig>) -> anyhow::Result<RunResult> {
                 let now = Instant::now();
                 match r {
                     Ok(Ok(o)) => {
-                        c.answered += 1;
+                        c.tally.answered += 1;
                         last = now;
                         match o {
-                            PamOutcome::Accept => c.accept += 1,
-                            PamOutcome::Reject => c.reject += 1,
-                            PamOutcome::Challenge => c.challenge += 1,
-                            PamOutcome::Other => c.other_code += 1,
+                            PamOutcome::Accept => c.tally.accept += 1,
+                            PamOutcome::Reject => c.tally.reject += 1,
+                            PamOutcome::Challenge => c.tally.challenge += 1,
+                            PamOutcome::Other => c.tally.other_code += 1,
                         }
                         let us = now.saturating_duration_since(t0).as_micros() as u64;
                         Counters::record_latency_us(&mut c.latency, us);
                     }
-                    Ok(Err(_)) => c.send_errors += 1,
-                    Err(_) => c.lost += 1,
+                    Ok(Err(_)) => c.tally.send_errors += 1,
+                    Err(_) => c.tally.lost += 1,
                 }
             }
             (c, last)

@@ -11,38 +11,60 @@ pub fn new_histogram() -> Histogram<u64> {
     }
 }
 
+/// Declares [`Tally`] and its `add` from one list of counter names, so a new counter cannot be
+/// forgotten in the merge.
+macro_rules! tally {
+    ($($(#[$doc:meta])* $name:ident,)*) => {
+        /// The plain counts of a run (serialized flat into the report).
+        #[derive(Clone, Debug, Default, Serialize)]
+        pub struct Tally {
+            $($(#[$doc])* pub $name: u64,)*
+        }
+
+        impl Tally {
+            pub fn add(&mut self, o: &Tally) {
+                $(self.$name += o.$name;)*
+            }
+        }
+    };
+}
+
+tally! {
+    /// New exchanges put on the wire (first transmissions, repeats included).
+    sent,
+    retransmits,
+    /// Exchanges that got a valid reply.
+    answered,
+    accept,
+    reject,
+    challenge,
+    other_code,
+    /// Exchanges given up after the last retransmit (or still open at the end).
+    lost,
+    /// Replies whose Response Authenticator or Message-Authenticator was wrong.
+    bad_authenticator,
+    /// Valid replies without a Message-Authenticator.
+    missing_message_authenticator,
+    /// Valid replies whose Message-Authenticator was not the first attribute.
+    message_authenticator_not_first,
+    /// Replies to an earlier use of the Identifier (after a timeout) or second replies.
+    late_or_duplicate,
+    /// Replies whose Identifier was not outstanding and matched nothing known.
+    unmatched,
+    malformed,
+    /// Open loop: a scheduled request found no free Identifier on its socket.
+    skipped_no_identifier,
+    send_errors,
+    recv_errors,
+    /// Repeat mode: repeats answered with the same bytes as the first answer / other bytes.
+    repeat_identical,
+    repeat_different,
+}
+
 /// What one socket (or one PAM worker) counted.
 #[derive(Clone, Debug)]
 pub struct Counters {
-    /// New exchanges put on the wire (first transmissions, repeats included).
-    pub sent: u64,
-    pub retransmits: u64,
-    /// Exchanges that got a valid reply.
-    pub answered: u64,
-    pub accept: u64,
-    pub reject: u64,
-    pub challenge: u64,
-    pub other_code: u64,
-    /// Exchanges given up after the last retransmit (or still open at the end).
-    pub lost: u64,
-    /// Replies whose Response Authenticator or Message-Authenticator was wrong.
-    pub bad_authenticator: u64,
-    /// Valid replies without a Message-Authenticator.
-    pub missing_message_authenticator: u64,
-    /// Valid replies whose Message-Authenticator was not the first attribute.
-    pub message_authenticator_not_first: u64,
-    /// Replies to an earlier use of the Identifier (after a timeout) or second replies.
-    pub late_or_duplicate: u64,
-    /// Replies whose Identifier was not outstanding and matched nothing known.
-    pub unmatched: u64,
-    pub malformed: u64,
-    /// Open loop: a scheduled request found no free Identifier on its socket.
-    pub skipped_no_identifier: u64,
-    pub send_errors: u64,
-    pub recv_errors: u64,
-    /// Repeat mode: repeats answered with the same bytes as the first answer / other bytes.
-    pub repeat_identical: u64,
-    pub repeat_different: u64,
+    pub tally: Tally,
     pub latency: Histogram<u64>,
     pub repeat_latency: Histogram<u64>,
     /// Open loop: how late sends left against their schedule.
@@ -52,25 +74,7 @@ pub struct Counters {
 impl Default for Counters {
     fn default() -> Self {
         Counters {
-            sent: 0,
-            retransmits: 0,
-            answered: 0,
-            accept: 0,
-            reject: 0,
-            challenge: 0,
-            other_code: 0,
-            lost: 0,
-            bad_authenticator: 0,
-            missing_message_authenticator: 0,
-            message_authenticator_not_first: 0,
-            late_or_duplicate: 0,
-            unmatched: 0,
-            malformed: 0,
-            skipped_no_identifier: 0,
-            send_errors: 0,
-            recv_errors: 0,
-            repeat_identical: 0,
-            repeat_different: 0,
+            tally: Tally::default(),
             latency: new_histogram(),
             repeat_latency: new_histogram(),
             send_lag: new_histogram(),
@@ -80,25 +84,7 @@ impl Default for Counters {
 
 impl Counters {
     pub fn merge(&mut self, o: &Counters) {
-        self.sent += o.sent;
-        self.retransmits += o.retransmits;
-        self.answered += o.answered;
-        self.accept += o.accept;
-        self.reject += o.reject;
-        self.challenge += o.challenge;
-        self.other_code += o.other_code;
-        self.lost += o.lost;
-        self.bad_authenticator += o.bad_authenticator;
-        self.missing_message_authenticator += o.missing_message_authenticator;
-        self.message_authenticator_not_first += o.message_authenticator_not_first;
-        self.late_or_duplicate += o.late_or_duplicate;
-        self.unmatched += o.unmatched;
-        self.malformed += o.malformed;
-        self.skipped_no_identifier += o.skipped_no_identifier;
-        self.send_errors += o.send_errors;
-        self.recv_errors += o.recv_errors;
-        self.repeat_identical += o.repeat_identical;
-        self.repeat_different += o.repeat_different;
+        self.tally.add(&o.tally);
         // Same bounds everywhere: adding cannot fail.
         let _ = self.latency.add(&o.latency);
         let _ = self.repeat_latency.add(&o.repeat_latency);
@@ -174,25 +160,8 @@ pub struct Report {
     /// From the first send to the last reply (or the end of the drain).
     pub elapsed_s: f64,
     pub verify: bool,
-    pub sent: u64,
-    pub retransmits: u64,
-    pub answered: u64,
-    pub accept: u64,
-    pub reject: u64,
-    pub challenge: u64,
-    pub other_code: u64,
-    pub lost: u64,
-    pub bad_authenticator: u64,
-    pub missing_message_authenticator: u64,
-    pub message_authenticator_not_first: u64,
-    pub late_or_duplicate: u64,
-    pub unmatched: u64,
-    pub malformed: u64,
-    pub skipped_no_identifier: u64,
-    pub send_errors: u64,
-    pub recv_errors: u64,
-    pub repeat_identical: u64,
-    pub repeat_different: u64,
+    #[serde(flatten)]
+    pub tally: Tally,
     /// answered / elapsed_s.
     pub throughput_per_s: f64,
     pub latency: Latency,
@@ -207,7 +176,7 @@ pub struct Report {
 impl Report {
     pub fn from_counters(c: &Counters, base: ReportBase) -> Report {
         let throughput = if base.elapsed_s > 0.0 {
-            c.answered as f64 / base.elapsed_s
+            c.tally.answered as f64 / base.elapsed_s
         } else {
             0.0
         };
@@ -221,25 +190,7 @@ impl Report {
             duration_s: base.duration_s,
             elapsed_s: base.elapsed_s,
             verify: base.verify,
-            sent: c.sent,
-            retransmits: c.retransmits,
-            answered: c.answered,
-            accept: c.accept,
-            reject: c.reject,
-            challenge: c.challenge,
-            other_code: c.other_code,
-            lost: c.lost,
-            bad_authenticator: c.bad_authenticator,
-            missing_message_authenticator: c.missing_message_authenticator,
-            message_authenticator_not_first: c.message_authenticator_not_first,
-            late_or_duplicate: c.late_or_duplicate,
-            unmatched: c.unmatched,
-            malformed: c.malformed,
-            skipped_no_identifier: c.skipped_no_identifier,
-            send_errors: c.send_errors,
-            recv_errors: c.recv_errors,
-            repeat_identical: c.repeat_identical,
-            repeat_different: c.repeat_different,
+            tally: c.tally.clone(),
             throughput_per_s: throughput,
             latency: Latency::of(&c.latency),
             repeat_latency: (!c.repeat_latency.is_empty()).then(|| Latency::of(&c.repeat_latency)),
@@ -256,18 +207,18 @@ impl Report {
         let mut s = format!(
             "[{}] sent={} answered={} (accept={} reject={} challenge={} other={}) lost={} retrans={} bad_auth={} no_ma={} late={} skipped={} | {:.1}/s over {:.2}s | ms p50={:.3} p90={:.3} p99={:.3} p999={:.3} max={:.3}",
             self.label,
-            self.sent,
-            self.answered,
-            self.accept,
-            self.reject,
-            self.challenge,
-            self.other_code,
-            self.lost,
-            self.retransmits,
-            self.bad_authenticator,
-            self.missing_message_authenticator,
-            self.late_or_duplicate,
-            self.skipped_no_identifier,
+            self.tally.sent,
+            self.tally.answered,
+            self.tally.accept,
+            self.tally.reject,
+            self.tally.challenge,
+            self.tally.other_code,
+            self.tally.lost,
+            self.tally.retransmits,
+            self.tally.bad_authenticator,
+            self.tally.missing_message_authenticator,
+            self.tally.late_or_duplicate,
+            self.tally.skipped_no_identifier,
             self.throughput_per_s,
             self.elapsed_s,
             l.p50_ms,
@@ -279,7 +230,7 @@ impl Report {
         if let Some(r) = &self.repeat_latency {
             s.push_str(&format!(
                 " | repeats p50={:.3} p99={:.3} identical={} different={}",
-                r.p50_ms, r.p99_ms, self.repeat_identical, self.repeat_different
+                r.p50_ms, r.p99_ms, self.tally.repeat_identical, self.tally.repeat_different
             ));
         }
         if let Some(p) = &self.server {

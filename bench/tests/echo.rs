@@ -60,12 +60,12 @@ fn closed_loop_against_signed_echo_verifies_everything() {
     c.duration = Duration::from_secs(10);
     let r = rt().block_on(load::run(Arc::new(c))).unwrap();
     let k = &r.counters;
-    assert_eq!(k.sent, 2000);
-    assert_eq!(k.answered, 2000, "{k:?}");
-    assert_eq!(k.accept, 2000);
-    assert_eq!(k.bad_authenticator, 0);
-    assert_eq!(k.missing_message_authenticator, 0);
-    assert_eq!(k.lost, 0);
+    assert_eq!(k.tally.sent, 2000);
+    assert_eq!(k.tally.answered, 2000, "{k:?}");
+    assert_eq!(k.tally.accept, 2000);
+    assert_eq!(k.tally.bad_authenticator, 0);
+    assert_eq!(k.tally.missing_message_authenticator, 0);
+    assert_eq!(k.tally.lost, 0);
     assert_eq!(k.latency.len(), 2000);
     echo.stop();
 }
@@ -82,9 +82,9 @@ fn open_loop_against_bare_echo_without_verification() {
         .unwrap();
     let k = &r.counters;
     // 400 ms at 2000/s: about 800 requests, all answered.
-    assert!((600..=1000).contains(&k.sent), "{k:?}");
-    assert_eq!(k.answered, k.sent);
-    assert_eq!(k.lost, 0);
+    assert!((600..=1000).contains(&k.tally.sent), "{k:?}");
+    assert_eq!(k.tally.answered, k.tally.sent);
+    assert_eq!(k.tally.lost, 0);
     echo.stop();
 }
 
@@ -99,10 +99,10 @@ fn bare_echo_fails_verification() {
     c.drain = Duration::from_millis(500);
     let r = rt().block_on(load::run(Arc::new(c))).unwrap();
     let k = &r.counters;
-    assert_eq!(k.answered, 0);
-    assert_eq!(k.lost, 8, "{k:?}");
-    assert_eq!(k.retransmits, 8);
-    assert_eq!(k.bad_authenticator, 16);
+    assert_eq!(k.tally.answered, 0);
+    assert_eq!(k.tally.lost, 8, "{k:?}");
+    assert_eq!(k.tally.retransmits, 8);
+    assert_eq!(k.tally.bad_authenticator, 16);
     echo.stop();
 }
 
@@ -120,11 +120,11 @@ fn repeats_are_sent_after_each_answer_and_compared() {
     c.duration = Duration::from_secs(10);
     let r = rt().block_on(load::run(Arc::new(c))).unwrap();
     let k = &r.counters;
-    assert_eq!(k.sent, 400);
-    assert_eq!(k.answered, 400);
+    assert_eq!(k.tally.sent, 400);
+    assert_eq!(k.tally.answered, 400);
     assert_eq!(k.repeat_latency.len(), 300);
     // The echo signs each reply afresh but deterministically: identical bytes.
-    assert_eq!(k.repeat_identical, 300, "{k:?}");
+    assert_eq!(k.tally.repeat_identical, 300, "{k:?}");
     echo.stop();
 }
 
@@ -142,7 +142,7 @@ fn nothing_listening_counts_losses() {
     c.retries = 2;
     c.drain = Duration::from_millis(400);
     let r = rt().block_on(load::run(Arc::new(c))).unwrap();
-    assert_eq!(r.counters.lost, 2);
-    assert_eq!(r.counters.retransmits, 4);
-    assert_eq!(r.counters.answered, 0);
+    assert_eq!(r.counters.tally.lost, 2);
+    assert_eq!(r.counters.tally.retransmits, 4);
+    assert_eq!(r.counters.tally.answered, 0);
 }
