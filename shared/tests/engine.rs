@@ -549,14 +549,7 @@ async fn code_guessing_is_throttled_without_vip_calls_and_recovers() {
         },
         ..ThrottleConfig::default()
     };
-    let env = env_with(
-        "",
-        EngineConfig {
-            throttle,
-            ..fast_engine_config()
-        },
-    )
-    .await;
+    let env = env_throttled(throttle).await;
     let p = code_policy();
     let good = code(BOB_SECRET, 0);
     let bad = if good == "000000" { "111111" } else { "000000" };
@@ -593,14 +586,7 @@ async fn requests_per_client_are_throttled() {
         },
         ..ThrottleConfig::default()
     };
-    let env = env_with(
-        "",
-        EngineConfig {
-            throttle,
-            ..fast_engine_config()
-        },
-    )
-    .await;
+    let env = env_throttled(throttle).await;
     let p = code_policy();
     expect_reject(
         &env.auth("alice", Some("00000"), None, &p).await,
@@ -745,4 +731,16 @@ async fn a_refused_client_certificate_never_fails_open() {
     )
     .await;
     expect_reject(&o, RejectReason::Misconfigured);
+}
+
+/// The standard simulator and engine, with these throttles.
+async fn env_throttled(throttle: ThrottleConfig) -> Env {
+    env_with(
+        "",
+        EngineConfig {
+            throttle,
+            ..fast_engine_config()
+        },
+    )
+    .await
 }
