@@ -103,6 +103,9 @@ pub async fn serve(
         shutdown_timeout,
     } = cfg;
     info!(config = %path.display(), "starting");
+    for w in core.warnings() {
+        warn!("{w}");
+    }
     let stats = Arc::new(Stats::default());
     registry.register_collector(Box::new(RadiusCollector(stats.clone())));
     let metrics_listener = match metrics {

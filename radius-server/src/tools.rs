@@ -45,6 +45,20 @@ pub async fn check_config(path: &Path, offline: bool) -> Result<Report> {
     let raw: Config = vip_core::config::load_toml(path)?;
     let mut r = Report::default();
     let vip = &loaded.core.vip;
+    r.warnings.extend(loaded.core.warnings());
+    if loaded
+        .core
+        .policies
+        .values()
+        .any(|p| p.push_mode == vip_core::engine::PushMode::Blocking)
+        || !loaded.core.policies.contains_key("default")
+    {
+        // VIP has no call that tells whether the account requires Number Challenge, so
+        // this cannot be checked online; say where it would bite.
+        r.lines.push(
+            "push: policies with push_mode = \"blocking\" cannot show a number challenge; if the VIP account has \"Require Number Challenge\" on, their pushes fail (use push_mode = \"challenge\")".into(),
+        );
+    }
 
     let has_cert = vip.cert_file.is_some() || vip.pkcs12_file.is_some();
     if !has_cert {

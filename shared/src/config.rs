@@ -51,8 +51,33 @@ impl CoreConfig {
         }
     }
 
+    /// What the configuration gives up, one line each, naming the key: logged as warnings
+    /// when the daemon starts and printed by `check-config`.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for (name, p) in &self.policies {
+            for w in p.warnings() {
+                out.push(format!("policies.{name}: {w}"));
+            }
+        }
+        out
+    }
+
     /// Checks what serde cannot; `path` is only used in messages.
     pub fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let interval = self.vip.health_check_interval;
+        if interval < std::time::Duration::from_secs(1)
+            || interval > std::time::Duration::from_secs(3600)
+        {
+            return Err(ConfigError::Invalid {
+                path: path.to_owned(),
+                key: "vip.health_check_interval".into(),
+                message: format!(
+                    "{}: must be between 1s and 1h",
+                    humantime::format_duration(interval)
+                ),
+            });
+        }
         for (name, p) in &self.policies {
             p.validate().map_err(|message| ConfigError::Invalid {
                 path: path.to_owned(),

@@ -16,6 +16,7 @@ pub mod challenge;
 pub mod config;
 pub mod engine;
 pub mod ipc;
+pub mod log_limit;
 pub mod metrics;
 pub mod request_id;
 pub mod secret;

@@ -177,7 +177,7 @@ async fn check_otp_success_and_failures() {
     let env = start().await;
     let c = env.client();
     let code = env.sim.current_code("alice").unwrap();
-    let r = c.check_otp("alice", &code, None).await.unwrap();
+    let r = c.check_otp("alice", &code, None, None).await.unwrap();
     assert_eq!(r.credential_id.as_deref(), Some("VSMT00000001"));
     assert_eq!(r.credential_type.as_deref(), Some("STANDARD_OTP"));
     assert_eq!(r.authn_id.as_ref().map(String::len), Some(16));
@@ -185,11 +185,13 @@ async fn check_otp_success_and_failures() {
 
     // Case-insensitive user lookup, international user id escaped on the wire.
     let code = env.sim.current_code("Zoë <&>\"' 山田").unwrap();
-    c.check_otp("zoë <&>\"' 山田", &code, None).await.unwrap();
+    c.check_otp("zoë <&>\"' 山田", &code, None, None)
+        .await
+        .unwrap();
 
     // 6009 with detail 49B5 (a wrong code; a replayed code).
     for (user, bad) in [("mallory", "000000"), ("Zoë <&>\"' 山田", code.as_str())] {
-        let e = c.check_otp(user, bad, None).await.unwrap_err();
+        let e = c.check_otp(user, bad, None, None).await.unwrap_err();
         match &e {
             VipError::Rejected {
                 operation,
@@ -207,13 +209,22 @@ async fn check_otp_success_and_failures() {
         }
     }
     // 6003, 601B, 600D, 6008.
-    let e = c.check_otp("nobody", "123456", None).await.unwrap_err();
+    let e = c
+        .check_otp("nobody", "123456", None, None)
+        .await
+        .unwrap_err();
     assert_eq!(status_of(&e), Status::UserNotFound);
-    let e = c.check_otp("bob", "123456", None).await.unwrap_err();
+    let e = c.check_otp("bob", "123456", None, None).await.unwrap_err();
     assert_eq!(status_of(&e), Status::UserStatusNotAllowed);
-    let e = c.check_otp("carol", "123456", None).await.unwrap_err();
+    let e = c
+        .check_otp("carol", "123456", None, None)
+        .await
+        .unwrap_err();
     assert_eq!(status_of(&e), Status::CredentialStateNotAllowed);
-    let e = c.check_otp("henry", "123456", None).await.unwrap_err();
+    let e = c
+        .check_otp("henry", "123456", None, None)
+        .await
+        .unwrap_err();
     assert_eq!(status_of(&e), Status::NoEnabledCredential);
     assert_eq!(env.sim.counters().calls("checkOtp"), 8);
     env.sim.shutdown().await;
@@ -227,9 +238,9 @@ async fn out_of_sync_then_otp2() {
     // dave's token runs 5 steps ahead: outside the window, inside the resync window.
     let otp = vip_sim::totp::code(DAVE_SECRET, t + 5 * 30, 6);
     let otp2 = vip_sim::totp::code(DAVE_SECRET, t + 6 * 30, 6);
-    let e = c.check_otp("dave", &otp, None).await.unwrap_err();
+    let e = c.check_otp("dave", &otp, None, None).await.unwrap_err();
     assert_eq!(status_of(&e), Status::OutOfSync);
-    let r = c.check_otp("dave", &otp, Some(&otp2)).await.unwrap();
+    let r = c.check_otp("dave", &otp, Some(&otp2), None).await.unwrap();
     assert_eq!(r.credential_id.as_deref(), Some("VSMT00000004"));
     env.sim.shutdown().await;
 }
@@ -478,7 +489,7 @@ async fn send_otp_sms_and_voice_then_use_the_code() {
     .await
     .unwrap();
     let code = env.sim.last_sent_code("alice").unwrap();
-    let r = c.check_otp("alice", &code, None).await.unwrap();
+    let r = c.check_otp("alice", &code, None, None).await.unwrap();
     assert_eq!(r.credential_type.as_deref(), Some("VOICE_OTP"));
     // 6004 (phone not registered), 6008 (no phones), 6003, 601B.
     let e = c
@@ -544,7 +555,7 @@ async fn pkcs12_identity_works_like_pem() {
     let env = start().await;
     let c = VipClient::new(&env.p12_cfg()).unwrap();
     let code = env.sim.current_code("alice").unwrap();
-    c.check_otp("alice", &code, None).await.unwrap();
+    c.check_otp("alice", &code, None, None).await.unwrap();
     // The passphrase from a file, as deployments keep it.
     let pw = env.dir.path().join("p12.pass");
     std::fs::write(&pw, format!("{}\n", env.certs.p12_password)).unwrap();
@@ -638,7 +649,10 @@ async fn injected_faults_map_to_error_classes() {
         http_500: true,
         ..Faults::default()
     });
-    let e = c.check_otp("faulty", "123456", None).await.unwrap_err();
+    let e = c
+        .check_otp("faulty", "123456", None, None)
+        .await
+        .unwrap_err();
     assert!(
         matches!(e, VipError::Protocol { ref cause, .. } if cause.contains("500")),
         "{e}"
@@ -648,7 +662,10 @@ async fn injected_faults_map_to_error_classes() {
         soap_fault: true,
         ..Faults::default()
     });
-    let e = c.check_otp("faulty", "123456", None).await.unwrap_err();
+    let e = c
+        .check_otp("faulty", "123456", None, None)
+        .await
+        .unwrap_err();
     assert!(
         matches!(e, VipError::Protocol { ref cause, .. } if cause.contains("SOAP Fault")),
         "{e}"
@@ -658,14 +675,20 @@ async fn injected_faults_map_to_error_classes() {
         malformed_xml: true,
         ..Faults::default()
     });
-    let e = c.check_otp("faulty", "123456", None).await.unwrap_err();
+    let e = c
+        .check_otp("faulty", "123456", None, None)
+        .await
+        .unwrap_err();
     assert!(matches!(e, VipError::Protocol { .. }), "{e}");
 
     set(Faults {
         connection_reset: true,
         ..Faults::default()
     });
-    let e = c.check_otp("faulty", "123456", None).await.unwrap_err();
+    let e = c
+        .check_otp("faulty", "123456", None, None)
+        .await
+        .unwrap_err();
     assert!(e.is_unreachable(), "{e}");
 
     set(Faults {
@@ -673,7 +696,10 @@ async fn injected_faults_map_to_error_classes() {
         ..Faults::default()
     });
     let start = std::time::Instant::now();
-    let e = c.check_otp("faulty", "123456", None).await.unwrap_err();
+    let e = c
+        .check_otp("faulty", "123456", None, None)
+        .await
+        .unwrap_err();
     assert!(e.is_unreachable(), "{e}");
     assert!(
         start.elapsed() < Duration::from_millis(1500),
@@ -683,7 +709,7 @@ async fn injected_faults_map_to_error_classes() {
     // Healthy again: the pool recovers.
     set(Faults::default());
     let code = env.sim.current_code("faulty").unwrap();
-    c.check_otp("faulty", &code, None).await.unwrap();
+    c.check_otp("faulty", &code, None, None).await.unwrap();
     env.sim.shutdown().await;
 }
 

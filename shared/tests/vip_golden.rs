@@ -144,11 +144,16 @@ fn request_authenticate_user_minimal() {
 fn request_check_otp() {
     check_golden(
         "req_check_otp.xml",
-        &render_check_otp(RID, HARD_USER, "123456", None).unwrap(),
+        &render_check_otp(RID, HARD_USER, "123456", None, None).unwrap(),
     );
     check_golden(
         "req_check_otp_otp2.xml",
-        &render_check_otp(RID, "alice", "123456", Some("7890ab")).unwrap(),
+        &render_check_otp(RID, "alice", "123456", Some("7890ab"), None).unwrap(),
+    );
+    // auth_level is not dropped on checkOtp: authContext after otpAuthData (XSD order).
+    check_golden(
+        "req_check_otp_level.xml",
+        &render_check_otp(RID, "alice", "123456", None, Some(3)).unwrap(),
     );
 }
 
@@ -268,10 +273,16 @@ fn requests_refuse_bad_input_without_sending() {
         assert!(matches!(e, VipError::BadRequest { .. }), "{e}");
         assert_eq!(e.status(), None, "pre-send refusals carry no VIP status");
     };
-    bad(render_check_otp(RID, "alice", "12345", None));
-    bad(render_check_otp(RID, "alice", "１２３４５６", None)); // full-width digits
-    bad(render_check_otp(RID, "", "123456", None));
-    bad(render_check_otp(RID, &"x".repeat(129), "123456", None));
+    bad(render_check_otp(RID, "alice", "12345", None, None));
+    bad(render_check_otp(RID, "alice", "１２３４５６", None, None)); // full-width digits
+    bad(render_check_otp(RID, "", "123456", None, None));
+    bad(render_check_otp(
+        RID,
+        &"x".repeat(129),
+        "123456",
+        None,
+        None,
+    ));
     bad(render_authenticate_user(
         RID,
         &AuthenticateUser {
@@ -330,7 +341,20 @@ fn parse_authenticate_user_success() {
             credential_id: Some("VSMT16826218".into()),
             credential_type: Some("STANDARD_OTP".into()),
             authn_id: Some("6D8B3A1F0C2E4B57".into()),
+            pin_expired: Some(false),
+            pin_expiration_time: None,
         }
+    );
+}
+
+#[test]
+fn parse_authenticate_user_pin_expired() {
+    let r =
+        parse_authenticate_user(&golden("resp_authenticate_user_pin_expired.xml"), RID).unwrap();
+    assert_eq!(r.pin_expired, Some(true));
+    assert_eq!(
+        r.pin_expiration_time.as_deref(),
+        Some("2024-01-01T00:00:00.000Z")
     );
 }
 
@@ -369,28 +393,41 @@ fn parse_push_sent_with_number() {
 }
 
 #[test]
-fn parse_push_success_code_is_6040_not_0000() {
-    // A 0000 answer to a push is not "push sent".
+fn parse_push_success_is_6040_or_0000() {
+    // Some answers to a push say 0000 with a transactionId: that is a push sent too.
     let body = String::from_utf8(golden("resp_push_6040.xml"))
         .unwrap()
         .replace(">6040<", ">0000<");
+    let r = parse_authenticate_user_with_push(body.as_bytes(), RID).unwrap();
+    assert_eq!(r.transaction_id, "8d9e1e4f2a3b4c5d");
+    assert!(r.reached_a_device());
+    // ...but a "success" without a usable transactionId is not.
+    let body = body.replace("<transactionId>8d9e1e4f2a3b4c5d</transactionId>", "");
     let e = parse_authenticate_user_with_push(body.as_bytes(), RID).unwrap_err();
-    assert!(
-        matches!(
-            e,
-            VipError::Rejected {
-                status: Status::Success,
-                ..
-            }
-        ),
-        "{e}"
-    );
-    // ...and 6040 to an OTP operation is not success either.
+    assert!(matches!(e, VipError::Protocol { .. }), "{e}");
+    let bad = String::from_utf8(golden("resp_push_6040.xml"))
+        .unwrap()
+        .replace("8d9e1e4f2a3b4c5d", "8d9e-<nope>");
+    assert!(parse_authenticate_user_with_push(bad.as_bytes(), RID).is_err());
+    // 6040 to an OTP operation is not success.
     let body = String::from_utf8(golden("resp_check_otp_ok.xml"))
         .unwrap()
         .replace(">0000<", ">6040<");
     let e = parse_check_otp(body.as_bytes(), RID).unwrap_err();
     assert_eq!(e.status(), Some(Status::PushSent));
+}
+
+#[test]
+fn parse_push_that_reached_no_device() {
+    let body = String::from_utf8(golden("resp_push_6040.xml"))
+        .unwrap()
+        .replace("<pushSent>true</pushSent>", "<pushSent>false</pushSent>");
+    let r = parse_authenticate_user_with_push(body.as_bytes(), RID).unwrap();
+    assert_eq!(r.push_details.len(), 2);
+    assert!(!r.reached_a_device());
+    // The golden answer reached one of its two devices.
+    let r = parse_authenticate_user_with_push(&golden("resp_push_6040.xml"), RID).unwrap();
+    assert!(r.reached_a_device());
 }
 
 #[test]
@@ -465,6 +502,25 @@ fn parse_user_info() {
     assert!(c.is_enabled() && c.is_push_capable());
     let d = &r.credentials[1];
     assert!(!d.is_enabled() && !d.is_push_capable());
+    assert_eq!(c.last_authn_id, None, "1.8 answers have no lastAuthnId");
+}
+
+#[test]
+fn parse_user_info_1_10_last_authentication() {
+    // 1.10 adds lastAuthnTime / lastAuthnId to bindingDetail, after lastBindTime.
+    let body = String::from_utf8(golden("resp_user_info_ok.xml")).unwrap().replacen(
+        "<lastBindTime>2019-03-04T10:11:12.000Z</lastBindTime>",
+        "<lastBindTime>2019-03-04T10:11:12.000Z</lastBindTime><lastAuthnTime>2024-05-01T10:00:00.000Z</lastAuthnTime><lastAuthnId>6D8B3A1F0C2E4B57</lastAuthnId>",
+        1,
+    );
+    let r = parse_get_user_info(body.as_bytes(), RID).unwrap();
+    let c = &r.credentials[0];
+    assert_eq!(c.last_authn_id.as_deref(), Some("6D8B3A1F0C2E4B57"));
+    assert_eq!(
+        c.last_authn_time.as_deref(),
+        Some("2024-05-01T10:00:00.000Z")
+    );
+    assert_eq!(r.credentials[1].last_authn_id, None);
 }
 
 #[test]

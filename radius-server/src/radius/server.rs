@@ -8,7 +8,6 @@
 //! is free the request is dropped and counted; the NAS retransmits.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -47,8 +46,8 @@ struct Shared {
     reserved: Arc<Semaphore>,
     general_permits: u32,
     reserved_permits: u32,
-    /// Unix second of the last overload warning: under a flood, one line a second, not one a packet.
-    last_overload_warning: AtomicU64,
+    /// Under a flood, one overload warning a second, not one a packet.
+    overload_warning: vip_core::log_limit::OncePerSecond,
 }
 
 /// Bound RADIUS sockets, ready to run.
@@ -89,7 +88,7 @@ impl RadiusServer {
             stats,
             general: Arc::new(Semaphore::new(general_permits as usize)),
             reserved: Arc::new(Semaphore::new(reserved_permits as usize)),
-            last_overload_warning: AtomicU64::new(0),
+            overload_warning: vip_core::log_limit::OncePerSecond::new(),
             general_permits,
             reserved_permits,
         });
@@ -288,8 +287,7 @@ fn handle_datagram(
                 _ => {
                     Stats::inc(&stats.dropped_overload);
                     shared.dedup.abandon(key, &info.authenticator);
-                    let now = unix_seconds();
-                    if shared.last_overload_warning.swap(now, Ordering::Relaxed) != now {
+                    if shared.overload_warning.allow() {
                         warn!(%peer, client = %client.name,
                             "dropping requests: too many in flight (radius.max_in_flight); counted in vip_bridge_radius_dropped_total");
                     }
@@ -575,10 +573,3 @@ fn build_reply(
 
 #[cfg(test)]
 mod tests;
-
-fn unix_seconds() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}

@@ -37,7 +37,8 @@ use crate::metrics::Metrics;
 use crate::secret::Secret;
 use crate::throttle::{Limit, Throttles};
 use backend::{
-    Backend, BackendError, Channel, CodeCheck, PushStart, PushState, Refusal, UserFactors, Verified,
+    transaction_key, Backend, BackendError, Channel, CodeCheck, CodeKind, PushStart, PushState,
+    Refusal, UserFactors, Verified,
 };
 use push::{Phase, PushBoard};
 
@@ -86,6 +87,7 @@ pub struct Engine {
     login_seq: AtomicU64,
     login_prefix: u32,
     metrics: OnceLock<Arc<Metrics>>,
+    overload_log: crate::log_limit::OncePerSecond,
 }
 
 /// Longest wait inside a continuing round for a push that is still pending.
@@ -95,7 +97,8 @@ impl Engine {
     /// Builds the engine and its VIP client from the core configuration.
     pub fn new(core: &CoreConfig) -> Result<Arc<Engine>, EngineError> {
         let client = crate::vip::VipClient::new(&core.vip)?;
-        Engine::with_backend(&core.engine, Arc::new(crate::vip::VipBackend::new(client)))
+        let backend = crate::vip::VipBackend::new(client, core.vip.health_check_interval);
+        Engine::with_backend(&core.engine, Arc::new(backend))
     }
 
     /// [`Engine::new`], with the engine and its VIP client recording into `metrics`.
@@ -105,8 +108,8 @@ impl Engine {
     ) -> Result<Arc<Engine>, EngineError> {
         let client = crate::vip::VipClient::new(&core.vip)?;
         client.set_metrics(metrics.clone());
-        let engine =
-            Engine::with_backend(&core.engine, Arc::new(crate::vip::VipBackend::new(client)))?;
+        let backend = crate::vip::VipBackend::new(client, core.vip.health_check_interval);
+        let engine = Engine::with_backend(&core.engine, Arc::new(backend))?;
         engine.set_metrics(metrics);
         Ok(engine)
     }
@@ -157,6 +160,7 @@ impl Engine {
             login_seq: AtomicU64::new(0),
             login_prefix: rand::random(),
             metrics: OnceLock::new(),
+            overload_log: crate::log_limit::OncePerSecond::new(),
         }))
     }
 
@@ -282,7 +286,7 @@ impl Engine {
                 Typed::Nothing | Typed::Push => self.push(login, false).await,
                 Typed::Sms => self.send_code(login, Channel::Sms, false).await,
                 Typed::Voice => self.send_code(login, Channel::Voice, false).await,
-                Typed::Code(code) => self.typed_code(login, code, Factor::Code).await,
+                Typed::Code(code) => self.typed_code(login, code, Factor::Code, false).await,
             },
             Step::NextCode { first_code, pin } => {
                 login.factor = if pin.is_some() {
@@ -301,7 +305,7 @@ impl Engine {
             Step::SentCode { voice } => {
                 let factor = if voice { Factor::Voice } else { Factor::Sms };
                 match typed {
-                    Typed::Code(code) => self.typed_code(login, code, factor).await,
+                    Typed::Code(code) => self.typed_code(login, code, factor, true).await,
                     _ => reject(RejectReason::BadInput, MSG_CODE_FORMAT),
                 }
             }
@@ -310,7 +314,7 @@ impl Engine {
                 number,
             } => match typed {
                 // "Approve on your phone, or type a code": a code here is checked instead.
-                Typed::Code(code) => self.typed_code(login, code, Factor::Code).await,
+                Typed::Code(code) => self.typed_code(login, code, Factor::Code, false).await,
                 _ => {
                     self.continue_push(login, transaction_id, number, expires)
                         .await
@@ -319,11 +323,19 @@ impl Engine {
         }
     }
 
-    async fn typed_code(&self, login: &mut Login<'_>, code: Secret, factor: Factor) -> Outcome {
+    /// A code typed in a later round; `delivered` when it answers an SMS/voice code we sent.
+    async fn typed_code(
+        &self,
+        login: &mut Login<'_>,
+        code: Secret,
+        factor: Factor,
+        delivered: bool,
+    ) -> Outcome {
         if !is_code(&code) {
             return reject(RejectReason::BadInput, MSG_CODE_FORMAT);
         }
         login.factor = factor;
+        login.delivered_code = delivered;
         self.check_code(login, code, None, None, false).await
     }
 
@@ -340,12 +352,18 @@ impl Engine {
         if !self.throttles.allow(Limit::Code, &req.user) {
             return self.throttled(Limit::Code);
         }
+        let kind = if login.delivered_code {
+            CodeKind::Delivered
+        } else if req.policy.otp_operation == OtpOperation::CheckOtp {
+            CodeKind::LoginBareCheck
+        } else {
+            CodeKind::Login
+        };
         let check = CodeCheck {
             user: req.user.clone(),
             code,
             next_code,
-            full_authentication: pin.is_some()
-                || req.policy.otp_operation == OtpOperation::AuthenticateUser,
+            kind,
             pin,
             auth_level: req.policy.auth_level,
         };
@@ -365,7 +383,7 @@ impl Engine {
                 };
                 self.challenge(login, &step, self.cfg.state_ttl, MSG_NEXT_CODE, false)
             }
-            Err(e) => self.failed(login, e, first_round),
+            Err(e) => self.failed(login, e, first_round).await,
         }
     }
 
@@ -386,7 +404,7 @@ impl Engine {
                 .or_else(|| Some(req.client.name.clone())),
             timeout: policy.push_timeout,
             // The number can only be shown when the answer comes back as a Challenge.
-            number_challenge: policy.number_challenge && challenge_mode,
+            number_challenge: login.push_offers_number(),
             auth_level: policy.auth_level,
         };
         let key = format!("{}\u{0}{}", req.user.to_lowercase(), login.client_key);
@@ -409,7 +427,7 @@ impl Engine {
             Some(Phase::Done(state)) => login.push_result(state),
             Some(Phase::StartFailed(request_id, e)) => {
                 login.note(request_id);
-                self.failed(login, e, first_round)
+                self.failed(login, e, first_round).await
             }
             Some(Phase::Sent {
                 transaction_id,
@@ -455,11 +473,11 @@ impl Engine {
             let state = match result {
                 Ok(states) => states
                     .into_iter()
-                    .find(|(t, _)| *t == transaction_id)
+                    .find(|(t, _)| transaction_key(t) == transaction_key(&transaction_id))
                     .map(|(_, s)| s)
                     .unwrap_or_else(|| PushState::Failed("not in the poll answer".into())),
                 // Never fail open in the middle of a push.
-                Err(e) => return self.failed(login, e, false),
+                Err(e) => return self.failed(login, e, false).await,
             };
             if state.is_final() {
                 self.pushes.remember(&transaction_id, state.clone());
@@ -499,7 +517,7 @@ impl Engine {
         };
         let factors = match self.user_factors(login).await {
             Ok(f) => f,
-            Err(e) => return self.failed(login, e, first_round),
+            Err(e) => return self.failed(login, e, first_round).await,
         };
         let numbers = if channel == Channel::Sms {
             &factors.sms_numbers
@@ -516,7 +534,7 @@ impl Engine {
         let (request_id, result) = self.backend.send_code(&req.user, channel, number).await;
         login.note(request_id);
         if let Err(e) = result {
-            return self.failed(login, e, first_round);
+            return self.failed(login, e, first_round).await;
         }
         let how = if channel == Channel::Sms {
             "by text message"
@@ -537,7 +555,7 @@ impl Engine {
     async fn menu(&self, login: &mut Login<'_>, first_round: bool) -> Outcome {
         let factors = match self.user_factors(login).await {
             Ok(f) => f,
-            Err(e) => return self.failed(login, e, first_round),
+            Err(e) => return self.failed(login, e, first_round).await,
         };
         let mut lines = Vec::new();
         if factors.push {
@@ -594,8 +612,9 @@ impl Engine {
         }
     }
 
-    /// Maps a failed call to an Outcome, failing open only when allowed.
-    fn failed(&self, login: &mut Login<'_>, e: BackendError, first_round: bool) -> Outcome {
+    /// Maps a failed call to an Outcome. Only an outage, on the first round, under a policy
+    /// that fails open, while the backend confirms the service is down, lets anyone in.
+    async fn failed(&self, login: &mut Login<'_>, e: BackendError, first_round: bool) -> Outcome {
         match e {
             BackendError::Refused {
                 refusal,
@@ -603,51 +622,68 @@ impl Engine {
                 message,
             } => {
                 login.status = Some(status.clone());
-                let reason = match refusal {
+                let (reason, msg) = match refusal {
                     Refusal::BadCode | Refusal::BadPin | Refusal::OutOfSync => {
-                        RejectReason::BadCode
+                        (RejectReason::BadCode, MSG_BAD_CODE)
                     }
-                    Refusal::UnknownUser => RejectReason::UnknownUser,
-                    Refusal::UserLocked => RejectReason::UserLocked,
-                    Refusal::CredentialLocked => RejectReason::CredentialLocked,
-                    Refusal::NoCredential => RejectReason::NoCredential,
+                    Refusal::UnknownUser => (RejectReason::UnknownUser, MSG_SIGN_IN_FAILED),
+                    Refusal::UserLocked => (RejectReason::UserLocked, MSG_USER_LOCKED),
+                    Refusal::CredentialLocked => {
+                        (RejectReason::CredentialLocked, MSG_CREDENTIAL_LOCKED)
+                    }
+                    Refusal::NoCredential if login.factor == Factor::Push => {
+                        (RejectReason::NoCredential, MSG_NO_PUSH)
+                    }
+                    Refusal::NoCredential => (RejectReason::NoCredential, MSG_NO_FACTOR),
+                    Refusal::NoPushDevice => {
+                        warn!(vip_status = %status, problem = %message, "no device of the user's could receive the push");
+                        (RejectReason::NoCredential, MSG_NO_PUSH_DEVICE)
+                    }
+                    Refusal::InvalidPhone => {
+                        warn!(vip_status = %status, vip_message = %message, "VIP says the user's phone number is invalid (6015): fix it in VIP Manager");
+                        (RejectReason::NoCredential, MSG_BAD_PHONE)
+                    }
                     Refusal::Misconfigured => {
-                        tracing::error!(vip_status = %status, vip_message = %message, "VIP refused our account, certificate or request: check the configuration");
-                        RejectReason::Misconfigured
+                        tracing::error!(vip_status = %status, vip_message = %message, "VIP refused our account, certificate or request, or answered a status we do not know: check the configuration (never failing open for this)");
+                        (RejectReason::Misconfigured, MSG_MISCONFIGURED)
                     }
-                    Refusal::ServiceError => RejectReason::Unavailable,
-                };
-                let msg = if reason == RejectReason::NoCredential && login.factor == Factor::Push {
-                    MSG_NO_PUSH
-                } else {
-                    message_for(reason)
                 };
                 reject(reason, msg)
             }
-            BackendError::Unavailable(why) => {
+            BackendError::Outage(why) => {
                 if first_round && login.req.policy.fail_mode == FailMode::Open {
-                    self.stats.fail_opens.fetch_add(1, Ordering::Relaxed);
-                    if let Some(m) = self.metrics.get() {
-                        m.fail_open();
+                    if self.backend.outage_confirmed().await {
+                        self.stats.fail_opens.fetch_add(1, Ordering::Relaxed);
+                        if let Some(m) = self.metrics.get() {
+                            m.fail_open();
+                        }
+                        warn!(
+                            problem = %why,
+                            "FAIL-OPEN: VIP is down (health check agrees) and this policy fails open; letting the login through WITHOUT a second factor"
+                        );
+                        return Outcome::Accept(Accept {
+                            factor: Factor::None,
+                            credential_id: None,
+                            credential_type: None,
+                            authn_id: None,
+                            failed_open: true,
+                        });
                     }
-                    warn!(
-                        problem = %why,
-                        "FAIL-OPEN: VIP is unavailable and this policy fails open; letting the login through WITHOUT a second factor"
-                    );
-                    return Outcome::Accept(Accept {
-                        factor: Factor::None,
-                        credential_id: None,
-                        credential_type: None,
-                        authn_id: None,
-                        failed_open: true,
-                    });
+                    warn!(problem = %why, "VIP call failed as an outage but the health check says VIP is up: failing closed for this login");
+                } else {
+                    warn!(problem = %why, "VIP is unavailable; failing closed");
                 }
-                warn!(problem = %why, "VIP is unavailable; failing closed");
                 reject(RejectReason::Unavailable, MSG_UNAVAILABLE)
             }
-            BackendError::Local(why) => {
-                tracing::error!(problem = %why, "cannot call VIP: fix the configuration (never failing open for this)");
+            BackendError::Misconfigured(why) => {
+                tracing::error!(problem = %why, "VIP misconfiguration or protocol error: check vip.auth_url / query_url / management_url, the client certificate and the account (never failing open for this)");
                 reject(RejectReason::Misconfigured, MSG_MISCONFIGURED)
+            }
+            BackendError::Overloaded(why) => {
+                if self.overload_log.allow() {
+                    warn!(problem = %why, "overloaded: no free VIP connection slot in time; raise vip.max_in_flight or check VIP latency (never failing open for this; at most one such line per second)");
+                }
+                reject(RejectReason::Overloaded, MSG_OVERLOADED)
             }
         }
     }
@@ -679,6 +715,8 @@ struct Login<'a> {
     factor: Factor,
     status: Option<String>,
     request_ids: Vec<String>,
+    /// The code being checked answers an SMS/voice code the service sent.
+    delivered_code: bool,
 }
 
 impl<'a> Login<'a> {
@@ -689,7 +727,14 @@ impl<'a> Login<'a> {
             factor: Factor::None,
             status: None,
             request_ids: Vec::new(),
+            delivered_code: false,
         }
+    }
+
+    /// Whether this login's pushes ask for a number challenge (only where the number can be
+    /// shown: a challenge round).
+    fn push_offers_number(&self) -> bool {
+        self.req.policy.number_challenge && self.req.policy.push_mode == PushMode::Challenge
     }
 
     fn note(&mut self, request_id: Option<String>) {
@@ -697,6 +742,10 @@ impl<'a> Login<'a> {
     }
 
     fn accept(&self, v: Verified) -> Outcome {
+        if v.pin_expired {
+            warn!("VIP accepted the PIN but it has expired: the user must change it");
+            return reject(RejectReason::PinExpired, MSG_PIN_EXPIRED);
+        }
         Outcome::Accept(Accept {
             factor: self.factor,
             credential_id: v.credential_id,
@@ -715,6 +764,16 @@ impl<'a> Login<'a> {
             }
             PushState::NumberChallengeFailed => {
                 reject(RejectReason::NumberChallengeFailed, MSG_NUMBER_FAILED)
+            }
+            PushState::RefusedAsAsked if !self.push_offers_number() => {
+                tracing::error!(
+                    "VIP could not run the push as asked (7008): the VIP account most likely requires Number Challenge, which a push without a number cannot satisfy; set push_mode = \"challenge\" (and number_challenge = true) for this RADIUS client or PAM service so the number is shown in the Access-Challenge / PAM conversation"
+                );
+                reject(RejectReason::Misconfigured, MSG_MISCONFIGURED)
+            }
+            PushState::RefusedAsAsked => {
+                warn!("VIP could not run the number-challenge push (7008): the phone's VIP Access may not support number challenge");
+                reject(RejectReason::PushDenied, MSG_PUSH_FAILED)
             }
             PushState::Failed(why) => {
                 warn!(problem = %why, "push failed");
@@ -834,25 +893,6 @@ fn reject(reason: RejectReason, message: &str) -> Outcome {
     })
 }
 
-fn message_for(reason: RejectReason) -> &'static str {
-    match reason {
-        RejectReason::BadCode => MSG_BAD_CODE,
-        // Deliberately vague to the user (no enrolment oracle); the log has the reason.
-        RejectReason::UnknownUser => MSG_SIGN_IN_FAILED,
-        RejectReason::UserLocked => MSG_USER_LOCKED,
-        RejectReason::CredentialLocked => MSG_CREDENTIAL_LOCKED,
-        RejectReason::NoCredential => MSG_NO_FACTOR,
-        RejectReason::PushDenied => MSG_PUSH_DENIED,
-        RejectReason::PushTimeout => MSG_PUSH_TIMEOUT,
-        RejectReason::NumberChallengeFailed => MSG_NUMBER_FAILED,
-        RejectReason::Throttled => MSG_THROTTLED,
-        RejectReason::BadState => MSG_BAD_STATE,
-        RejectReason::BadInput => MSG_CODE_FORMAT,
-        RejectReason::Unavailable => MSG_UNAVAILABLE,
-        RejectReason::Misconfigured => MSG_MISCONFIGURED,
-    }
-}
-
 const MSG_BAD_CODE: &str = "Wrong security code. Wait for a new code and try again.";
 const MSG_SIGN_IN_FAILED: &str = "Sign-in failed. If this keeps happening, contact your help desk.";
 const MSG_USER_LOCKED: &str =
@@ -862,6 +902,13 @@ const MSG_CREDENTIAL_LOCKED: &str =
 const MSG_NO_FACTOR: &str = "No device is set up for this kind of sign-in. Contact your help desk.";
 const MSG_NO_PUSH: &str =
     "No phone is set up for push sign-in. Type a security code instead, or contact your help desk.";
+const MSG_NO_PUSH_DEVICE: &str =
+    "No device of yours can receive a push right now. Type a security code instead.";
+const MSG_BAD_PHONE: &str =
+    "The phone number registered for this is not valid. Type a security code, or contact your help desk.";
+const MSG_OVERLOADED: &str = "The sign-in service is busy. Try again in a moment.";
+const MSG_PIN_EXPIRED: &str =
+    "Your VIP PIN has expired. Change it, or ask your help desk to reset it, then sign in again.";
 const MSG_NO_PHONE: &str = "No phone number is registered for that. Type a security code instead.";
 const MSG_PUSH_DENIED: &str = "The sign-in request was denied on your phone.";
 const MSG_PUSH_TIMEOUT: &str = "The sign-in request was not approved in time. Try again.";

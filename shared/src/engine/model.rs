@@ -155,10 +155,16 @@ pub enum RejectReason {
     BadState,
     /// The input cannot be a valid answer (empty where not allowed, malformed, too long).
     BadInput,
-    /// VIP could not be reached or answered garbage, and the policy fails closed.
+    /// An outage (VIP could not be reached or says it is down) while failing closed, or on a
+    /// VIP the health check says is up.
     Unavailable,
-    /// Our configuration or VIP account is wrong (invalid account, revoked certificate, 600B).
+    /// Our configuration or VIP account is wrong (invalid account, revoked certificate, 600B,
+    /// a wrong URL, a TLS refusal), or VIP's answer is not its protocol. Never fails open.
     Misconfigured,
+    /// No local capacity to call VIP in time (`vip.max_in_flight`). Never fails open.
+    Overloaded,
+    /// The VIP PIN was right but has expired.
+    PinExpired,
 }
 
 impl RejectReason {
@@ -177,6 +183,8 @@ impl RejectReason {
             RejectReason::BadInput => "bad_input",
             RejectReason::Unavailable => "unavailable",
             RejectReason::Misconfigured => "misconfigured",
+            RejectReason::Overloaded => "overloaded",
+            RejectReason::PinExpired => "pin_expired",
         }
     }
 }

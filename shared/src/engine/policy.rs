@@ -19,15 +19,18 @@ pub enum PasswordMode {
     Challenge,
 }
 
-/// Which VIP operation verifies a security code.
+/// Which VIP operation verifies a security code the user types to log in.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OtpOperation {
-    /// checkOtp: validates the code against any of the user's credentials.
+    /// authenticateUser: honours VIP's lockout, an administrator's lock, help-desk temporary
+    /// security codes and authentication levels. The default.
     #[default]
-    CheckOtp,
-    /// authenticateUser: honours VIP's authentication levels and temporary codes.
     AuthenticateUser,
+    /// checkOtp: VIP validates the code "even if the credential is locked" and ignores
+    /// temporary security codes. Meant for codes sendOtp delivered (the bridge uses it for
+    /// those whatever this says); for logins it is warned about at start-up.
+    CheckOtp,
 }
 
 /// What an empty password means.
@@ -99,7 +102,7 @@ impl Default for LoginPolicy {
     fn default() -> Self {
         LoginPolicy {
             mode: PasswordMode::Code,
-            otp_operation: OtpOperation::CheckOtp,
+            otp_operation: OtpOperation::AuthenticateUser,
             code_length: 6,
             push_keywords: vec!["push".into()],
             sms_keywords: vec!["sms".into()],
@@ -117,6 +120,17 @@ impl Default for LoginPolicy {
 }
 
 impl LoginPolicy {
+    /// What this policy gives up, in words for a start-up warning (empty when nothing).
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.otp_operation == OtpOperation::CheckOtp {
+            out.push(
+                "otp_operation = \"check_otp\": VIP's checkOtp accepts a code even when the credential is locked (by VIP's own lockout after repeated bad codes, or by an administrator), ignores help-desk temporary security codes, and does not enforce the user's PIN; remove the line to use authenticateUser (the default)".to_owned(),
+            );
+        }
+        out
+    }
+
     /// Checks values serde cannot: returns what is wrong in words that name the key.
     pub fn validate(&self) -> Result<(), String> {
         if let Some(l) = self.auth_level {

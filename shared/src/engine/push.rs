@@ -19,7 +19,9 @@ use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
-use super::backend::{Backend, BackendError, PushStart, PushState, MAX_POLL_BATCH};
+use super::backend::{
+    transaction_key, Backend, BackendError, PushStart, PushState, MAX_POLL_BATCH,
+};
 
 /// Where one coalesced push stands, as seen by the requests waiting on it.
 #[derive(Debug, Clone)]
@@ -49,7 +51,7 @@ struct Pending {
 struct Maps {
     /// Coalescing key (user + client) → the push in flight for it.
     by_key: HashMap<String, Arc<Pending>>,
-    /// Transaction id → the push being polled.
+    /// Transaction id ([`transaction_key`]) → the push being polled.
     by_txn: HashMap<String, Arc<Pending>>,
 }
 
@@ -169,7 +171,7 @@ impl PushBoard {
                     let mut maps = self.lock();
                     if pending.poll {
                         maps.by_txn
-                            .insert(ticket.transaction_id.clone(), pending.clone());
+                            .insert(transaction_key(&ticket.transaction_id), pending.clone());
                     } else {
                         maps.by_key.remove(&pending.key);
                     }
@@ -193,20 +195,21 @@ impl PushBoard {
 
     /// The final state of a push this instance saw finish, if any.
     pub fn finished(&self, transaction_id: &str) -> Option<PushState> {
-        self.finished.get(transaction_id)
+        self.finished.get(&transaction_key(transaction_id))
     }
 
     /// Records a final state learned outside the poller (a direct poll by a second round).
     pub fn remember(&self, transaction_id: &str, state: PushState) {
-        self.finished.insert(transaction_id.to_owned(), state);
+        self.finished.insert(transaction_key(transaction_id), state);
     }
 
     fn finish(&self, pending: &Arc<Pending>, state: PushState) {
         {
             let mut maps = self.lock();
             if let Some(txn) = pending.transaction_id.lock().ok().and_then(|t| t.clone()) {
-                maps.by_txn.remove(&txn);
-                self.finished.insert(txn, state.clone());
+                let key = transaction_key(&txn);
+                maps.by_txn.remove(&key);
+                self.finished.insert(key, state.clone());
             }
             // Only remove the key if it still points at this push.
             if maps
@@ -248,7 +251,7 @@ impl PushBoard {
                 Ok((_, Ok(states))) => {
                     for (txn, state) in states {
                         if state.is_final() {
-                            let p = self.lock().by_txn.get(&txn).cloned();
+                            let p = self.lock().by_txn.get(&transaction_key(&txn)).cloned();
                             if let Some(p) = p {
                                 self.finish(&p, state);
                             }

@@ -1,34 +1,69 @@
 //! VIP as the engine's [`Backend`]: maps VIP operations and status codes onto the engine's
 //! vocabulary. The only place where a VIP status code turns into a decision.
 
+use std::sync::Arc;
+
 use crate::engine::backend::{
-    Answer, Backend, BackendError, BoxFuture, Channel, CodeCheck, PushStart, PushState, PushTicket,
-    Refusal, UserFactors, Verified,
+    transaction_key, Answer, Backend, BackendError, BoxFuture, Channel, CodeCheck, CodeKind,
+    PushStart, PushState, PushTicket, Refusal, UserFactors, Verified,
 };
 
+use super::error::FailureClass;
+use super::health::HealthMonitor;
 use super::{
     AuthenticateUser, DetailCode, OtpAuthResponse, OtpDelivery, PollStatus, PushRequest, Status,
     UserStatus, VipClient, VipError,
 };
 
-/// The engine's view of a [`VipClient`].
+/// The engine's view of a [`VipClient`], with the health monitor that fail-open consults.
 #[derive(Clone)]
 pub struct VipBackend {
     client: VipClient,
+    health: Arc<HealthMonitor>,
 }
 
 impl VipBackend {
-    pub fn new(client: VipClient) -> Self {
-        VipBackend { client }
+    /// Wraps the client and starts its health monitor (every `health_check_interval`).
+    pub fn new(client: VipClient, health_check_interval: std::time::Duration) -> Self {
+        let health = HealthMonitor::start(client.clone(), health_check_interval);
+        VipBackend { client, health }
     }
 
     pub fn client(&self) -> &VipClient {
         &self.client
     }
+
+    pub fn health(&self) -> &HealthMonitor {
+        &self.health
+    }
+
+    /// Classifies a call's result, noting every answer VIP gave for the health monitor.
+    fn answer<T, U>(
+        &self,
+        r: Result<T, VipError>,
+        id: impl Fn(&T) -> String,
+        f: impl FnOnce(T) -> Result<U, BackendError>,
+    ) -> Answer<U> {
+        match r {
+            Ok(v) => {
+                self.health.answered();
+                (Some(id(&v)), f(v))
+            }
+            Err(e) => {
+                if e.class() == FailureClass::Answered {
+                    self.health.answered();
+                }
+                let (rid, err) = classify(e);
+                (rid, Err(err))
+            }
+        }
+    }
 }
 
-fn refusal(status: Status) -> Refusal {
-    match status {
+/// A VIP status that is not a success, in the engine's words. `None`: not a refusal about the
+/// user (6005, an outage).
+fn refusal(status: Status) -> Option<Refusal> {
+    Some(match status {
         Status::AuthenticationFailed => Refusal::BadCode,
         Status::InvalidPin | Status::PinPolicy => Refusal::BadPin,
         Status::UserNotFound => Refusal::UnknownUser,
@@ -39,31 +74,40 @@ fn refusal(status: Status) -> Refusal {
         | Status::InvalidCredentialId
         | Status::InvalidCredentialType
         | Status::CredentialTypeNotSupported => Refusal::NoCredential,
+        Status::InvalidPhoneNumber => Refusal::InvalidPhone,
         Status::OutOfSync => Refusal::OutOfSync,
+        Status::InternalError => return None,
+        // Our account, certificate or request; a success code where an error was expected
+        // (0000 on a push, 6040 elsewhere), management-only codes and codes we do not know
+        // are not VIP's decision about this user either: reject, never fail open.
         Status::InvalidAccount
         | Status::CertificateRevoked
         | Status::SchemaValidationFailed
-        | Status::PinNotEnabled => Refusal::Misconfigured,
-        _ => Refusal::ServiceError,
-    }
+        | Status::PinNotEnabled
+        | Status::UserExists
+        | Status::Success
+        | Status::PushSent
+        | Status::Other(_) => Refusal::Misconfigured,
+    })
 }
 
 /// Splits a VIP error into the request id and the engine's error class.
 fn classify(e: VipError) -> (Option<String>, BackendError) {
     let request_id = e.request_id().map(str::to_owned);
     let err = match e {
-        // 6005 is VIP failing internally: nothing was decided, so fail mode applies.
-        VipError::Rejected {
-            status: Status::InternalError,
-            message,
-            ..
-        } => BackendError::Unavailable(format!("VIP internal error (6005): {message}")),
         VipError::Rejected {
             status, message, ..
-        } => BackendError::Refused {
-            refusal: refusal(status),
-            status: status.code_str(),
-            message,
+        } => match refusal(status) {
+            Some(refusal) => BackendError::Refused {
+                refusal,
+                status: status.code_str(),
+                message,
+            },
+            // 6005 twice (the client retried once where that is safe): VIP is failing.
+            None => BackendError::Outage(format!(
+                "VIP internal error ({}): {message}",
+                status.code_str()
+            )),
         },
         VipError::BadRequest {
             message,
@@ -74,46 +118,68 @@ fn classify(e: VipError) -> (Option<String>, BackendError) {
             status: Status::SchemaValidationFailed.code_str(),
             message,
         },
-        VipError::BadRequest { message, .. } => BackendError::Local(message),
-        // A reference fact: VIP errors come in-band; a Fault, non-200 or garbage means the
-        // service (or something in front of it) is broken, which is "unavailable".
-        e @ (VipError::Unreachable { .. } | VipError::Protocol { .. }) => {
-            BackendError::Unavailable(e.to_string())
-        }
-        e @ (VipError::Config { .. } | VipError::TlsRefused { .. }) => {
-            BackendError::Local(e.to_string())
-        }
+        e => match e.class() {
+            FailureClass::Outage => BackendError::Outage(e.to_string()),
+            FailureClass::Overload => BackendError::Overloaded(e.to_string()),
+            FailureClass::Misconfigured | FailureClass::Answered => {
+                BackendError::Misconfigured(e.to_string())
+            }
+        },
     };
     (request_id, err)
 }
 
-fn verified(r: OtpAuthResponse) -> Verified {
-    Verified {
-        credential_id: r.credential_id,
-        credential_type: r.credential_type,
-        authn_id: r.authn_id,
+/// A poll answer for one transaction, in the engine's words.
+fn push_state(t: super::TransactionStatus) -> PushState {
+    match t.status {
+        PollStatus::Approved => PushState::Approved(Verified {
+            credential_id: t.credential_id,
+            credential_type: t.credential_type,
+            authn_id: None,
+            pin_expired: t.pin_expired.unwrap_or(false),
+        }),
+        s if s.is_pending() => PushState::Pending,
+        _ if t.detail == Some(DetailCode::NumbersChallengeFailed) => {
+            PushState::NumberChallengeFailed
+        }
+        PollStatus::Denied => PushState::Denied,
+        PollStatus::Expired => PushState::Expired,
+        PollStatus::CouldNotAuthenticate if t.detail.is_none() => PushState::RefusedAsAsked,
+        s => PushState::Failed(format!(
+            "poll status {:04X} ({}){}: {}",
+            s.code(),
+            s.meaning(),
+            t.detail
+                .as_ref()
+                .map(|d| format!(" detail {d}"))
+                .unwrap_or_default(),
+            t.status_message
+        )),
     }
 }
 
-fn answer<T, U>(
-    r: Result<T, VipError>,
-    id: impl Fn(&T) -> String,
-    f: impl FnOnce(T) -> U,
-) -> Answer<U> {
-    match r {
-        Ok(v) => (Some(id(&v)), Ok(f(v))),
-        Err(e) => {
-            let (rid, err) = classify(e);
-            (rid, Err(err))
-        }
-    }
+fn verified(r: OtpAuthResponse) -> Result<Verified, BackendError> {
+    Ok(Verified {
+        credential_id: r.credential_id,
+        credential_type: r.credential_type,
+        authn_id: r.authn_id,
+        pin_expired: r.pin_expired.unwrap_or(false),
+    })
 }
 
 impl Backend for VipBackend {
     fn verify_code<'a>(&'a self, check: &'a CodeCheck) -> BoxFuture<'a, Answer<Verified>> {
         Box::pin(async move {
             let next = check.next_code.as_ref().map(|s| s.expose());
-            let r = if check.full_authentication {
+            let bare = match check.kind {
+                CodeKind::Login => false,
+                CodeKind::Delivered | CodeKind::LoginBareCheck => check.pin.is_none(),
+            };
+            let r = if bare {
+                self.client
+                    .check_otp(&check.user, check.code.expose(), next, check.auth_level)
+                    .await
+            } else {
                 let req = AuthenticateUser {
                     user_id: &check.user,
                     otp: check.code.expose(),
@@ -122,12 +188,8 @@ impl Backend for VipBackend {
                     auth_level: check.auth_level,
                 };
                 self.client.authenticate_user(&req).await
-            } else {
-                self.client
-                    .check_otp(&check.user, check.code.expose(), next)
-                    .await
             };
-            answer(r, |v| v.request_id.clone(), verified)
+            self.answer(r, |v| v.request_id.clone(), verified)
         })
     }
 
@@ -145,12 +207,24 @@ impl Backend for VipBackend {
                 auth_level: push.auth_level,
             };
             let r = self.client.authenticate_user_with_push(&req).await;
-            answer(
+            self.answer(
                 r,
                 |v| v.request_id.clone(),
-                |v| PushTicket {
-                    transaction_id: v.transaction_id,
-                    number: v.numbers_challenge_value,
+                |v| {
+                    if !v.reached_a_device() {
+                        return Err(BackendError::Refused {
+                            refusal: Refusal::NoPushDevice,
+                            status: "6040".into(),
+                            message: format!(
+                                "pushSent=false for every one of {} push credential(s)",
+                                v.push_details.len()
+                            ),
+                        });
+                    }
+                    Ok(PushTicket {
+                        transaction_id: v.transaction_id,
+                        number: v.numbers_challenge_value,
+                    })
                 },
             )
         })
@@ -163,60 +237,36 @@ impl Backend for VipBackend {
         Box::pin(async move {
             let ids: Vec<&str> = transaction_ids.iter().map(String::as_str).collect();
             let r = self.client.poll_push_status(&ids).await;
-            match r {
-                Ok(answer) => (
-                    Some(answer.request_id),
+            self.answer(
+                r,
+                |v| v.request_id.clone(),
+                |answer| {
                     Ok(answer
                         .transactions
                         .into_iter()
-                        .map(|t| {
-                            let state = match t.status {
-                                PollStatus::Approved => PushState::Approved(Verified {
-                                    credential_id: t.credential_id,
-                                    credential_type: t.credential_type,
-                                    authn_id: None,
-                                }),
-                                s if s.is_pending() => PushState::Pending,
-                                _ if t.detail == Some(DetailCode::NumbersChallengeFailed) => {
-                                    PushState::NumberChallengeFailed
-                                }
-                                PollStatus::Denied => PushState::Denied,
-                                PollStatus::Expired => PushState::Expired,
-                                s => PushState::Failed(format!(
-                                    "poll status {:04X}: {}",
-                                    s.code(),
-                                    t.status_message
-                                )),
-                            };
-                            (t.transaction_id, state)
-                        })
-                        .collect()),
-                ),
-                Err(e) => {
-                    let (rid, err) = classify(e);
-                    (rid, Err(err))
-                }
-            }
+                        .map(|t| (transaction_key(&t.transaction_id), push_state(t)))
+                        .collect())
+                },
+            )
         })
     }
 
     fn user_factors<'a>(&'a self, user: &'a str) -> BoxFuture<'a, Answer<UserFactors>> {
         Box::pin(async move {
             let r = self.client.get_user_info(user, true).await;
-            match r {
-                Ok(info) => {
+            self.answer(
+                r,
+                |v| v.request_id.clone(),
+                |info| {
                     if matches!(
                         info.user_status,
                         Some(UserStatus::Disabled | UserStatus::Locked)
                     ) {
-                        return (
-                            Some(info.request_id),
-                            Err(BackendError::Refused {
-                                refusal: Refusal::UserLocked,
-                                status: "0000".into(),
-                                message: "user is locked or disabled".into(),
-                            }),
-                        );
+                        return Err(BackendError::Refused {
+                            refusal: Refusal::UserLocked,
+                            status: "0000".into(),
+                            message: "user is locked or disabled".into(),
+                        });
                     }
                     let mut f = UserFactors::default();
                     for c in info.credentials.iter().filter(|c| c.is_enabled()) {
@@ -230,13 +280,9 @@ impl Backend for VipBackend {
                             _ => f.push |= c.is_push_capable(),
                         }
                     }
-                    (Some(info.request_id), Ok(f))
-                }
-                Err(e) => {
-                    let (rid, err) = classify(e);
-                    (rid, Err(err))
-                }
-            }
+                    Ok(f)
+                },
+            )
         })
     }
 
@@ -256,7 +302,189 @@ impl Backend for VipBackend {
                 },
             };
             let r = self.client.send_otp(user, &delivery).await;
-            answer(r, |v| v.request_id.clone(), |_| ())
+            self.answer(r, |v| v.request_id.clone(), |_| Ok(()))
         })
+    }
+
+    fn outage_confirmed(&self) -> BoxFuture<'_, bool> {
+        Box::pin(self.health.outage_confirmed())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vip::{DetailCode, TransactionStatus};
+
+    fn rejected(code: u16) -> VipError {
+        VipError::Rejected {
+            operation: "authenticateUser",
+            status: Status::from_code(code),
+            message: "m".into(),
+            detail: None,
+            request_id: "rid_0001".into(),
+        }
+    }
+
+    /// What the engine is told for an error.
+    #[derive(Debug, PartialEq, Eq)]
+    enum Seen {
+        Refused(Refusal),
+        Outage,
+        Misconfigured,
+        Overloaded,
+    }
+
+    fn seen(e: VipError) -> Seen {
+        match classify(e).1 {
+            BackendError::Refused { refusal, .. } => Seen::Refused(refusal),
+            BackendError::Outage(_) => Seen::Outage,
+            BackendError::Misconfigured(_) => Seen::Misconfigured,
+            BackendError::Overloaded(_) => Seen::Overloaded,
+        }
+    }
+
+    /// Every status code in the reference (and the success codes where an error was
+    /// expected), with what the engine must make of it. Only 6005 (already retried once by the
+    /// client) is an outage.
+    #[test]
+    fn every_status_code_has_its_outcome() {
+        use Refusal::*;
+        let table: &[(u16, Seen)] = &[
+            (0x0000, Seen::Refused(Misconfigured)),
+            (0x6040, Seen::Refused(Misconfigured)),
+            (0x6001, Seen::Refused(Misconfigured)),
+            (0x6002, Seen::Refused(Misconfigured)),
+            (0x6003, Seen::Refused(UnknownUser)),
+            (0x6004, Seen::Refused(NoCredential)),
+            (0x6005, Seen::Outage),
+            (0x6006, Seen::Refused(NoCredential)),
+            (0x6007, Seen::Refused(NoCredential)),
+            (0x6008, Seen::Refused(NoCredential)),
+            (0x6009, Seen::Refused(BadCode)),
+            (0x600A, Seen::Refused(NoCredential)),
+            (0x600B, Seen::Refused(Misconfigured)),
+            (0x600D, Seen::Refused(CredentialLocked)),
+            (0x600E, Seen::Refused(Misconfigured)),
+            (0x6015, Seen::Refused(InvalidPhone)),
+            (0x601B, Seen::Refused(UserLocked)),
+            (0x601F, Seen::Refused(BadPin)),
+            (0x6020, Seen::Refused(BadPin)),
+            (0x6021, Seen::Refused(Misconfigured)),
+            (0x604A, Seen::Refused(OutOfSync)),
+            // A code nobody documented: never an outage, never a pass.
+            (0x6ABC, Seen::Refused(Misconfigured)),
+        ];
+        for (code, want) in table {
+            assert_eq!(&seen(rejected(*code)), want, "status {code:04X}");
+        }
+    }
+
+    #[test]
+    fn every_failure_class_has_its_outcome() {
+        let url = || "https://vip.example/x".to_owned();
+        let table = [
+            (
+                VipError::Unreachable {
+                    url: url(),
+                    cause: "connection refused".into(),
+                },
+                Seen::Outage,
+            ),
+            (
+                VipError::Overloaded {
+                    url: url(),
+                    waited_ms: 10,
+                    limit: 1,
+                },
+                Seen::Overloaded,
+            ),
+            (
+                VipError::Protocol {
+                    url: url(),
+                    cause: "HTTP 404".into(),
+                },
+                Seen::Misconfigured,
+            ),
+            (
+                VipError::TlsRefused {
+                    url: url(),
+                    cause: "certificate unknown".into(),
+                },
+                Seen::Misconfigured,
+            ),
+            (
+                VipError::Config {
+                    what: "x".into(),
+                    path: None,
+                },
+                Seen::Misconfigured,
+            ),
+            (
+                VipError::BadRequest {
+                    operation: "checkOtp",
+                    request_id: String::new(),
+                    message: "refused before sending".into(),
+                },
+                Seen::Misconfigured,
+            ),
+            (
+                VipError::BadRequest {
+                    operation: "checkOtp",
+                    request_id: "rid_0001".into(),
+                    message: "600B".into(),
+                },
+                Seen::Refused(Refusal::Misconfigured),
+            ),
+        ];
+        for (e, want) in table {
+            let shown = e.to_string();
+            assert_eq!(seen(e), want, "{shown}");
+        }
+    }
+
+    fn txn(code: u16, detail: Option<&str>) -> TransactionStatus {
+        TransactionStatus {
+            transaction_id: "abcd1234abcd1234".into(),
+            status: PollStatus::from_code(code),
+            status_message: "m".into(),
+            detail: detail.map(DetailCode::parse),
+            detail_message: None,
+            authn_time: None,
+            credential_id: Some("VSMT00000001".into()),
+            credential_type: Some("STANDARD_OTP".into()),
+            pin_expired: None,
+        }
+    }
+
+    #[test]
+    fn every_poll_status_has_its_push_state() {
+        let approved = PushState::Approved(Verified {
+            credential_id: Some("VSMT00000001".into()),
+            credential_type: Some("STANDARD_OTP".into()),
+            authn_id: None,
+            pin_expired: false,
+        });
+        let failed = |s: &PushState| matches!(s, PushState::Failed(_));
+        assert_eq!(push_state(txn(0x7000, None)), approved);
+        assert_eq!(push_state(txn(0x7001, None)), PushState::Pending);
+        assert_eq!(push_state(txn(0x7001, Some("7140"))), PushState::Pending);
+        assert_eq!(push_state(txn(0x7002, None)), PushState::Denied);
+        assert!(failed(&push_state(txn(0x7003, None))));
+        assert_eq!(push_state(txn(0x7004, None)), PushState::Expired);
+        assert!(failed(&push_state(txn(0x7005, None))));
+        assert_eq!(push_state(txn(0x7006, None)), PushState::Pending);
+        assert_eq!(push_state(txn(0x7008, None)), PushState::RefusedAsAsked);
+        assert_eq!(
+            push_state(txn(0x7008, Some("7141"))),
+            PushState::NumberChallengeFailed
+        );
+        for local_auth in ["7120", "7121", "7122", "7123", "7124", "7125"] {
+            let s = push_state(txn(0x7008, Some(local_auth)));
+            assert!(failed(&s), "{local_auth}: {s:?}");
+            let PushState::Failed(why) = s else { continue };
+            assert!(why.contains(local_auth), "{why}");
+        }
+        assert!(failed(&push_state(txn(0x7007, None))));
     }
 }

@@ -9,6 +9,7 @@ use tracing::Instrument;
 use super::config::VipConfig;
 use super::error::VipError;
 use super::ops::{self, *};
+use super::status::Status;
 use super::transport::{parse_url, Transport};
 use crate::metrics::Metrics;
 use crate::request_id::RequestIds;
@@ -75,12 +76,42 @@ impl VipClient {
 
     /// Renders, sends and parses one call inside a `vip_call{op, request_id}` span.
     /// Logs the outcome and duration, never the body (it carries codes and PINs).
+    ///
+    /// VIP's 6005 ("internal error", which VIP asks clients to retry) is retried once, with a
+    /// fresh requestId, for the operations that are safe to repeat (`retry_6005`); a second
+    /// 6005 is returned as it is and counts as an outage.
     async fn call<T>(
         &self,
         op: &'static str,
         url: &Url,
-        render: impl FnOnce(&str) -> Result<String, VipError>,
-        parse: impl FnOnce(&[u8], &str) -> Result<T, VipError>,
+        retry_6005: bool,
+        render: impl Fn(&str) -> Result<String, VipError>,
+        parse: impl Fn(&[u8], &str) -> Result<T, VipError>,
+    ) -> Result<T, VipError> {
+        let first = self.call_once(op, url, &render, &parse).await;
+        match first {
+            Err(VipError::Rejected {
+                status: Status::InternalError,
+                request_id,
+                ..
+            }) if retry_6005 => {
+                tracing::warn!(
+                    op,
+                    request_id = %request_id,
+                    "VIP answered 6005 (internal error); retrying once"
+                );
+                self.call_once(op, url, &render, &parse).await
+            }
+            other => other,
+        }
+    }
+
+    async fn call_once<T>(
+        &self,
+        op: &'static str,
+        url: &Url,
+        render: &impl Fn(&str) -> Result<String, VipError>,
+        parse: &impl Fn(&[u8], &str) -> Result<T, VipError>,
     ) -> Result<T, VipError> {
         let rid = self.inner.ids.next();
         let span = tracing::debug_span!("vip_call", op, request_id = %rid);
@@ -110,6 +141,15 @@ impl VipClient {
         .await
     }
 
+    /// Whether a fresh TLS handshake with VIP is refused (our certificate revoked, expired or
+    /// unknown; VIP's untrusted): `Some(what TLS said)`. For the health monitor.
+    pub(crate) async fn tls_refusal(&self) -> Option<String> {
+        self.inner
+            .transport
+            .probe_trust(&self.inner.query_url)
+            .await
+    }
+
     pub async fn authenticate_user(
         &self,
         req: &AuthenticateUser<'_>,
@@ -117,22 +157,27 @@ impl VipClient {
         self.call(
             ops::OP_AUTHENTICATE_USER,
             &self.inner.auth_url,
+            true,
             |rid| render_authenticate_user(rid, req),
             parse_authenticate_user,
         )
         .await
     }
 
+    /// checkOtp: only for a code that sendOtp just delivered (it validates even a locked
+    /// credential and ignores temporary codes, so logins use [`VipClient::authenticate_user`]).
     pub async fn check_otp(
         &self,
         user_id: &str,
         otp: &str,
         otp2: Option<&str>,
+        auth_level: Option<u8>,
     ) -> Result<OtpAuthResponse, VipError> {
         self.call(
             ops::OP_CHECK_OTP,
             &self.inner.auth_url,
-            |rid| render_check_otp(rid, user_id, otp, otp2),
+            true,
+            |rid| render_check_otp(rid, user_id, otp, otp2, auth_level),
             parse_check_otp,
         )
         .await
@@ -146,6 +191,8 @@ impl VipClient {
         self.call(
             ops::OP_PUSH,
             &self.inner.auth_url,
+            // A second push is not a harmless repeat.
+            false,
             |rid| render_authenticate_user_with_push(rid, req),
             parse_authenticate_user_with_push,
         )
@@ -160,6 +207,7 @@ impl VipClient {
         self.call(
             ops::OP_POLL,
             &self.inner.query_url,
+            true,
             |rid| render_poll_push_status(rid, transaction_ids),
             |body, rid| {
                 parse_poll_push_status(body, rid, transaction_ids).map(|transactions| {
@@ -181,6 +229,7 @@ impl VipClient {
         self.call(
             ops::OP_USER_INFO,
             &self.inner.query_url,
+            true,
             |rid| render_get_user_info(rid, user_id, include_push_attributes),
             parse_get_user_info,
         )
@@ -196,6 +245,8 @@ impl VipClient {
         self.call(
             ops::OP_SEND_OTP,
             &self.inner.management_url,
+            // A second text or call costs money and confuses the user.
+            false,
             |rid| render_send_otp(rid, user_id, delivery),
             parse_send_otp,
         )
@@ -207,6 +258,7 @@ impl VipClient {
         self.call(
             ops::OP_SERVER_TIME,
             &self.inner.query_url,
+            true,
             render_get_server_time,
             |body, rid| parse_get_server_time(body, rid, unix_now()),
         )
@@ -224,6 +276,7 @@ fn metric_status<T>(op: &'static str, result: &Result<T, VipError>) -> String {
             Some(s) => s.code_str(),
             None => match e {
                 VipError::Unreachable { .. } => "unreachable".into(),
+                VipError::Overloaded { .. } => "overloaded".into(),
                 VipError::TlsRefused { .. } => "tls_refused".into(),
                 VipError::Protocol { .. } => "protocol".into(),
                 VipError::BadRequest { .. } => "bad_request".into(),

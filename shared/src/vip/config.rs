@@ -6,11 +6,11 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub const DEFAULT_AUTH_URL: &str =
-    "https://userservices-auth.vip.symantec.com/vipuserservices/AuthenticationService_1_8";
+    "https://userservices-auth.vip.symantec.com/vipuserservices/AuthenticationService_1_10";
 pub const DEFAULT_QUERY_URL: &str =
-    "https://userservices-auth.vip.symantec.com/vipuserservices/QueryService_1_8";
+    "https://userservices-auth.vip.symantec.com/vipuserservices/QueryService_1_10";
 pub const DEFAULT_MANAGEMENT_URL: &str =
-    "https://userservices-auth.vip.symantec.com/vipuserservices/ManagementService_1_8";
+    "https://userservices-auth.vip.symantec.com/vipuserservices/ManagementService_1_10";
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -40,6 +40,10 @@ pub struct VipConfig {
     pub max_in_flight: usize,
     /// Prefix of generated VIP requestIds (letters, digits, `_`; at most 12).
     pub request_id_prefix: String,
+    /// How often the health monitor asks VIP for its time (getServerTime). Fail-open acts only
+    /// while this check (re-run at once after a failed login call) agrees VIP is down.
+    #[serde(with = "humantime_serde")]
+    pub health_check_interval: Duration,
 }
 
 impl Default for VipConfig {
@@ -57,6 +61,7 @@ impl Default for VipConfig {
             timeout: Duration::from_secs(10),
             max_in_flight: 64,
             request_id_prefix: "vb".into(),
+            health_check_interval: Duration::from_secs(30),
         }
     }
 }

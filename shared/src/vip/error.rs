@@ -6,6 +6,20 @@ use thiserror::Error;
 
 use super::status::Status;
 
+/// The kinds of failure, each with its own rule: only an [`FailureClass::Outage`] may ever fail
+/// open (and only while the health monitor agrees VIP is down).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FailureClass {
+    /// VIP answered in-band with a status (its decision about the user, or an error it reports).
+    Answered,
+    /// VIP could not be reached or says it is down.
+    Outage,
+    /// Our configuration, certificate or request is wrong, or the answer is not VIP's protocol.
+    Misconfigured,
+    /// No local capacity to make the call.
+    Overload,
+}
+
 /// Why a VIP call did not succeed.
 ///
 /// The classes matter to the engine: `Rejected` is VIP's answer about the user (never a reason
@@ -31,15 +45,27 @@ pub enum VipError {
         request_id: String,
         message: String,
     },
-    /// No answer: connect, TLS, timeout, reset, or waiting for a free in-flight slot too long.
+    /// An outage: no answer (connect refused, timeout, reset) or the service said it is down
+    /// (HTTP 502/503/504, a SOAP `Server` fault). The only class fail-open may act on.
     #[error("VIP unreachable at {url}: {cause}")]
     Unreachable { url: String, cause: String },
+    /// Overload here: every in-flight slot (`vip.max_in_flight`) stayed busy until the deadline,
+    /// so nothing was sent. Never an outage: a login flood must not open the door.
+    #[error("no free VIP connection slot within {waited_ms} ms (vip.max_in_flight = {limit}); nothing was sent to {url}")]
+    Overloaded {
+        url: String,
+        waited_ms: u64,
+        limit: usize,
+    },
     /// The TLS handshake failed on trust: VIP refused our client certificate (revoked, expired,
     /// from the wrong account) or its certificate is not trusted by our roots / `ca_file`.
     /// A configuration problem, not an outage: fail-open never applies to it.
     #[error("VIP TLS handshake with {url} refused: {cause}; check vip.cert_file / vip.pkcs12_file (revoked or expired?) and vip.ca_file")]
     TlsRefused { url: String, cause: String },
-    /// An answer that is not a valid VIP response.
+    /// An answer that is not a valid VIP response: HTTP 4xx (a wrong URL path), other non-200
+    /// answers without a `Server` fault, a `Client` fault, garbage, a wrong namespace, a
+    /// requestId or transaction that does not match. Misconfiguration or a format change, never
+    /// an outage.
     #[error("VIP protocol error from {url}: {cause}")]
     Protocol { url: String, cause: String },
     /// The client could not be set up (certificates, keys, URLs).
@@ -63,6 +89,19 @@ impl VipError {
 
     pub fn is_unreachable(&self) -> bool {
         matches!(self, VipError::Unreachable { .. })
+    }
+
+    /// Which of the three failure classes (or VIP's own answer) this is.
+    pub fn class(&self) -> FailureClass {
+        match self {
+            VipError::Rejected { .. } => FailureClass::Answered,
+            VipError::Unreachable { .. } => FailureClass::Outage,
+            VipError::Overloaded { .. } => FailureClass::Overload,
+            VipError::BadRequest { .. }
+            | VipError::TlsRefused { .. }
+            | VipError::Protocol { .. }
+            | VipError::Config { .. } => FailureClass::Misconfigured,
+        }
     }
 
     pub fn request_id(&self) -> Option<&str> {

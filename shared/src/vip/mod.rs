@@ -4,12 +4,14 @@
 //! - `ops`: one typed request/response per operation (pure render/parse functions);
 //! - `status`: every status, poll-status and detail code as an enum;
 //! - `transport`: reqwest + mutual TLS + pooling + deadlines + bounded in-flight calls;
-//! - `error`: [`VipError`].
+//! - `health`: is VIP down? (the check fail-open waits on);
+//! - `error`: [`VipError`] and its [`FailureClass`].
 
 mod backend;
 mod client;
 mod config;
 mod error;
+mod health;
 mod ops;
 mod soap;
 mod status;
@@ -18,7 +20,8 @@ mod transport;
 pub use backend::VipBackend;
 pub use client::VipClient;
 pub use config::{VipConfig, DEFAULT_AUTH_URL, DEFAULT_MANAGEMENT_URL, DEFAULT_QUERY_URL};
-pub use error::VipError;
+pub use error::{FailureClass, VipError};
+pub use health::{Health, HealthMonitor};
 pub use ops::{
     AuthenticateUser, CredentialBinding, OtpAuthResponse, OtpDelivery, PollResponse, PushDetail,
     PushRequest, PushResponse, SendOtpResponse, ServerTime, TransactionStatus, UserInfo,

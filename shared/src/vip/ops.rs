@@ -6,6 +6,7 @@ use std::time::Duration;
 use super::error::VipError;
 use super::soap::{self, Element, Writer};
 use super::status::{DetailCode, PollStatus, Status};
+use crate::engine::backend::transaction_key;
 use crate::request_id::is_valid_request_id;
 
 pub(crate) const OP_AUTHENTICATE_USER: &str = "authenticateUser";
@@ -40,6 +41,10 @@ pub struct OtpAuthResponse {
     pub credential_id: Option<String>,
     pub credential_type: Option<String>,
     pub authn_id: Option<String>,
+    /// `isPinExpired` (authenticateUser): the PIN was right but has expired.
+    pub pin_expired: Option<bool>,
+    /// `pinExpirationTime`, as VIP sent it.
+    pub pin_expiration_time: Option<String>,
 }
 
 /// authenticateUserWithPush.
@@ -67,9 +72,19 @@ pub struct PushRequest<'a> {
 pub struct PushResponse {
     pub request_id: String,
     pub transaction_id: String,
+    pub pin_expired: Option<bool>,
+    pub pin_expiration_time: Option<String>,
     pub push_details: Vec<PushDetail>,
     /// The two-digit number to show the user when VIP asks for a number challenge.
     pub numbers_challenge_value: Option<String>,
+}
+
+impl PushResponse {
+    /// False when VIP listed the user's push credentials and reached none of them
+    /// (every `pushSent` false): nobody will ever answer this push.
+    pub fn reached_a_device(&self) -> bool {
+        self.push_details.is_empty() || self.push_details.iter().any(|d| d.sent)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -90,6 +105,7 @@ pub struct TransactionStatus {
     pub authn_time: Option<String>,
     pub credential_id: Option<String>,
     pub credential_type: Option<String>,
+    pub pin_expired: Option<bool>,
 }
 
 /// Success of getUserInfo.
@@ -100,6 +116,7 @@ pub struct UserInfo {
     pub user_status: Option<UserStatus>,
     pub credentials: Vec<CredentialBinding>,
     pub is_pin_set: Option<bool>,
+    pub pin_expiration_time: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -133,6 +150,9 @@ pub struct CredentialBinding {
     pub credential_status: Option<String>,
     pub friendly_name: Option<String>,
     pub bind_status: Option<String>,
+    /// `lastAuthnTime` / `lastAuthnId` of the binding (1.10 services), as VIP sent them.
+    pub last_authn_time: Option<String>,
+    pub last_authn_id: Option<String>,
     /// `pushAttributes` Key/Value pairs, in order (only with `include_push_attributes`).
     pub push_attributes: Vec<(String, String)>,
 }
@@ -349,12 +369,13 @@ pub fn render_authenticate_user(rid: &str, req: &AuthenticateUser<'_>) -> Result
     Ok(w.finish())
 }
 
-/// `CheckOtpRequest`: requestId, userId, otpAuthData{otp, otp2?}.
+/// `CheckOtpRequest`: requestId, userId, otpAuthData{otp, otp2?}, authContext?.
 pub fn render_check_otp(
     rid: &str,
     user_id: &str,
     otp: &str,
     otp2: Option<&str>,
+    auth_level: Option<u8>,
 ) -> Result<String, VipError> {
     let op = OP_CHECK_OTP;
     check_request_id(op, rid)?;
@@ -363,6 +384,7 @@ pub fn render_check_otp(
     if let Some(o) = otp2 {
         check_otp(op, rid, "otp2", o)?;
     }
+    check_auth_level(op, rid, auth_level)?;
     let mut w = Writer::new("CheckOtpRequest");
     w.leaf("requestId", rid);
     w.leaf("userId", user_id);
@@ -372,6 +394,7 @@ pub fn render_check_otp(
         w.leaf("otp2", o);
     }
     w.close();
+    auth_context(&mut w, auth_level);
     Ok(w.finish())
 }
 
@@ -468,7 +491,8 @@ pub fn render_poll_push_status(rid: &str, transaction_ids: &[&str]) -> Result<St
     Ok(w.finish())
 }
 
-/// `GetUserInfoRequest`: requestId, userId, includePushAttributes? (sent only when true).
+/// `GetUserInfoRequest`: requestId, userId, includePushAttributes. Always sent: the XSD
+/// default is `true`, so leaving it out does not mean "no".
 pub fn render_get_user_info(
     rid: &str,
     user_id: &str,
@@ -480,9 +504,14 @@ pub fn render_get_user_info(
     let mut w = Writer::new("GetUserInfoRequest");
     w.leaf("requestId", rid);
     w.leaf("userId", user_id);
-    if include_push_attributes {
-        w.leaf("includePushAttributes", "true");
-    }
+    w.leaf(
+        "includePushAttributes",
+        if include_push_attributes {
+            "true"
+        } else {
+            "false"
+        },
+    );
     Ok(w.finish())
 }
 
@@ -532,7 +561,7 @@ fn checked(
     response: &str,
     op: &'static str,
     rid: &str,
-    success: Status,
+    success: &[Status],
 ) -> Result<Element, VipError> {
     let el = soap::parse_response(body, response)?;
     let got = el
@@ -553,7 +582,7 @@ fn checked(
             soap::truncate(&status_text, 16)
         ))
     })?;
-    if status == success {
+    if success.contains(&status) {
         return Ok(el);
     }
     let message = el.vip_text("statusMessage").unwrap_or_default();
@@ -586,13 +615,19 @@ fn parse_otp_auth(
     op: &'static str,
     rid: &str,
 ) -> Result<OtpAuthResponse, VipError> {
-    let el = checked(body, response, op, rid, Status::Success)?;
+    let el = checked(body, response, op, rid, &[Status::Success])?;
     Ok(OtpAuthResponse {
         request_id: rid.to_owned(),
         credential_id: el.vip_text("credentialId"),
         credential_type: el.vip_text("credentialType"),
         authn_id: el.vip_text("authnId"),
+        pin_expired: optional_bool(&el, "isPinExpired")?,
+        pin_expiration_time: el.vip_text("pinExpirationTime"),
     })
+}
+
+fn optional_bool(el: &Element, name: &str) -> Result<Option<bool>, VipError> {
+    el.vip_text(name).map(|s| parse_bool(name, &s)).transpose()
 }
 
 pub fn parse_authenticate_user(body: &[u8], rid: &str) -> Result<OtpAuthResponse, VipError> {
@@ -619,10 +654,16 @@ fn required(el: &Element, parent: &str, name: &str) -> Result<String, VipError> 
         .ok_or_else(|| VipError::protocol(format!("{parent} without {name}")))
 }
 
-/// Success is 6040 (push sent), not 0000.
+/// Success is 6040 (push sent), or 0000 as some answers say; both carry the transactionId.
 pub fn parse_authenticate_user_with_push(body: &[u8], rid: &str) -> Result<PushResponse, VipError> {
     let response = "AuthenticateUserWithPushResponse";
-    let el = checked(body, response, OP_PUSH, rid, Status::PushSent)?;
+    let el = checked(
+        body,
+        response,
+        OP_PUSH,
+        rid,
+        &[Status::PushSent, Status::Success],
+    )?;
     let transaction_id = required(&el, response, "transactionId")?;
     let mut push_details = Vec::new();
     for d in el.vip_children("pushDetail") {
@@ -640,9 +681,17 @@ pub fn parse_authenticate_user_with_push(body: &[u8], rid: &str) -> Result<PushR
         el.vip_children("pushDetail")
             .find_map(|d| d.vip_text("numbersChallengeValue"))
     });
+    if !is_transaction_id(&transaction_id) {
+        return Err(VipError::protocol(format!(
+            "{response} transactionId {:?} is not 4..=16 of [0-9A-Za-z_]",
+            soap::truncate(&transaction_id, 24)
+        )));
+    }
     Ok(PushResponse {
         request_id: rid.to_owned(),
         transaction_id,
+        pin_expired: optional_bool(&el, "isPinExpired")?,
+        pin_expiration_time: el.vip_text("pinExpirationTime"),
         push_details,
         numbers_challenge_value,
     })
@@ -656,14 +705,12 @@ pub fn parse_poll_push_status(
     sent_ids: &[&str],
 ) -> Result<Vec<TransactionStatus>, VipError> {
     let response = "PollPushStatusResponse";
-    let el = checked(body, response, OP_POLL, rid, Status::Success)?;
+    let el = checked(body, response, OP_POLL, rid, &[Status::Success])?;
     let mut out = Vec::new();
     for t in el.vip_children("transactionStatus") {
         let transaction_id = required(t, "transactionStatus", "transactionId")?;
-        if !sent_ids
-            .iter()
-            .any(|s| s.eq_ignore_ascii_case(&transaction_id))
-        {
+        let key = transaction_key(&transaction_id);
+        if !sent_ids.iter().any(|s| transaction_key(s) == key) {
             return Err(VipError::protocol(format!(
                 "pollPushStatus answered about transaction {:?} we did not ask about",
                 soap::truncate(&transaction_id, 24)
@@ -685,6 +732,7 @@ pub fn parse_poll_push_status(
             authn_time: t.vip_text("authnTime"),
             credential_id: t.vip_text("credentialId"),
             credential_type: t.vip_text("credentialType"),
+            pin_expired: optional_bool(t, "isPinExpired")?,
         });
     }
     Ok(out)
@@ -692,7 +740,7 @@ pub fn parse_poll_push_status(
 
 pub fn parse_get_user_info(body: &[u8], rid: &str) -> Result<UserInfo, VipError> {
     let response = "GetUserInfoResponse";
-    let el = checked(body, response, OP_USER_INFO, rid, Status::Success)?;
+    let el = checked(body, response, OP_USER_INFO, rid, &[Status::Success])?;
     let mut credentials = Vec::new();
     for c in el.vip_children("credentialBindingDetail") {
         let binding = c.vip_child("bindingDetail");
@@ -707,6 +755,8 @@ pub fn parse_get_user_info(body: &[u8], rid: &str) -> Result<UserInfo, VipError>
             credential_status: c.vip_text("credentialStatus"),
             friendly_name: binding.and_then(|b| b.vip_text("friendlyName")),
             bind_status: binding.and_then(|b| b.vip_text("bindStatus")),
+            last_authn_time: binding.and_then(|b| b.vip_text("lastAuthnTime")),
+            last_authn_id: binding.and_then(|b| b.vip_text("lastAuthnId")),
             push_attributes,
         });
     }
@@ -720,11 +770,18 @@ pub fn parse_get_user_info(body: &[u8], rid: &str) -> Result<UserInfo, VipError>
         user_status: el.vip_text("userStatus").map(|s| UserStatus::parse(&s)),
         credentials,
         is_pin_set,
+        pin_expiration_time: el.vip_text("pinExpirationTime"),
     })
 }
 
 pub fn parse_send_otp(body: &[u8], rid: &str) -> Result<SendOtpResponse, VipError> {
-    checked(body, "SendOtpResponse", OP_SEND_OTP, rid, Status::Success)?;
+    checked(
+        body,
+        "SendOtpResponse",
+        OP_SEND_OTP,
+        rid,
+        &[Status::Success],
+    )?;
     Ok(SendOtpResponse {
         request_id: rid.to_owned(),
     })
@@ -737,7 +794,7 @@ pub fn parse_get_server_time(
     now_unix: i64,
 ) -> Result<ServerTime, VipError> {
     let response = "GetServerTimeResponse";
-    let el = checked(body, response, OP_SERVER_TIME, rid, Status::Success)?;
+    let el = checked(body, response, OP_SERVER_TIME, rid, &[Status::Success])?;
     let timestamp = required(&el, response, "timestamp")?;
     let skew = parse_datetime(&timestamp).map(|t| t - now_unix);
     Ok(ServerTime {
@@ -893,9 +950,9 @@ mod tests {
             assert!(matches!(e, VipError::BadRequest { .. }), "{e}");
         }
         let long = "é".repeat(129);
-        assert!(render_check_otp("rid_0001", &long, "123456", None).is_err());
-        assert!(render_check_otp("rid_0001", &"é".repeat(128), "123456", None).is_ok());
-        assert!(render_check_otp("bad-rid", "alice", "123456", None).is_err());
+        assert!(render_check_otp("rid_0001", &long, "123456", None, None).is_err());
+        assert!(render_check_otp("rid_0001", &"é".repeat(128), "123456", None, None).is_ok());
+        assert!(render_check_otp("bad-rid", "alice", "123456", None, None).is_err());
         let ids: Vec<&str> = (0..21).map(|_| "abcd1234abcd1234").collect();
         assert!(render_poll_push_status("rid_0001", &ids[..20]).is_ok());
         assert!(render_poll_push_status("rid_0001", &ids).is_err());
@@ -905,7 +962,7 @@ mod tests {
 
     #[test]
     fn otp_never_appears_in_validation_errors() {
-        let e = render_check_otp("rid_0001", "alice", "12345!", None).unwrap_err();
+        let e = render_check_otp("rid_0001", "alice", "12345!", None, None).unwrap_err();
         assert!(!e.to_string().contains("12345!"));
         let e = render_authenticate_user(
             "rid_0001",
@@ -928,6 +985,8 @@ mod tests {
             credential_status: Some("ENABLED".into()),
             friendly_name: None,
             bind_status: Some("ENABLED".into()),
+            last_authn_time: None,
+            last_authn_id: None,
             push_attributes: vec![("PUSH_PLATFORM".into(), "IOS".into())],
         };
         assert!(c.is_enabled());

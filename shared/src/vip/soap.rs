@@ -275,7 +275,7 @@ pub(crate) fn parse_response(body: &[u8], response: &str) -> Result<Element, Vip
         .next()
         .ok_or_else(|| VipError::protocol("empty SOAP Body"))?;
     if payload.is(SOAP_NS, "Fault") {
-        return Err(VipError::protocol(describe_fault(&payload)));
+        return Err(VipError::protocol(read_fault(&payload).to_string()));
     }
     if payload.name == response && payload.ns.as_deref() != Some(VIP_NS) {
         return Err(VipError::protocol(format!(
@@ -292,15 +292,37 @@ pub(crate) fn parse_response(body: &[u8], response: &str) -> Result<Element, Vip
     Ok(payload)
 }
 
-/// If `body` is a SOAP Fault, its description.
-pub(crate) fn fault_of(body: &[u8]) -> Option<String> {
+/// A SOAP 1.1 Fault: its `faultcode` and `faultstring`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Fault {
+    code: String,
+    text: String,
+}
+
+impl Fault {
+    /// A `Server` fault (SOAP 1.2: `Receiver`): the service failed, not our request. The only
+    /// kind of fault that counts as an outage.
+    pub(crate) fn is_server(&self) -> bool {
+        let local = self.code.rsplit(':').next().unwrap_or("");
+        local == "Server" || local == "Receiver" || local.starts_with("Server.")
+    }
+}
+
+impl std::fmt::Display for Fault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SOAP Fault: {} {}", self.code, self.text)
+    }
+}
+
+/// If `body` is a SOAP Fault, the fault.
+pub(crate) fn fault_of(body: &[u8]) -> Option<Fault> {
     let root = parse_document(body).ok()?;
     let b = root.children.iter().find(|c| c.is(SOAP_NS, "Body"))?;
     let f = b.children.iter().find(|c| c.is(SOAP_NS, "Fault"))?;
-    Some(describe_fault(f))
+    Some(read_fault(f))
 }
 
-fn describe_fault(fault: &Element) -> String {
+fn read_fault(fault: &Element) -> Fault {
     // faultcode / faultstring are unqualified in SOAP 1.1.
     let field = |n: &str| {
         fault
@@ -310,11 +332,10 @@ fn describe_fault(fault: &Element) -> String {
             .map(|c| c.text.trim().to_owned())
             .unwrap_or_default()
     };
-    format!(
-        "SOAP Fault: {} {}",
-        field("faultcode"),
-        truncate(&field("faultstring"), 200)
-    )
+    Fault {
+        code: truncate(&field("faultcode"), 60),
+        text: truncate(&field("faultstring"), 200),
+    }
 }
 
 /// At most `max` characters of `s` (for error messages built from peer data).
@@ -330,6 +351,28 @@ pub(crate) fn truncate(s: &str, max: usize) -> String {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fault_codes() {
+        let doc = |code: &str| {
+            format!(
+                r#"<S:Envelope xmlns:S="{SOAP_NS}"><S:Body><S:Fault><faultcode>{code}</faultcode><faultstring>x</faultstring></S:Fault></S:Body></S:Envelope>"#
+            )
+        };
+        for (code, server) in [
+            ("S:Server", true),
+            ("soap:Server.Busy", true),
+            ("env:Receiver", true),
+            ("S:Client", false),
+            ("Client", false),
+            ("S:VersionMismatch", false),
+            ("", false),
+        ] {
+            let f = fault_of(doc(code).as_bytes()).unwrap();
+            assert_eq!(f.is_server(), server, "{code}");
+        }
+        assert!(fault_of(b"<html>503</html>").is_none());
+    }
 
     #[test]
     fn escapes_all_specials() {

@@ -47,6 +47,8 @@ pub enum Status {
     CredentialStateNotAllowed,
     /// 600E
     CertificateRevoked,
+    /// 6015
+    InvalidPhoneNumber,
     /// 601B
     UserStatusNotAllowed,
     /// 601F
@@ -79,6 +81,7 @@ impl Status {
             0x600B => Status::SchemaValidationFailed,
             0x600D => Status::CredentialStateNotAllowed,
             0x600E => Status::CertificateRevoked,
+            0x6015 => Status::InvalidPhoneNumber,
             0x601B => Status::UserStatusNotAllowed,
             0x601F => Status::InvalidPin,
             0x6020 => Status::PinPolicy,
@@ -110,6 +113,7 @@ impl Status {
             Status::SchemaValidationFailed => 0x600B,
             Status::CredentialStateNotAllowed => 0x600D,
             Status::CertificateRevoked => 0x600E,
+            Status::InvalidPhoneNumber => 0x6015,
             Status::UserStatusNotAllowed => 0x601B,
             Status::InvalidPin => 0x601F,
             Status::PinPolicy => 0x6020,
@@ -145,6 +149,7 @@ impl Status {
                 "Operation not allowed in current state of credential"
             }
             Status::CertificateRevoked => "Client certificate is revoked",
+            Status::InvalidPhoneNumber => "Invalid phone number",
             Status::UserStatusNotAllowed => "Operation not allowed in current user status",
             Status::InvalidPin => "Invalid user PIN",
             Status::PinPolicy => "PIN does not meet policy",
@@ -293,7 +298,7 @@ mod tests {
     fn every_named_status_round_trips_and_parses_any_case() {
         for code in [
             0x0000u16, 0x6040, 0x6001, 0x6002, 0x6003, 0x6004, 0x6005, 0x6006, 0x6007, 0x6008,
-            0x6009, 0x600A, 0x600B, 0x600D, 0x600E, 0x601B, 0x601F, 0x6020, 0x6021, 0x604A,
+            0x6009, 0x600A, 0x600B, 0x600D, 0x600E, 0x6015, 0x601B, 0x601F, 0x6020, 0x6021, 0x604A,
         ] {
             let s = Status::from_code(code);
             assert!(!matches!(s, Status::Other(_)), "{code:04X} should be named");

@@ -27,10 +27,18 @@ pub(crate) struct Identity {
 
 pub(crate) struct Transport {
     http: reqwest::Client,
+    /// The same TLS setup as `http`, for the trust probe (see [`Transport::probe_trust`]).
+    tls: Arc<rustls::ClientConfig>,
     permits: Semaphore,
+    max_in_flight: usize,
     timeout: Duration,
     metrics: OnceLock<Arc<Metrics>>,
 }
+
+/// How long the trust probe waits for VIP's alert after its handshake. A server that accepted
+/// our certificate says nothing and waits for a request; one that refused it sends its alert
+/// within a round trip.
+const PROBE_ALERT_WAIT: Duration = Duration::from_millis(1500);
 
 impl Transport {
     pub(crate) fn new(cfg: &VipConfig) -> Result<Transport, VipError> {
@@ -42,7 +50,7 @@ impl Transport {
         }
         let tls = tls_config(cfg)?;
         let http = reqwest::Client::builder()
-            .use_preconfigured_tls(tls)
+            .use_preconfigured_tls(tls.clone())
             .https_only(true)
             // VIP speaks HTTP/1.1; keep-alive connections are pooled and reused.
             .http1_only()
@@ -61,7 +69,9 @@ impl Transport {
             })?;
         Ok(Transport {
             http,
+            tls: Arc::new(tls),
             permits: Semaphore::new(cfg.max_in_flight),
+            max_in_flight: cfg.max_in_flight,
             timeout: cfg.timeout,
             metrics: OnceLock::new(),
         })
@@ -72,29 +82,68 @@ impl Transport {
     }
 
     /// POSTs one SOAP body; returns the body of a 200 answer. Waiting for a free in-flight
-    /// slot counts against the deadline.
+    /// slot counts against the deadline, and running out of time there is
+    /// [`VipError::Overloaded`] (nothing was sent), never an outage.
     pub(crate) async fn post(&self, url: &Url, body: String) -> Result<Vec<u8>, VipError> {
-        let deadline = self.timeout;
-        match tokio::time::timeout(deadline, self.post_inner(url, body)).await {
-            Ok(r) => r,
-            Err(_) => Err(VipError::Unreachable {
+        let started = tokio::time::Instant::now();
+        let deadline = started + self.timeout;
+        let Ok(permit) = tokio::time::timeout_at(deadline, self.permits.acquire()).await else {
+            return Err(VipError::Overloaded {
                 url: url.to_string(),
-                cause: format!("no answer within {}", humantime::format_duration(deadline)),
-            }),
+                waited_ms: started.elapsed().as_millis() as u64,
+                limit: self.max_in_flight,
+            });
+        };
+        let _permit = permit.map_err(|_| VipError::Unreachable {
+            url: url.to_string(),
+            cause: "the VIP client is shutting down".into(),
+        })?;
+        // A slot that came with under a quarter of the deadline left came too late: the
+        // call could only time out, and a timeout would read as an outage.
+        if deadline.saturating_duration_since(tokio::time::Instant::now()) < self.timeout / 4 {
+            return Err(VipError::Overloaded {
+                url: url.to_string(),
+                waited_ms: started.elapsed().as_millis() as u64,
+                limit: self.max_in_flight,
+            });
+        }
+        let _in_flight = self.metrics.get().map(|m| m.vip_call_in_flight());
+        let result = match tokio::time::timeout_at(deadline, self.exchange(url, body)).await {
+            Ok(r) => r,
+            Err(_) => {
+                return Err(VipError::Unreachable {
+                    url: url.to_string(),
+                    cause: format!(
+                        "no answer within {}",
+                        humantime::format_duration(self.timeout)
+                    ),
+                })
+            }
+        };
+        match result {
+            Err(Exchange::Broken(cause)) => {
+                // A connection that broke may be VIP refusing our certificate: with TLS 1.3
+                // the client finishes its handshake before the server checks the certificate,
+                // and the server's alert can be lost when our request crosses it. Ask once
+                // more, without sending anything, so a refusal is never taken for an outage.
+                let probe = tokio::time::timeout_at(deadline, self.probe_trust(url)).await;
+                match probe {
+                    Ok(Some(refused)) => Err(VipError::TlsRefused {
+                        url: url.to_string(),
+                        cause: refused,
+                    }),
+                    _ => Err(VipError::Unreachable {
+                        url: url.to_string(),
+                        cause,
+                    }),
+                }
+            }
+            Err(Exchange::Failed(e)) => Err(e),
+            Ok(body) => Ok(body),
         }
     }
 
-    async fn post_inner(&self, url: &Url, body: String) -> Result<Vec<u8>, VipError> {
-        let unreachable = |cause: String| VipError::Unreachable {
-            url: url.to_string(),
-            cause,
-        };
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|_| unreachable("client is shutting down".into()))?;
-        let _in_flight = self.metrics.get().map(|m| m.vip_call_in_flight());
+    async fn exchange(&self, url: &Url, body: String) -> Result<Vec<u8>, Exchange> {
         let mut resp = self
             .http
             .post(url.clone())
@@ -105,39 +154,87 @@ impl Transport {
             .await
             .map_err(|e| {
                 if is_tls_trust_failure(&e) {
-                    VipError::TlsRefused {
+                    Exchange::Failed(VipError::TlsRefused {
                         url: url.to_string(),
                         cause: chain(&e),
-                    }
+                    })
                 } else {
-                    unreachable(chain(&e))
+                    Exchange::Broken(chain(&e))
                 }
             })?;
         let status = resp.status();
         let mut buf = Vec::new();
-        while let Some(chunk) = resp
-            .chunk()
-            .await
-            .map_err(|e| unreachable(format!("reading the answer: {}", chain(&e))))?
-        {
+        while let Some(chunk) = resp.chunk().await.map_err(|e| {
+            if is_tls_trust_failure(&e) {
+                Exchange::Failed(VipError::TlsRefused {
+                    url: url.to_string(),
+                    cause: chain(&e),
+                })
+            } else {
+                Exchange::Broken(format!("reading the answer: {}", chain(&e)))
+            }
+        })? {
             if buf.len() + chunk.len() > MAX_RESPONSE_BYTES {
-                return Err(VipError::Protocol {
+                return Err(Exchange::Failed(VipError::Protocol {
                     url: url.to_string(),
                     cause: format!("answer larger than {MAX_RESPONSE_BYTES} bytes"),
-                });
+                }));
             }
             buf.extend_from_slice(&chunk);
         }
-        if status != reqwest::StatusCode::OK {
-            let what =
-                soap::fault_of(&buf).unwrap_or_else(|| format!("{} bytes of body", buf.len()));
-            return Err(VipError::Protocol {
-                url: url.to_string(),
-                cause: format!("HTTP {status}: {what}"),
-            });
+        if status == reqwest::StatusCode::OK {
+            return Ok(buf);
         }
-        Ok(buf)
+        let fault = soap::fault_of(&buf);
+        let what = fault
+            .as_ref()
+            .map(|f| f.to_string())
+            .unwrap_or_else(|| format!("{} bytes of body", buf.len()));
+        let cause = format!("HTTP {status}: {what}");
+        let outage =
+            matches!(status.as_u16(), 502..=504) || fault.as_ref().is_some_and(|f| f.is_server());
+        Err(Exchange::Failed(if outage {
+            VipError::Unreachable {
+                url: url.to_string(),
+                cause,
+            }
+        } else {
+            VipError::Protocol {
+                url: url.to_string(),
+                cause: format!("{cause}; check the URL (vip.auth_url / query_url / management_url) and the account"),
+            }
+        }))
     }
+
+    /// Opens a fresh TLS connection with our client certificate, sends nothing, and listens
+    /// briefly: `Some(why)` when VIP (or whatever answers there) refuses the handshake or
+    /// alerts right after it, `None` when it cannot be reached or says nothing.
+    pub(crate) async fn probe_trust(&self, url: &Url) -> Option<String> {
+        use tokio::io::AsyncReadExt;
+        let host = url
+            .host_str()?
+            .trim_start_matches('[')
+            .trim_end_matches(']');
+        let port = url.port_or_known_default()?;
+        let name = rustls::pki_types::ServerName::try_from(host.to_owned()).ok()?;
+        let tcp = tokio::net::TcpStream::connect((host, port)).await.ok()?;
+        let connector = tokio_rustls::TlsConnector::from(self.tls.clone());
+        let mut tls = match connector.connect(name, tcp).await {
+            Ok(t) => t,
+            Err(e) => return is_tls_trust_failure(&e).then(|| chain(&e)),
+        };
+        let mut byte = [0u8; 1];
+        match tokio::time::timeout(PROBE_ALERT_WAIT, tls.read(&mut byte)).await {
+            Ok(Err(e)) if is_tls_trust_failure(&e) => Some(chain(&e)),
+            _ => None,
+        }
+    }
+}
+
+/// How one exchange failed: `Broken` connections are checked for a hidden TLS refusal first.
+enum Exchange {
+    Broken(String),
+    Failed(VipError),
 }
 
 /// Whether a rustls error sits anywhere in the chain: the handshake reached TLS and failed on
@@ -841,10 +938,13 @@ mod tests {
             ..cfg(&p)
         })
         .unwrap();
-        let e = c.check_otp("alice", "123456", None).await.unwrap_err();
+        let e = c
+            .check_otp("alice", "123456", None, None)
+            .await
+            .unwrap_err();
         assert!(e.is_unreachable(), "{e}");
         // Refused before any I/O.
-        let e = c.check_otp("alice", "12", None).await.unwrap_err();
+        let e = c.check_otp("alice", "12", None, None).await.unwrap_err();
         assert!(matches!(e, VipError::BadRequest { .. }), "{e}");
         let e = c.poll_push_status(&[]).await.unwrap_err();
         assert!(matches!(e, VipError::BadRequest { .. }), "{e}");
@@ -872,14 +972,23 @@ mod tests {
         .unwrap();
         let start = std::time::Instant::now();
         let (a, b) = tokio::join!(
-            c.check_otp("alice", "123456", None),
-            c.check_otp("bob", "123456", None)
+            c.check_otp("alice", "123456", None, None),
+            c.check_otp("bob", "123456", None, None)
         );
         let elapsed = start.elapsed();
-        for r in [a, b] {
-            let e = r.unwrap_err();
-            assert!(e.is_unreachable(), "{e}");
-        }
+        // One call held the only slot and timed out (an outage); the other never got a slot:
+        // overload here, which must never pass for an outage.
+        let (a, b) = (a.unwrap_err(), b.unwrap_err());
+        let mut classes = [a.class(), b.class()];
+        classes.sort_by_key(|c| *c as u8);
+        assert_eq!(
+            classes,
+            [
+                crate::vip::FailureClass::Outage,
+                crate::vip::FailureClass::Overload
+            ],
+            "{a} / {b}"
+        );
         // Both within about one deadline: the second one's wait for the permit counted.
         assert!(elapsed < Duration::from_millis(1500), "{elapsed:?}");
         hold.abort();
