@@ -94,9 +94,9 @@ fn bridge_toml(base_url: &str, certs: &vip_sim::certs::CertPaths, port: u16, dir
     format!(
         r#"# Written by `vip-bridge demo`: a working configuration against the built-in simulator.
 [vip]
-auth_url = "{base_url}/vipuserservices/AuthenticationService_1_8"
-query_url = "{base_url}/vipuserservices/QueryService_1_8"
-management_url = "{base_url}/vipuserservices/ManagementService_1_8"
+auth_url = "{base_url}/vipuserservices/AuthenticationService_1_10"
+query_url = "{base_url}/vipuserservices/QueryService_1_10"
+management_url = "{base_url}/vipuserservices/ManagementService_1_10"
 cert_file = {cert:?}
 key_file = {key:?}
 ca_file = {ca:?}

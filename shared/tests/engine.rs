@@ -34,21 +34,144 @@ async fn a_current_code_is_accepted_with_credential_and_authn_id() {
         "{a:?}"
     );
     assert!(!a.failed_open);
-    assert_eq!(env.calls("checkOtp"), 1);
+    // Logins use authenticateUser (locks, temporary codes, levels), never the bare checkOtp.
+    assert_eq!(
+        (env.calls("authenticateUser"), env.calls("checkOtp")),
+        (1, 0)
+    );
 }
 
 #[tokio::test]
-async fn authenticate_user_operation_is_used_when_configured() {
+async fn check_otp_operation_is_used_only_when_configured() {
     let env = env().await;
-    let p = policy(|p| p.otp_operation = OtpOperation::AuthenticateUser);
+    let p = policy(|p| p.otp_operation = OtpOperation::CheckOtp);
     let o = env
         .auth("Alice", Some(&code(ALICE_SECRET, 0)), None, &p)
         .await;
     expect_accept(&o);
     assert_eq!(
         (env.calls("authenticateUser"), env.calls("checkOtp")),
-        (1, 0)
+        (0, 1)
     );
+    assert!(
+        p.warnings().iter().any(|w| w.contains("locked")),
+        "{:?}",
+        p.warnings()
+    );
+    assert!(vip_core::engine::LoginPolicy::default()
+        .warnings()
+        .is_empty());
+}
+
+#[tokio::test]
+async fn vip_locks_are_honoured_and_temporary_codes_log_in() {
+    // VIP's own lockout after repeated bad codes, an administrator's lock on the credential
+    // and on the user: authenticateUser refuses a right code; checkOtp would not.
+    let env = env_with(
+        r#"
+[[users]]
+id = "tempy"
+temporary_code = "73914286"
+[[users.credentials]]
+id = "VSMT20000001"
+totp_secret = "JBSWY3DPEHPK3PXP"
+
+[[users]]
+id = "adminlocked"
+[[users.credentials]]
+id = "VSMT20000002"
+totp_secret = "JBSWY3DPEHPK3PXP"
+status = "LOCKED"
+"#,
+        fast_engine_config(),
+    )
+    .await;
+    let p = code_policy();
+    let c = code(ALICE_SECRET, 0);
+    expect_reject(
+        &env.auth("adminlocked", Some(&c), None, &p).await,
+        RejectReason::CredentialLocked,
+    );
+    expect_reject(
+        &env.auth("locked", Some(&c), None, &p).await,
+        RejectReason::UserLocked,
+    );
+    let bare = policy(|p| p.otp_operation = OtpOperation::CheckOtp);
+    expect_accept(&env.auth("adminlocked", Some(&c), None, &bare).await);
+    // A help-desk temporary security code logs in; the bare check does not know it.
+    let o = env.auth("tempy", Some("73914286"), None, &p).await;
+    expect_accept(&o);
+    expect_reject(
+        &env.auth("tempy", Some("73914286"), None, &bare).await,
+        RejectReason::BadCode,
+    );
+}
+
+#[tokio::test]
+async fn vip_lockout_after_bad_codes_holds_through_the_bridge() {
+    let env = env_with("[policy]\nlockout_after = 3\n", fast_engine_config()).await;
+    let p = code_policy();
+    let good = code(BOB_SECRET, 0);
+    let bad = if good == "000000" { "111111" } else { "000000" };
+    for _ in 0..3 {
+        expect_reject(
+            &env.auth("bob", Some(bad), None, &p).await,
+            RejectReason::BadCode,
+        );
+    }
+    expect_reject(
+        &env.auth("bob", Some(&good), None, &p).await,
+        RejectReason::CredentialLocked,
+    );
+}
+
+#[tokio::test]
+async fn auth_level_reaches_vip_on_every_code_check() {
+    let env = env().await;
+    let p = policy(|p| p.auth_level = Some(3));
+    expect_accept(
+        &env.auth("alice", Some(&code(ALICE_SECRET, 0)), None, &p)
+            .await,
+    );
+    assert_eq!(env.sim.counters().auth_level("authenticateUser", 3), 1);
+    // The code of an SMS goes through checkOtp, which carries the level too.
+    let c = expect_challenge(&env.auth("alice", Some("sms"), None, &p).await).clone();
+    let sent = env.sim.last_sent_code("alice").unwrap();
+    expect_accept(&env.auth("alice", Some(&sent), Some(c.state), &p).await);
+    assert_eq!(env.sim.counters().auth_level("checkOtp", 3), 1);
+}
+
+#[tokio::test]
+async fn an_expired_pin_is_refused_with_a_message_that_says_so() {
+    let env = env_with(
+        r#"
+[[users]]
+id = "oldpin"
+pin = "8642"
+pin_expired = true
+[[users.credentials]]
+id = "VSMT20000003"
+totp_secret = "JBSWY3DPEHPK3PXP"
+"#,
+        fast_engine_config(),
+    )
+    .await;
+    let p = policy(|p| p.mode = PasswordMode::PinOtp);
+    let o = env
+        .auth(
+            "oldpin",
+            Some(&format!("8642{}", code(ALICE_SECRET, 0))),
+            None,
+            &p,
+        )
+        .await;
+    match &o {
+        Outcome::Reject(r) => {
+            assert_eq!(r.reason, RejectReason::PinExpired);
+            assert!(r.message.contains("PIN has expired"), "{}", r.message);
+        }
+        other => panic!("{other:?}"),
+    }
 }
 
 #[tokio::test]
@@ -107,7 +230,6 @@ async fn locked_unknown_and_disabled_credential() {
         &env.auth("nobody", Some(&c), None, &p).await,
         RejectReason::UnknownUser,
     );
-    let p = policy(|p| p.otp_operation = OtpOperation::AuthenticateUser);
     expect_reject(
         &env.auth("tokenoff", Some(&c), None, &p).await,
         RejectReason::CredentialLocked,
@@ -120,7 +242,7 @@ async fn pin_followed_by_code() {
     let p = policy(|p| p.mode = PasswordMode::PinOtp);
     let o = env
         .auth(
-            "alice",
+            "pinny",
             Some(&format!("4321{}", code(ALICE_SECRET, 0))),
             None,
             &p,
@@ -134,7 +256,7 @@ async fn pin_followed_by_code() {
     );
     let o = env
         .auth(
-            "alice",
+            "pinny",
             Some(&format!("9999{}", code(ALICE_SECRET, 1))),
             None,
             &p,
@@ -142,8 +264,14 @@ async fn pin_followed_by_code() {
         .await;
     expect_reject(&o, RejectReason::BadCode);
     expect_reject(
-        &env.auth("alice", Some("123456"), None, &p).await,
+        &env.auth("pinny", Some("123456"), None, &p).await,
         RejectReason::BadInput,
+    );
+    // A user with a PIN who types only a code (code mode) is refused by VIP.
+    expect_reject(
+        &env.auth("pinny", Some(&code(ALICE_SECRET, 2)), None, &code_policy())
+            .await,
+        RejectReason::BadCode,
     );
 }
 
@@ -166,7 +294,7 @@ async fn out_of_sync_token_is_asked_for_the_next_code() {
         )
         .await;
     assert_eq!(expect_accept(&o).factor, Factor::Code);
-    assert_eq!(env.calls("checkOtp"), 2);
+    assert_eq!(env.calls("authenticateUser"), 2);
 }
 
 // ---- SMS and voice --------------------------------------------------------------------------
@@ -187,6 +315,11 @@ async fn sent_code_round(voice: bool) {
         .await;
     let a = expect_accept(&o);
     assert_eq!(a.factor, if voice { Factor::Voice } else { Factor::Sms });
+    // The delivered code is what checkOtp is for.
+    assert_eq!(
+        (env.calls("checkOtp"), env.calls("authenticateUser")),
+        (1, 0)
+    );
 }
 
 #[tokio::test]
@@ -343,9 +476,14 @@ async fn challenge_push_answers_at_once_then_finishes_on_the_next_round() {
     assert_eq!(env.calls("authenticateUserWithPush"), 1);
 }
 
+/// The account requires Number Challenge ("Require Number Challenge" in VIP Manager).
+async fn env_number_challenge() -> Env {
+    env_with("[policy]\nnumber_challenge = true\n", fast_engine_config()).await
+}
+
 #[tokio::test]
 async fn number_challenge_is_shown_in_the_prompt() {
-    let env = env().await;
+    let env = env_number_challenge().await;
     let p = push_policy(PushMode::Challenge);
     let o = env.auth("erin", Some("push"), None, &p).await;
     let c = expect_challenge(&o);
@@ -357,7 +495,7 @@ async fn number_challenge_is_shown_in_the_prompt() {
 
 #[tokio::test]
 async fn number_challenge_answered_wrongly_on_the_phone_is_rejected() {
-    let env = env().await;
+    let env = env_number_challenge().await;
     let p = push_policy(PushMode::Challenge);
     let o = env.auth("frank", Some("push"), None, &p).await;
     let c = expect_challenge(&o);
@@ -368,12 +506,54 @@ async fn number_challenge_answered_wrongly_on_the_phone_is_rejected() {
 }
 
 #[tokio::test]
-async fn blocking_push_never_asks_for_a_number_it_cannot_show() {
-    let env = env().await;
+async fn blocking_push_on_a_number_challenge_account_is_a_misconfiguration() {
+    // A blocking push cannot show a number, so it does not offer one; an account that
+    // requires number challenge refuses it (7008). That is the admin's to fix, not the user's.
+    let nc = env_number_challenge().await;
     let p = push_policy(PushMode::Blocking);
-    // erin's phone would need a number; blocking mode does not send supportNumberChallenge.
-    let o = env.auth("erin", Some("push"), None, &p).await;
-    expect_accept(&o);
+    let t = Instant::now();
+    let o = nc.auth("erin", Some("push"), None, &p).await;
+    expect_reject(&o, RejectReason::Misconfigured);
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    // Without the account setting, the same blocking push works.
+    let env = env().await;
+    expect_accept(&env.auth("erin", Some("push"), None, &p).await);
+}
+
+#[tokio::test]
+async fn a_push_that_reaches_no_device_is_refused_at_once() {
+    let env = env_with(
+        r#"
+[[users]]
+id = "offline"
+[users.push]
+device_unreachable = true
+[[users.credentials]]
+id = "VSMT20000004"
+totp_secret = "JBSWY3DPEHPK3PXP"
+push = true
+"#,
+        fast_engine_config(),
+    )
+    .await;
+    let t = Instant::now();
+    let o = env
+        .auth(
+            "offline",
+            Some("push"),
+            None,
+            &push_policy(PushMode::Blocking),
+        )
+        .await;
+    match &o {
+        Outcome::Reject(r) => {
+            assert_eq!(r.reason, RejectReason::NoCredential);
+            assert!(r.message.contains("Type a security code"), "{}", r.message);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    assert_eq!(env.calls("pollPushStatus"), 0);
 }
 
 #[tokio::test]
@@ -409,7 +589,11 @@ async fn menu_lists_the_users_factors_and_continues() {
     for word in ["push", "sms", "voice", "*******4567", "security code"] {
         assert!(c.prompt.contains(word), "{word} in {}", c.prompt);
     }
-    assert_eq!(env.calls("checkOtp"), 0, "the first password is not a code");
+    assert_eq!(
+        env.calls("authenticateUser") + env.calls("checkOtp"),
+        0,
+        "the first password is not a code"
+    );
     // Empty answer = push (blocking by default): alice approves.
     let o = env.auth("alice", Some(""), Some(c.state.clone()), &p).await;
     assert_eq!(expect_accept(&o).factor, Factor::Push);
@@ -564,7 +748,7 @@ async fn code_guessing_is_throttled_without_vip_calls_and_recovers() {
         RejectReason::Throttled,
     );
     assert_eq!(
-        env.calls("checkOtp"),
+        env.calls("authenticateUser"),
         5,
         "throttled attempts never reach VIP"
     );
@@ -600,7 +784,7 @@ async fn requests_per_client_are_throttled() {
         .auth("alice", Some(&code(ALICE_SECRET, 0)), None, &p)
         .await;
     expect_reject(&o, RejectReason::Throttled);
-    assert_eq!(env.calls("checkOtp"), 0);
+    assert_eq!(env.sim.counters().total_calls(), 0);
 }
 
 // ---- fail mode ----------------------------------------------------------------------------
@@ -617,17 +801,26 @@ async fn with_faults(env: &Env, f: vip_sim::Faults) {
     env.sim.set_global_faults(f);
 }
 
+/// One login under each kind of failure, with both fail modes: only a proven outage opens.
 #[tokio::test]
-async fn fail_closed_and_open_when_vip_answers_500_or_garbage() {
-    let env = env().await;
+async fn only_a_confirmed_outage_fails_open() {
+    // Two logins per fault: more than the default code throttle allows one user.
+    let env = env_throttled(ThrottleConfig {
+        codes_per_user: RateLimit {
+            count: 100,
+            per: Duration::from_secs(60),
+        },
+        ..ThrottleConfig::default()
+    })
+    .await;
     let c = code(ALICE_SECRET, 0);
-    for faults in [
+    let outage = [
         vip_sim::Faults {
-            http_500: true,
+            http_status: Some(503),
             ..Default::default()
         },
         vip_sim::Faults {
-            malformed_xml: true,
+            http_status: Some(502),
             ..Default::default()
         },
         vip_sim::Faults {
@@ -638,27 +831,161 @@ async fn fail_closed_and_open_when_vip_answers_500_or_garbage() {
             connection_reset: true,
             ..Default::default()
         },
-    ] {
+    ];
+    let refused = [
+        vip_sim::Faults {
+            http_500: true,
+            ..Default::default()
+        },
+        vip_sim::Faults {
+            http_status: Some(404),
+            ..Default::default()
+        },
+        vip_sim::Faults {
+            http_status: Some(403),
+            ..Default::default()
+        },
+        vip_sim::Faults {
+            client_fault: true,
+            ..Default::default()
+        },
+        vip_sim::Faults {
+            malformed_xml: true,
+            ..Default::default()
+        },
+        vip_sim::Faults {
+            wrong_namespace: true,
+            ..Default::default()
+        },
+    ];
+    for (faults, opens) in outage
+        .iter()
+        .map(|f| (f, true))
+        .chain(refused.iter().map(|f| (f, false)))
+    {
         with_faults(&env, faults.clone()).await;
         let o = env
             .auth("alice", Some(&c), None, &fail_policy(FailMode::Closed))
             .await;
-        expect_reject(&o, RejectReason::Unavailable);
+        let want = if opens {
+            RejectReason::Unavailable
+        } else {
+            RejectReason::Misconfigured
+        };
+        match &o {
+            Outcome::Reject(r) => assert_eq!(r.reason, want, "{faults:?}"),
+            other => panic!("{faults:?}: {other:?}"),
+        }
         let o = env
             .auth("alice", Some(&c), None, &fail_policy(FailMode::Open))
             .await;
-        let a = expect_accept(&o);
-        assert!(
-            a.failed_open && a.factor == Factor::None,
-            "{faults:?}: {a:?}"
-        );
+        match (&o, opens) {
+            (Outcome::Accept(a), true) => {
+                assert!(a.failed_open && a.factor == Factor::None, "{a:?}")
+            }
+            (Outcome::Reject(r), false) => assert_eq!(r.reason, want, "{faults:?}"),
+            other => panic!("{faults:?}: {other:?}"),
+        }
     }
     let opens = env
         .engine
         .stats()
         .fail_opens
         .load(std::sync::atomic::Ordering::Relaxed);
-    assert_eq!(opens, 4);
+    assert_eq!(opens, outage.len() as u64);
+}
+
+#[tokio::test]
+async fn an_outage_for_one_user_on_a_healthy_vip_never_opens() {
+    // 6005 for one user's authenticateUser: retried once, then "unavailable" even under
+    // fail-open, because the health check (getServerTime) gets its answer.
+    let env = env().await;
+    let open = fail_policy(FailMode::Open);
+    let c = code(ALICE_SECRET, 0);
+    let mut status = std::collections::BTreeMap::new();
+    status.insert("authenticateUser".to_owned(), "6005".to_owned());
+    env.sim.set_user_faults(
+        "alice",
+        vip_sim::Faults {
+            status: status.clone(),
+            ..Default::default()
+        },
+    );
+    expect_reject(
+        &env.auth("alice", Some(&c), None, &open).await,
+        RejectReason::Unavailable,
+    );
+    assert_eq!(env.calls("authenticateUser"), 2, "6005 is retried once");
+    assert!(
+        env.calls("getServerTime") >= 1,
+        "the health check was asked"
+    );
+    // A single 6005: the retry succeeds.
+    env.sim.set_user_faults(
+        "alice",
+        vip_sim::Faults {
+            status,
+            status_times: 1,
+            ..Default::default()
+        },
+    );
+    let a = expect_accept(&env.auth("alice", Some(&c), None, &open).await).clone();
+    assert!(!a.failed_open);
+    // A per-user timeout on a healthy VIP does not open either.
+    env.sim.set_user_faults(
+        "alice",
+        vip_sim::Faults {
+            latency_ms: 3500,
+            ..Default::default()
+        },
+    );
+    expect_reject(
+        &env.auth("alice", Some(&code(ALICE_SECRET, 1)), None, &open)
+            .await,
+        RejectReason::Unavailable,
+    );
+}
+
+#[tokio::test]
+async fn no_free_vip_slot_is_overload_and_never_opens() {
+    let dir = tempfile::tempdir().unwrap();
+    let (sim, certs) = start_sim(dir.path(), "").await;
+    let mut vip = vip_config(&sim, &certs);
+    vip.max_in_flight = 1;
+    vip.timeout = Duration::from_millis(800);
+    let core = vip_core::config::CoreConfig {
+        vip,
+        engine: fast_engine_config(),
+        ..Default::default()
+    };
+    let engine = vip_core::engine::Engine::new(&core).unwrap();
+    sim.set_user_faults(
+        "bob",
+        vip_sim::Faults {
+            latency_ms: 2000,
+            ..Default::default()
+        },
+    );
+    let open = fail_policy(FailMode::Open);
+    let flood = auth_with(&engine, request("bob", Some("123456"), None, &open));
+    let target = async {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        auth_with(
+            &engine,
+            request("alice", Some(&code(ALICE_SECRET, 0)), None, &open),
+        )
+        .await
+    };
+    let (_, o) = tokio::join!(flood, target);
+    expect_reject(&o, RejectReason::Overloaded);
+    assert_eq!(
+        engine
+            .stats()
+            .fail_opens
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+    sim.shutdown().await;
 }
 
 #[tokio::test]
@@ -703,7 +1030,7 @@ async fn another_instance_with_the_shared_key_continues_a_push_but_never_fails_o
     with_faults(
         &env,
         vip_sim::Faults {
-            http_500: true,
+            http_status: Some(503),
             ..Default::default()
         },
     )

@@ -49,7 +49,7 @@ async fn no_secret_reaches_any_log_line() {
     env.auth("alice", Some(&bad), None, &policy(|_| {})).await;
     let pin_code = format!("4321{}", code(ALICE_SECRET, 1));
     let p = policy(|p| p.mode = PasswordMode::PinOtp);
-    expect_accept(&env.auth("alice", Some(&pin_code), None, &p).await);
+    expect_accept(&env.auth("pinny", Some(&pin_code), None, &p).await);
     let first = code(ALICE_SECRET, 6);
     let c = expect_challenge(
         &env.auth("drifty", Some(&first), None, &policy(|_| {}))

@@ -18,8 +18,15 @@ fn users_toml() -> String {
     format!(
         r#"
 [[users]]
-id = "alice"
+id = "pia"
 pin = "1234"
+[[users.credentials]]
+id = "VSMT00000012"
+totp_secret = "{ALICE_SECRET}"
+push = true
+
+[[users]]
+id = "alice"
 sms_phones = ["15551234567"]
 voice_phones = ["15557654321"]
 [[users.credentials]]
@@ -111,7 +118,7 @@ async fn start() -> Env {
     let dir = tempfile::tempdir().unwrap();
     let certs = vip_sim::certs::generate(&dir.path().join("pki")).unwrap();
     let toml = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\n[tls]\ncert = '{}'\nkey = '{}'\nclient_ca = '{}'\n{}",
+        "[server]\nlisten = \"127.0.0.1:0\"\n[tls]\ncert = '{}'\nkey = '{}'\nclient_ca = '{}'\n[policy]\nnumber_challenge = true\n{}",
         certs.server_cert.display(),
         certs.server_key.display(),
         certs.ca_cert.display(),
@@ -123,13 +130,17 @@ async fn start() -> Env {
 }
 
 impl Env {
-    /// A config pointing at the simulator, trusting its CA, with no identity yet.
+    /// A config pointing at the simulator (1.10 services), trusting its CA, with no identity.
     fn base_cfg(&self) -> VipConfig {
+        self.versioned_cfg("1_10")
+    }
+
+    fn versioned_cfg(&self, version: &str) -> VipConfig {
         let base = self.sim.base_url();
         VipConfig {
-            auth_url: format!("{base}/vipuserservices/AuthenticationService_1_8"),
-            query_url: format!("{base}/vipuserservices/QueryService_1_8"),
-            management_url: format!("{base}/vipuserservices/ManagementService_1_8"),
+            auth_url: format!("{base}/vipuserservices/AuthenticationService_{version}"),
+            query_url: format!("{base}/vipuserservices/QueryService_{version}"),
+            management_url: format!("{base}/vipuserservices/ManagementService_{version}"),
             ca_file: Some(self.certs.ca_cert.clone()),
             timeout: Duration::from_secs(5),
             request_id_prefix: "ct".into(),
@@ -249,10 +260,10 @@ async fn out_of_sync_then_otp2() {
 async fn authenticate_user_with_pin() {
     let env = start().await;
     let c = env.client();
-    let code = env.sim.current_code("alice").unwrap();
+    let code = env.sim.current_code("pia").unwrap();
     let e = c
         .authenticate_user(&AuthenticateUser {
-            user_id: "alice",
+            user_id: "pia",
             otp: &code,
             pin: Some("9999"),
             ..Default::default()
@@ -262,7 +273,7 @@ async fn authenticate_user_with_pin() {
     assert_eq!(status_of(&e), Status::InvalidPin);
     let r = c
         .authenticate_user(&AuthenticateUser {
-            user_id: "alice",
+            user_id: "pia",
             otp: &code,
             pin: Some("1234"),
             auth_level: Some(1),
@@ -270,7 +281,7 @@ async fn authenticate_user_with_pin() {
         })
         .await
         .unwrap();
-    assert_eq!(r.credential_id.as_deref(), Some("VSMT00000001"));
+    assert_eq!(r.credential_id.as_deref(), Some("VSMT00000012"));
     let e = c
         .authenticate_user(&AuthenticateUser {
             user_id: "bob",
@@ -299,9 +310,10 @@ async fn push_and_poll_every_outcome() {
         ..Default::default()
     };
 
-    // Approve, no number challenge: 6040 → 7000 with the credential and epoch authnTime.
+    // Approve (the account requires number challenge, so every push offers it):
+    // 6040 → 7000 with the credential and epoch authnTime.
     let p = c
-        .authenticate_user_with_push(&push("alice", false, None))
+        .authenticate_user_with_push(&push("alice", true, None))
         .await
         .unwrap();
     assert_eq!(p.transaction_id.len(), 16);
@@ -312,7 +324,7 @@ async fn push_and_poll_every_outcome() {
             sent: true
         }]
     );
-    assert_eq!(p.numbers_challenge_value, None);
+    assert_eq!(p.numbers_challenge_value.as_ref().map(String::len), Some(2));
     // Approve with number challenge: the number comes back.
     let pn = c
         .authenticate_user_with_push(&push("alice", true, None))
@@ -324,11 +336,11 @@ async fn push_and_poll_every_outcome() {
         .expect("numbersChallengeValue");
     assert_eq!(n.len(), 2);
     let deny = c
-        .authenticate_user_with_push(&push("erin", false, None))
+        .authenticate_user_with_push(&push("erin", true, None))
         .await
         .unwrap();
     let never = c
-        .authenticate_user_with_push(&push("frank", false, Some(Duration::from_secs(1))))
+        .authenticate_user_with_push(&push("frank", true, Some(Duration::from_secs(1))))
         .await
         .unwrap();
     let wrong = c
@@ -366,7 +378,7 @@ async fn push_and_poll_every_outcome() {
     assert_eq!(pe.status, PollStatus::InProgress);
     assert!(pe.status.is_pending());
     assert_eq!(pe.detail, Some(DetailCode::NumbersChallengePending));
-    assert_eq!(by_id(ids[4]).status, PollStatus::InProgress);
+    assert!(by_id(ids[4]).status.is_pending());
     assert_eq!(by_id(ids[5]).status, PollStatus::NotFound);
 
     // The never-answered push expires after its request.timeout.
@@ -410,7 +422,7 @@ async fn push_and_poll_every_outcome() {
     let e = c
         .authenticate_user_with_push(&PushRequest {
             pin: Some("0000"),
-            ..push("alice", false, None)
+            ..push("pia", false, None)
         })
         .await
         .unwrap_err();
@@ -422,6 +434,74 @@ async fn push_and_poll_every_outcome() {
     env.sim.shutdown().await;
 }
 
+#[tokio::test]
+async fn number_challenge_needs_the_1_10_services_and_the_flag() {
+    // The account requires number challenge (seed 004): a push without
+    // supportNumberChallenge=true, or on the 1.8 services (which carry no number), fails with
+    // 7008 and no detail, at once.
+    let env = start().await;
+    let push = |number: bool| PushRequest {
+        user_id: "alice",
+        number_challenge: number,
+        ..Default::default()
+    };
+    let v10 = env.client();
+    let v8 = VipClient::new(&VipConfig {
+        cert_file: Some(env.certs.client_cert.clone()),
+        key_file: Some(env.certs.client_key.clone()),
+        ..env.versioned_cfg("1_8")
+    })
+    .unwrap();
+    for (c, number) in [(&v10, false), (&v8, true), (&v8, false)] {
+        let p = c.authenticate_user_with_push(&push(number)).await.unwrap();
+        assert_eq!(p.numbers_challenge_value, None);
+        let t = c
+            .poll_push_status(&[p.transaction_id.as_str()])
+            .await
+            .unwrap()
+            .transactions;
+        assert_eq!(t[0].status, PollStatus::CouldNotAuthenticate, "{number}");
+        assert_eq!(t[0].detail, None);
+    }
+    env.sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn push_success_0000_and_a_push_that_reached_no_device() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = vip_sim::certs::generate(&dir.path().join("pki")).unwrap();
+    let toml = format!(
+        "[tls]\ncert = '{}'\nkey = '{}'\nclient_ca = '{}'\n[policy]\npush_success_status = \"0000\"\n\
+         [[users]]\nid = \"ann\"\n[[users.credentials]]\nid = \"VSMT00000021\"\npush = true\n\
+         [[users]]\nid = \"off\"\npush = {{ device_unreachable = true }}\n[[users.credentials]]\nid = \"VSMT00000022\"\npush = true\n",
+        certs.server_cert.display(),
+        certs.server_key.display(),
+        certs.ca_cert.display(),
+    );
+    let sim = Sim::start(SimConfig::from_toml_str(&toml).unwrap())
+        .await
+        .unwrap();
+    let base = sim.base_url();
+    let c = VipClient::new(&VipConfig {
+        auth_url: format!("{base}/vipuserservices/AuthenticationService_1_10"),
+        cert_file: Some(certs.client_cert.clone()),
+        key_file: Some(certs.client_key.clone()),
+        ca_file: Some(certs.ca_cert.clone()),
+        ..VipConfig::default()
+    })
+    .unwrap();
+    let req = |user| PushRequest {
+        user_id: user,
+        ..Default::default()
+    };
+    let p = c.authenticate_user_with_push(&req("ann")).await.unwrap();
+    assert_eq!(p.transaction_id.len(), 16);
+    assert!(p.reached_a_device());
+    let p = c.authenticate_user_with_push(&req("off")).await.unwrap();
+    assert!(!p.reached_a_device(), "{p:?}");
+    sim.shutdown().await;
+}
+
 // ------------------------------------------------------------------ query and management
 
 #[tokio::test]
@@ -431,7 +511,11 @@ async fn get_user_info() {
     let u = c.get_user_info("ALICE", true).await.unwrap();
     assert_eq!(u.user_id.as_deref(), Some("alice"));
     assert_eq!(u.user_status, Some(UserStatus::Active));
-    assert_eq!(u.is_pin_set, Some(true));
+    assert_eq!(u.is_pin_set, Some(false));
+    assert_eq!(
+        c.get_user_info("pia", false).await.unwrap().is_pin_set,
+        Some(true)
+    );
     let cred = u
         .credentials
         .iter()
@@ -454,7 +538,7 @@ async fn get_user_info() {
     assert_eq!(u.user_status, Some(UserStatus::Locked));
     let e = c.get_user_info("nobody", false).await.unwrap_err();
     assert_eq!(status_of(&e), Status::UserNotFound);
-    assert_eq!(env.sim.counters().calls("getUserInfo"), 5);
+    assert_eq!(env.sim.counters().calls("getUserInfo"), 6);
     env.sim.shutdown().await;
 }
 
@@ -501,7 +585,7 @@ async fn send_otp_sms_and_voice_then_use_the_code() {
         )
         .await
         .unwrap_err();
-    assert_eq!(status_of(&e), Status::InvalidCredentialId);
+    assert_eq!(status_of(&e), Status::InvalidPhoneNumber);
     let e = c
         .send_otp(
             "henry",
@@ -635,6 +719,8 @@ async fn client_certificate_from_another_ca_is_refused() {
 
 // ------------------------------------------------------------------ faults
 
+/// Every transport fault the simulator can inject lands in its failure class: only real
+/// outages are `Outage`.
 #[tokio::test]
 async fn injected_faults_map_to_error_classes() {
     let env = start().await;
@@ -644,73 +730,249 @@ async fn injected_faults_map_to_error_classes() {
     })
     .unwrap();
     let set = |f: Faults| assert!(env.sim.set_user_faults("faulty", f));
-
-    set(Faults {
-        http_500: true,
-        ..Faults::default()
-    });
-    let e = c
-        .check_otp("faulty", "123456", None, None)
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(e, VipError::Protocol { ref cause, .. } if cause.contains("500")),
-        "{e}"
-    );
-
-    set(Faults {
-        soap_fault: true,
-        ..Faults::default()
-    });
-    let e = c
-        .check_otp("faulty", "123456", None, None)
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(e, VipError::Protocol { ref cause, .. } if cause.contains("SOAP Fault")),
-        "{e}"
-    );
-
-    set(Faults {
-        malformed_xml: true,
-        ..Faults::default()
-    });
-    let e = c
-        .check_otp("faulty", "123456", None, None)
-        .await
-        .unwrap_err();
-    assert!(matches!(e, VipError::Protocol { .. }), "{e}");
-
-    set(Faults {
-        connection_reset: true,
-        ..Faults::default()
-    });
-    let e = c
-        .check_otp("faulty", "123456", None, None)
-        .await
-        .unwrap_err();
-    assert!(e.is_unreachable(), "{e}");
-
-    set(Faults {
-        latency_ms: 2000,
-        ..Faults::default()
-    });
-    let start = std::time::Instant::now();
-    let e = c
-        .check_otp("faulty", "123456", None, None)
-        .await
-        .unwrap_err();
-    assert!(e.is_unreachable(), "{e}");
-    assert!(
-        start.elapsed() < Duration::from_millis(1500),
-        "deadline not applied"
-    );
+    let table = [
+        (
+            Faults {
+                http_status: Some(503),
+                ..Faults::default()
+            },
+            FailureClass::Outage,
+        ),
+        (
+            Faults {
+                http_status: Some(502),
+                ..Faults::default()
+            },
+            FailureClass::Outage,
+        ),
+        (
+            Faults {
+                http_status: Some(504),
+                ..Faults::default()
+            },
+            FailureClass::Outage,
+        ),
+        (
+            Faults {
+                soap_fault: true,
+                ..Faults::default()
+            },
+            FailureClass::Outage,
+        ),
+        (
+            Faults {
+                connection_reset: true,
+                ..Faults::default()
+            },
+            FailureClass::Outage,
+        ),
+        (
+            Faults {
+                latency_ms: 2000,
+                ..Faults::default()
+            },
+            FailureClass::Outage,
+        ),
+        (
+            Faults {
+                http_500: true,
+                ..Faults::default()
+            },
+            FailureClass::Misconfigured,
+        ),
+        (
+            Faults {
+                http_status: Some(404),
+                ..Faults::default()
+            },
+            FailureClass::Misconfigured,
+        ),
+        (
+            Faults {
+                http_status: Some(403),
+                ..Faults::default()
+            },
+            FailureClass::Misconfigured,
+        ),
+        (
+            Faults {
+                client_fault: true,
+                ..Faults::default()
+            },
+            FailureClass::Misconfigured,
+        ),
+        (
+            Faults {
+                malformed_xml: true,
+                ..Faults::default()
+            },
+            FailureClass::Misconfigured,
+        ),
+        (
+            Faults {
+                wrong_namespace: true,
+                ..Faults::default()
+            },
+            FailureClass::Misconfigured,
+        ),
+    ];
+    for (faults, class) in table {
+        set(faults.clone());
+        let start = std::time::Instant::now();
+        let e = c
+            .authenticate_user(&AuthenticateUser {
+                user_id: "faulty",
+                otp: "123456",
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.class(), class, "{faults:?}: {e}");
+        assert!(
+            start.elapsed() < Duration::from_millis(1500),
+            "deadline not applied: {faults:?}"
+        );
+    }
 
     // Healthy again: the pool recovers.
     set(Faults::default());
     let code = env.sim.current_code("faulty").unwrap();
     c.check_otp("faulty", &code, None, None).await.unwrap();
     env.sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn internal_error_6005_is_retried_once_where_safe() {
+    let env = start().await;
+    let c = env.client();
+    let mut status = std::collections::BTreeMap::new();
+    for op in ["authenticateUser", "authenticateUserWithPush", "sendOtp"] {
+        status.insert(op.to_owned(), "6005".to_owned());
+    }
+    let once = Faults {
+        status: status.clone(),
+        status_times: 1,
+        ..Faults::default()
+    };
+    assert!(env.sim.set_user_faults("alice", once));
+    let code = env.sim.current_code("alice").unwrap();
+    let ok = AuthenticateUser {
+        user_id: "alice",
+        otp: &code,
+        ..Default::default()
+    };
+    c.authenticate_user(&ok).await.unwrap();
+    assert_eq!(env.sim.counters().calls("authenticateUser"), 2);
+    // Always 6005: one retry, then the error (an outage for the engine).
+    assert!(env.sim.set_user_faults(
+        "alice",
+        Faults {
+            status,
+            ..Faults::default()
+        }
+    ));
+    let e = c.authenticate_user(&ok).await.unwrap_err();
+    assert_eq!(status_of(&e), Status::InternalError);
+    assert_eq!(env.sim.counters().calls("authenticateUser"), 4);
+    // A push and a text are never sent twice.
+    let e = c
+        .authenticate_user_with_push(&PushRequest {
+            user_id: "alice",
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status_of(&e), Status::InternalError);
+    assert_eq!(env.sim.counters().calls("authenticateUserWithPush"), 1);
+    let e = c
+        .send_otp(
+            "alice",
+            &OtpDelivery::Sms {
+                phone_number: "15551234567".into(),
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(status_of(&e), Status::InternalError);
+    assert_eq!(env.sim.counters().calls("sendOtp"), 1);
+    env.sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_refused_client_certificate_is_recognised_every_time() {
+    // TLS 1.3: the server checks our certificate after the client has finished its handshake,
+    // so VIP's alert may cross our request. Every call must still say "refused".
+    let env = start().await;
+    let other = vip_sim::certs::generate(&env.dir.path().join("other")).unwrap();
+    let c = VipClient::new(&VipConfig {
+        cert_file: Some(other.client_cert.clone()),
+        key_file: Some(other.client_key.clone()),
+        ..env.base_cfg()
+    })
+    .unwrap();
+    let calls = (0..40).map(|i| {
+        let c = c.clone();
+        async move {
+            let e = if i % 2 == 0 {
+                c.get_server_time().await.unwrap_err()
+            } else {
+                c.check_otp("alice", "123456", None, None)
+                    .await
+                    .unwrap_err()
+            };
+            assert!(matches!(e, VipError::TlsRefused { .. }), "call {i}: {e}");
+        }
+    });
+    // In parallel, as under load, where the race showed.
+    futures_join_all(calls).await;
+    assert_eq!(env.sim.counters().total_calls(), 0);
+    env.sim.shutdown().await;
+}
+
+async fn futures_join_all<F: std::future::Future<Output = ()> + Send + 'static>(
+    fs: impl Iterator<Item = F>,
+) {
+    let mut set = tokio::task::JoinSet::new();
+    for f in fs {
+        set.spawn(f);
+    }
+    while let Some(r) = set.join_next().await {
+        r.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_connection_the_server_closed_while_idle_is_not_an_error() {
+    // VIP (or a load balancer) closes idle keep-alive connections; the next call must not fail
+    // because the pooled connection died: the request was never sent, so it is retried.
+    let dir = tempfile::tempdir().unwrap();
+    let certs = vip_sim::certs::generate(&dir.path().join("pki")).unwrap();
+    let toml = format!(
+        "[server]\nidle_timeout_ms = 200\n[tls]\ncert = '{}'\nkey = '{}'\nclient_ca = '{}'\n",
+        certs.server_cert.display(),
+        certs.server_key.display(),
+        certs.ca_cert.display(),
+    );
+    let sim = Sim::start(SimConfig::from_toml_str(&toml).unwrap())
+        .await
+        .unwrap();
+    let base = sim.base_url();
+    let c = VipClient::new(&VipConfig {
+        query_url: format!("{base}/vipuserservices/QueryService_1_10"),
+        cert_file: Some(certs.client_cert.clone()),
+        key_file: Some(certs.client_key.clone()),
+        ca_file: Some(certs.ca_cert.clone()),
+        ..VipConfig::default()
+    })
+    .unwrap();
+    for _ in 0..3 {
+        c.get_server_time().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let counters = sim.counters();
+    assert_eq!(counters.calls("getServerTime"), 3);
+    assert!(counters.tls_handshakes >= 2, "{counters:?}");
+    sim.shutdown().await;
 }
 
 #[tokio::test]

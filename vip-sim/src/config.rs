@@ -1,5 +1,6 @@
 //! The simulator's TOML configuration (see `vip-sim/README.md` for a full example).
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -42,6 +43,9 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// Time allowed for the TLS handshake, the request head and the body, in milliseconds.
     pub io_timeout_ms: u64,
+    /// Close a keep-alive connection once it has been idle (no request in progress) this long,
+    /// in milliseconds; 0 = no extra limit (hyper's default keep-alive).
+    pub idle_timeout_ms: u64,
 }
 
 impl Default for ServerConfig {
@@ -52,6 +56,7 @@ impl Default for ServerConfig {
             max_connections: 1024,
             max_body_bytes: 1024 * 1024,
             io_timeout_ms: 10_000,
+            idle_timeout_ms: 0,
         }
     }
 }
@@ -92,10 +97,37 @@ pub struct Policy {
     pub resync_window_steps: u32,
     /// Push timeout when the request has no `request.timeout`, in seconds.
     pub push_timeout_secs: u64,
-    /// "Require Number Challenge" enabled for the account.
+    /// "Require Number Challenge" enabled for the account: pushes must ask for a number
+    /// challenge (`supportNumberChallenge=true` on a 1.10 endpoint) or they end 7008.
     pub number_challenge: bool,
     /// How long an SMS/voice code stays valid, in seconds.
     pub sent_code_ttl_secs: u64,
+    /// PIN support for the account; a `pin` sent while false gets 6021.
+    pub pin_enabled: bool,
+    /// The status a successful authenticateUserWithPush answers.
+    pub push_success_status: PushSuccessStatus,
+}
+
+/// The success status of authenticateUserWithPush (`"6040"` or `"0000"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum PushSuccessStatus {
+    /// 6040 "Mobile push request sent" (what VIP answers).
+    #[default]
+    #[serde(rename = "6040")]
+    Sent,
+    /// 0000 "Success".
+    #[serde(rename = "0000")]
+    Success,
+}
+
+impl PushSuccessStatus {
+    /// The wire status code.
+    pub fn code(self) -> &'static str {
+        match self {
+            PushSuccessStatus::Sent => "6040",
+            PushSuccessStatus::Success => "0000",
+        }
+    }
 }
 
 impl Default for Policy {
@@ -105,14 +137,17 @@ impl Default for Policy {
             totp_window_steps: 1,
             resync_window_steps: 20,
             push_timeout_secs: 120,
-            number_challenge: true,
+            number_challenge: false,
             sent_code_ttl_secs: 300,
+            pin_enabled: true,
+            push_success_status: PushSuccessStatus::Sent,
         }
     }
 }
 
-/// Injected faults. All off by default. When several are set, the order is:
-/// latency, then connection reset, HTTP 500, SOAP Fault, malformed XML (first that is set wins).
+/// Injected faults. All off by default. When several transport faults are set, the order is:
+/// latency, then connection reset, HTTP status, HTTP 500, Client Fault, Server Fault, malformed
+/// XML, wrong namespace (first that is set wins); then an in-band `status`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Faults {
@@ -126,6 +161,28 @@ pub struct Faults {
     pub soap_fault: bool,
     /// Close the connection without answering.
     pub connection_reset: bool,
+    /// Answer HTTP 500 with a SOAP Fault (`S:Client`, "Cannot find dispatch method ...").
+    pub client_fault: bool,
+    /// Answer this HTTP status (300-599) with a short text/html body.
+    pub http_status: Option<u16>,
+    /// Answer HTTP 200 with a response element in the documentation's wrong namespace.
+    pub wrong_namespace: bool,
+    /// Operation name (counter name) -> 4-hex status answered in-band instead of running it.
+    pub status: BTreeMap<String, String>,
+    /// With `status`: inject this many times per operation, then behave normally (0 = always).
+    pub status_times: u32,
+    /// Every poll of this user's transactions answers this status (7001 / 7006 keep it pending).
+    pub transaction_status: Option<String>,
+    /// ... with this detail code.
+    pub transaction_detail: Option<String>,
+}
+
+/// The documentation's wrong namespace (some doc samples use it; the service does not).
+pub const WRONG_NS: &str = "https://schemas.vip.symantec.com/vip/2011/04/vipuserservices";
+
+/// True for a VIP status code: 4 hex digits.
+pub fn is_status_code(s: &str) -> bool {
+    s.len() == 4 && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 impl Faults {
@@ -134,15 +191,72 @@ impl Faults {
         *self == Faults::default()
     }
 
-    /// Combines two fault sets: latencies add, flags OR.
+    /// Combines two fault sets (`other` is the more specific one, the user's): latencies add,
+    /// flags OR, Options and `status` entries of `other` win, `status_times` of `other` wins
+    /// when `other` has `status` entries.
     pub fn merge(&self, other: &Faults) -> Faults {
+        let mut status = self.status.clone();
+        status.extend(other.status.iter().map(|(k, v)| (k.clone(), v.clone())));
         Faults {
             latency_ms: self.latency_ms.saturating_add(other.latency_ms),
             http_500: self.http_500 || other.http_500,
             malformed_xml: self.malformed_xml || other.malformed_xml,
             soap_fault: self.soap_fault || other.soap_fault,
             connection_reset: self.connection_reset || other.connection_reset,
+            client_fault: self.client_fault || other.client_fault,
+            http_status: other.http_status.or(self.http_status),
+            wrong_namespace: self.wrong_namespace || other.wrong_namespace,
+            status,
+            status_times: if other.status.is_empty() {
+                self.status_times
+            } else {
+                other.status_times
+            },
+            transaction_status: other
+                .transaction_status
+                .clone()
+                .or_else(|| self.transaction_status.clone()),
+            transaction_detail: other
+                .transaction_detail
+                .clone()
+                .or_else(|| self.transaction_detail.clone()),
         }
+    }
+
+    /// Checks the values serde cannot: status codes, operation names, the HTTP status.
+    pub fn validate(&self) -> Result<(), SimError> {
+        let err = |m: String| Err(SimError::Config(m));
+        if let Some(s) = self.http_status {
+            // 1xx/2xx are not failures (and hyper would not send a body with some of them).
+            if !(300..=599).contains(&s) {
+                return err(format!("faults.http_status {s} must be 300-599"));
+            }
+        }
+        for (op, code) in &self.status {
+            if crate::ops::Op::from_name(op).is_none() {
+                let names: Vec<&str> = crate::ops::Op::ALL.iter().map(|o| o.name()).collect();
+                return err(format!(
+                    "faults.status: unknown operation {op:?} (one of {})",
+                    names.join(", ")
+                ));
+            }
+            if !is_status_code(code) {
+                return err(format!(
+                    "faults.status.{op} = {code:?} is not a 4-hex-digit status"
+                ));
+            }
+        }
+        for (name, v) in [
+            ("transaction_status", &self.transaction_status),
+            ("transaction_detail", &self.transaction_detail),
+        ] {
+            if let Some(c) = v {
+                if !is_status_code(c) {
+                    return err(format!("faults.{name} {c:?} is not a 4-hex-digit code"));
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -225,9 +339,12 @@ pub struct UserConfig {
     pub id: String,
     #[serde(default)]
     pub status: UserStatus,
-    /// VIP PIN (checked by authenticateUser / authenticateUserWithPush when the request sends one).
+    /// VIP PIN: authenticateUser / authenticateUserWithPush must send it (601F otherwise).
     #[serde(default)]
     pub pin: Option<String>,
+    /// The PIN has expired: responses to a right PIN carry isPinExpired=true.
+    #[serde(default)]
+    pub pin_expired: bool,
     /// A help-desk temporary security code, accepted by authenticateUser (not checkOtp).
     #[serde(default)]
     pub temporary_code: Option<String>,
@@ -280,6 +397,13 @@ pub struct CredentialConfig {
     /// friendlyName in getUserInfo.
     #[serde(default)]
     pub friendly_name: Option<String>,
+    /// The device can do number challenge (false: number-challenge pushes end 7008).
+    #[serde(default = "default_true")]
+    pub number_challenge_capable: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_digits() -> u32 {
@@ -308,6 +432,8 @@ pub struct PushConfig {
     pub number: Option<u8>,
     /// The person types the wrong number on the phone (7008 / detail 7141).
     pub wrong_number: bool,
+    /// No device can be reached: pushSent=false, polls 7001 until the timeout, then 7004.
+    pub device_unreachable: bool,
 }
 
 fn is_phone(s: &str) -> bool {
@@ -383,6 +509,7 @@ impl SimConfig {
         if self.server.max_connections == 0 {
             return err("server.max_connections must be at least 1".into());
         }
+        self.faults.validate()?;
         let mut seen = std::collections::HashSet::new();
         for u in &self.users {
             let n = u.id.chars().count();
@@ -409,6 +536,9 @@ impl SimConfig {
                     ));
                 }
             }
+            u.faults
+                .validate()
+                .map_err(|e| SimError::Config(format!("user {:?}: {e}", u.id)))?;
             if let Some(n) = u.push.number {
                 if !(10..=99).contains(&n) {
                     return err(format!("user {:?}: push.number must be 10-99", u.id));
@@ -489,5 +619,80 @@ mod tests {
             CredentialType::StandardOtp
         );
         assert_eq!(cfg.server.admin_listen.map(|a| a.port()), Some(0));
+        assert_eq!(cfg.server.idle_timeout_ms, 0);
+        assert!(cfg.policy.pin_enabled && !cfg.policy.number_challenge);
+        assert_eq!(cfg.policy.push_success_status, PushSuccessStatus::Sent);
+        assert_eq!(
+            cfg.users[0]
+                .faults
+                .status
+                .get("sendOtp")
+                .map(String::as_str),
+            Some("6015")
+        );
+        assert!(cfg.users[0].credentials[0].number_challenge_capable);
+    }
+
+    #[test]
+    fn new_knobs_and_their_validation() {
+        let base = "[tls]\ncert='a'\nkey='b'\nclient_ca='c'\n";
+        let cfg = SimConfig::from_toml_str(base).expect("minimal");
+        assert!(!cfg.policy.number_challenge, "the default became false");
+        let cfg = SimConfig::from_toml_str(&format!(
+            "{base}[server]\nidle_timeout_ms = 250\n[policy]\npush_success_status = \"0000\"\npin_enabled = false\n\
+             [faults]\nhttp_status = 503\nstatus = {{ checkOtp = \"600b\" }}\nstatus_times = 2\n\
+             transaction_status = \"7006\"\ntransaction_detail = \"7120\"\nclient_fault = true\nwrong_namespace = true\n\
+             [[users]]\nid = 'u'\npin_expired = true\npush = {{ device_unreachable = true }}\n"
+        ))
+        .expect("all knobs");
+        assert_eq!(cfg.server.idle_timeout_ms, 250);
+        assert_eq!(cfg.policy.push_success_status.code(), "0000");
+        assert_eq!(cfg.faults.http_status, Some(503));
+        assert!(cfg.users[0].pin_expired && cfg.users[0].push.device_unreachable);
+        for bad in [
+            "[policy]\npush_success_status = \"6041\"\n",
+            "[faults]\nhttp_status = 200\n",
+            "[faults]\nstatus = { login = \"6005\" }\n",
+            "[faults]\nstatus = { checkOtp = \"6005 \" }\n",
+            "[faults]\ntransaction_detail = \"71\"\n",
+            "[[users]]\nid = 'u'\nfaults = { transaction_status = \"x000\" }\n",
+        ] {
+            assert!(
+                SimConfig::from_toml_str(&format!("{base}{bad}")).is_err(),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn merge_prefers_the_users_values() {
+        let global = Faults {
+            latency_ms: 5,
+            http_status: Some(503),
+            status: [
+                ("checkOtp".to_string(), "6005".to_string()),
+                ("sendOtp".to_string(), "6015".to_string()),
+            ]
+            .into(),
+            status_times: 1,
+            transaction_status: Some("7003".into()),
+            ..Faults::default()
+        };
+        let user = Faults {
+            latency_ms: 7,
+            client_fault: true,
+            http_status: Some(404),
+            status: [("checkOtp".to_string(), "6009".to_string())].into(),
+            ..Faults::default()
+        };
+        let m = global.merge(&user);
+        assert_eq!(m.latency_ms, 12);
+        assert!(m.client_fault);
+        assert_eq!(m.http_status, Some(404));
+        assert_eq!(m.status.get("checkOtp").map(String::as_str), Some("6009"));
+        assert_eq!(m.status.get("sendOtp").map(String::as_str), Some("6015"));
+        assert_eq!(m.status_times, 0);
+        assert_eq!(m.transaction_status.as_deref(), Some("7003"));
+        assert_eq!(global.merge(&Faults::default()).status_times, 1);
     }
 }

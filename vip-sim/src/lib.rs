@@ -19,6 +19,7 @@
 pub mod certs;
 pub mod config;
 mod ops;
+mod schema;
 mod server;
 pub mod totp;
 pub mod xml;
@@ -36,7 +37,7 @@ use tokio::task::JoinHandle;
 
 pub use config::{
     CredentialConfig, CredentialStatus, CredentialType, Faults, Policy, PushAction, PushConfig,
-    ServerConfig, SimConfig, TlsConfig, UserConfig, UserStatus,
+    PushSuccessStatus, ServerConfig, SimConfig, TlsConfig, UserConfig, UserStatus,
 };
 
 /// Errors of the simulator.
@@ -62,6 +63,10 @@ pub struct Counters {
     /// Calls by operation name (`checkOtp`, `authenticateUser`, `authenticateUserWithPush`,
     /// `pollPushStatus`, `getUserInfo`, `sendOtp`, `getServerTime`).
     pub calls: BTreeMap<String, u64>,
+    /// Requests that carried an authentication level, by `operation:level`
+    /// (`authenticateUser:3`): proof that `authContext` reached "VIP".
+    #[serde(default)]
+    pub auth_levels: BTreeMap<String, u64>,
     /// Completed TLS handshakes (accepted connections).
     pub tls_handshakes: u64,
     /// HTTP requests received on the TLS listener (any path).
@@ -72,6 +77,14 @@ impl Counters {
     /// Calls of one operation (0 if none).
     pub fn calls(&self, op: &str) -> u64 {
         self.calls.get(op).copied().unwrap_or(0)
+    }
+
+    /// Calls of `op` that carried `authLevel.level` = `level`.
+    pub fn auth_level(&self, op: &str, level: u8) -> u64 {
+        self.auth_levels
+            .get(&format!("{op}:{level}"))
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Calls of all operations.
@@ -178,6 +191,8 @@ impl Sim {
             max_body: cfg.server.max_body_bytes,
             io_timeout: Duration::from_millis(cfg.server.io_timeout_ms.max(1)),
             max_connections: cfg.server.max_connections,
+            idle_timeout: (cfg.server.idle_timeout_ms > 0)
+                .then(|| Duration::from_millis(cfg.server.idle_timeout_ms)),
         };
         let (tx, rx) = watch::channel(false);
         let mut tasks = vec![tokio::spawn(server::serve_tls(
@@ -234,8 +249,12 @@ impl Sim {
         self.state.last_sent_code(user)
     }
 
-    /// Replaces the global faults.
+    /// Replaces the global faults (restarting the `status_times` counts). Invalid values
+    /// (see [`Faults::validate`]) are logged and those entries are ignored.
     pub fn set_global_faults(&self, f: Faults) {
+        if let Err(e) = f.validate() {
+            tracing::warn!("global faults: {e}");
+        }
         self.state.set_global_faults(f)
     }
 
@@ -244,8 +263,12 @@ impl Sim {
         self.state.global_faults()
     }
 
-    /// Replaces one user's faults; false if there is no such user.
+    /// Replaces one user's faults (restarting their `status_times` counts); false if there
+    /// is no such user. Invalid values are logged and those entries are ignored.
     pub fn set_user_faults(&self, user: &str, f: Faults) -> bool {
+        if let Err(e) = f.validate() {
+            tracing::warn!("faults of {user:?}: {e}");
+        }
         self.state.set_user_faults(user, f)
     }
 

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use rand::Rng;
 
 use crate::config::{
-    CredentialConfig, CredentialStatus, CredentialType, Faults, Policy, PushAction, PushConfig,
-    UserConfig, UserStatus,
+    is_status_code, CredentialConfig, CredentialStatus, CredentialType, Faults, Policy, PushAction,
+    PushConfig, UserConfig, UserStatus, WRONG_NS,
 };
 use crate::totp::{code_at_step, decode_base32, STEP_SECONDS};
 use crate::xml::{Elem, Resp};
@@ -48,6 +48,22 @@ impl Service {
 }
 
 impl Op {
+    /// Every operation.
+    pub const ALL: [Op; 7] = [
+        Op::AuthenticateUser,
+        Op::CheckOtp,
+        Op::AuthenticateUserWithPush,
+        Op::PollPushStatus,
+        Op::GetUserInfo,
+        Op::GetServerTime,
+        Op::SendOtp,
+    ];
+
+    /// From the counter name (`checkOtp`).
+    pub fn from_name(name: &str) -> Option<Op> {
+        Op::ALL.into_iter().find(|o| o.name() == name)
+    }
+
     /// From the body element's local name (`CheckOtpRequest`).
     pub fn from_element(local: &str) -> Option<Op> {
         Some(match local {
@@ -100,35 +116,67 @@ impl Op {
     }
 }
 
-/// Status code and message of the envelope.
+/// The envelope's statusMessage for a status code (VIP's wording where it is known).
 fn message(code: &str) -> &'static str {
-    match code {
+    match code.to_ascii_uppercase().as_str() {
         "0000" => "Success",
+        "6001" => "Invalid account.",
+        "6002" => "User already exists.",
         "6003" => "User does not exist.",
         "6004" => "Credential ID is not valid.",
+        "6005" => "Internal error.",
+        "6006" => "Invalid credential type.",
+        "6007" => "No binding exists between user and credential.",
         "6008" => "User does not have any enabled credential for the given credential type.",
         "6009" => "Authentication failed.",
+        "600A" => "Credential type not supported.",
         "600B" => "Schema validation failed.",
         "600D" => "Operation not allowed in current state of credential.",
+        "600E" => "Client certificate is revoked.",
+        "6015" => "Invalid phone number",
         "601B" => "Operation not allowed in current user status.",
         "601F" => "Invalid user PIN.",
+        "6020" => "PIN does not meet policy.",
+        "6021" => "PIN not enabled for this account.",
         "6040" => "Mobile push request sent",
         "604A" => "OTP out of sync",
-        _ => "Internal error.",
+        _ => "Unknown error.",
     }
 }
 
 /// Poll status messages (simulator wording; the codes are VIP's).
 fn txn_message(code: &str) -> &'static str {
-    match code {
+    match code.to_ascii_uppercase().as_str() {
         "7000" => "Mobile push request approved by user",
         "7001" => "Mobile push request in progress",
         "7002" => "Mobile push request denied by user",
+        "7003" => "Mobile push request changed",
         "7004" => "Mobile push request expired",
         "7005" => "Mobile push request not found",
+        "7006" => "Mobile push request not completed",
         "7008" => "Could not authenticate with the requested parameters",
         _ => "Unknown",
     }
+}
+
+/// Poll detail messages (simulator wording; the codes are VIP's).
+fn detail_message(code: &str) -> &'static str {
+    match code.to_ascii_uppercase().as_str() {
+        "7120" => "Local authentication cancelled by the user",
+        "7121" => "Local authentication failed",
+        "7122" => "Local authentication not supported on the device",
+        "7123" => "Local authentication not configured on the device",
+        "7124" => "Local authentication not performed",
+        "7125" => "Local authentication failed on the device",
+        "7140" => "Numbers challenge pending",
+        "7141" => "Numbers challenge failed",
+        _ => "Unknown",
+    }
+}
+
+/// Poll statuses that keep a transaction pending (anything else is final, reported once).
+fn txn_pending(code: &str) -> bool {
+    matches!(code, "7001" | "7006")
 }
 
 struct CredState {
@@ -148,12 +196,22 @@ struct SentCode {
     expires: Instant,
 }
 
+/// The last successful authentication with one binding, for getUserInfo (1.10).
+struct LastAuthn {
+    id: String,
+    time: String,
+}
+
 struct UserState {
     cfg: UserConfig,
     creds: Vec<CredState>,
     bad_count: u32,
     sent: Vec<SentCode>,
     last_sent: Option<String>,
+    /// By credential id (or phone number for SMS/voice codes).
+    last_authn: HashMap<String, LastAuthn>,
+    /// In-band statuses injected so far from this user's `faults.status`, by operation.
+    injected: HashMap<&'static str, u32>,
 }
 
 struct Txn {
@@ -161,6 +219,8 @@ struct Txn {
     created: Instant,
     timeout: Duration,
     number: Option<u8>,
+    /// The account requires a number challenge this push could not do: every poll is 7008.
+    refused: bool,
     push: PushConfig,
     cred_id: String,
     cred_type: CredentialType,
@@ -171,12 +231,19 @@ struct Inner {
     txns: HashMap<String, Txn>,
 }
 
+/// The global faults and how often their `status` entries were injected.
+struct GlobalFaults {
+    faults: Faults,
+    injected: HashMap<&'static str, u32>,
+}
+
 /// Shared simulator state.
 pub(crate) struct State {
     policy: Policy,
     inner: Mutex<Inner>,
-    global_faults: Mutex<Faults>,
+    global_faults: Mutex<GlobalFaults>,
     calls: Mutex<BTreeMap<String, u64>>,
+    auth_levels: Mutex<BTreeMap<String, u64>>,
     pub(crate) tls_handshakes: AtomicU64,
     pub(crate) http_requests: AtomicU64,
 }
@@ -194,7 +261,10 @@ fn now_unix() -> u64 {
 
 /// UTC xsd:dateTime with milliseconds.
 pub(crate) fn xsd_now() -> String {
-    let t = time::OffsetDateTime::now_utc();
+    xsd_time(time::OffsetDateTime::now_utc())
+}
+
+fn xsd_time(t: time::OffsetDateTime) -> String {
     format!(
         "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
         t.year(),
@@ -239,8 +309,9 @@ fn char_len_in(s: &str, min: usize, max: usize) -> bool {
     n >= min && n <= max
 }
 
+/// xsd:boolean (its white space facet is "collapse", so surrounding blanks are allowed).
 fn parse_bool(s: &str) -> Option<bool> {
-    match s {
+    match s.trim_matches(|c| matches!(c, ' ' | '\t' | '\r' | '\n')) {
         "true" | "1" => Some(true),
         "false" | "0" => Some(false),
         _ => None,
@@ -262,15 +333,19 @@ fn valid_auth_context(op: &Elem) -> bool {
     }
 }
 
-/// Schema facets (600B). Format of otp values is not checked here (that is 6009).
+/// Schema validation (600B): the structure (see `schema`), then the facets of the values.
+/// The format of otp values is not a schema matter (VIP answers 6009).
 fn validate(op: Op, el: &Elem) -> bool {
+    if !crate::schema::structure_ok(op, el) {
+        return false;
+    }
     if !el.text_of("requestId").is_some_and(valid_request_id) {
         return false;
     }
-    if !matches!(op, Op::PollPushStatus | Op::GetServerTime)
-        && !el.text_of("userId").is_some_and(|u| char_len_in(u, 1, 128))
-    {
-        return false;
+    if let Some(u) = el.text_of("userId") {
+        if !char_len_in(u, 1, 128) {
+            return false;
+        }
     }
     if let Some(pin) = el.text_of("pin") {
         if !char_len_in(pin, 4, 128) {
@@ -281,25 +356,17 @@ fn validate(op: Op, el: &Elem) -> bool {
         return false;
     }
     match op {
-        Op::CheckOtp => el
-            .child("otpAuthData")
-            .is_some_and(|d| d.child("otp").is_some()),
-        Op::AuthenticateUser => el
-            .child("otpAuthData")
-            .is_none_or(|d| d.child("otp").is_some()),
         Op::AuthenticateUserWithPush => el.child("pushAuthData").is_some_and(|d| {
             valid_kvs(d.all("displayParameters")) && valid_kvs(d.all("requestParameters"))
         }),
-        Op::PollPushStatus => {
-            let ids: Vec<&Elem> = el.all("transactionId").collect();
-            (1..=20).contains(&ids.len()) && ids.iter().all(|i| valid_txn_id(&i.text))
-        }
+        Op::PollPushStatus => el.all("transactionId").all(|i| valid_txn_id(&i.text)),
         Op::GetUserInfo => ["iaInfo", "includePushAttributes", "includeTokenInfo"]
             .iter()
             .all(|n| el.text_of(n).is_none_or(|v| parse_bool(v).is_some())),
         Op::SendOtp => {
             let sms = el.child("smsDeliveryInfo");
             let voice = el.child("voiceDeliveryInfo");
+            // The XSD's choice: one delivery info at most.
             if sms.is_some() && voice.is_some() {
                 return false;
             }
@@ -308,7 +375,28 @@ fn validate(op: Op, el: &Elem) -> bool {
                     .is_some_and(crate::config::valid_phone)
             })
         }
-        Op::GetServerTime => true,
+        Op::AuthenticateUser | Op::CheckOtp | Op::GetServerTime => true,
+    }
+}
+
+/// The first version of the API (`_1_N`, N >= 10) that has numbersChallengeValue and
+/// bindingDetail lastAuthnTime / lastAuthnId.
+const V1_10: u32 = 10;
+
+/// The outcome of the PIN rules: `Some(expired)` when a right PIN was sent.
+type PinCheck = Result<Option<bool>, &'static str>;
+
+/// isPinExpired / pinExpirationTime after a right PIN: in the past when it has expired.
+fn pin_fields(r: &mut Resp, pin: Option<bool>) {
+    if let Some(expired) = pin {
+        let now = time::OffsetDateTime::now_utc();
+        let at = if expired {
+            now - time::Duration::days(1)
+        } else {
+            now + time::Duration::days(90)
+        };
+        r.field("isPinExpired", if expired { "true" } else { "false" });
+        r.field("pinExpirationTime", &xsd_time(at));
     }
 }
 
@@ -344,6 +432,8 @@ impl State {
                         bad_count: 0,
                         sent: Vec::new(),
                         last_sent: None,
+                        last_authn: HashMap::new(),
+                        injected: HashMap::new(),
                     },
                 )
             })
@@ -354,20 +444,38 @@ impl State {
                 users,
                 txns: HashMap::new(),
             }),
-            global_faults: Mutex::new(faults),
+            global_faults: Mutex::new(GlobalFaults {
+                faults,
+                injected: HashMap::new(),
+            }),
             calls: Mutex::new(BTreeMap::new()),
+            auth_levels: Mutex::new(BTreeMap::new()),
             tls_handshakes: AtomicU64::new(0),
             http_requests: AtomicU64::new(0),
         }
     }
 
-    pub(crate) fn count_call(&self, op: Op) {
-        *lock(&self.calls).entry(op.name().to_string()).or_insert(0) += 1;
+    pub(crate) fn count_call(&self, op: Op, el: &Elem) {
+        let mut calls = lock(&self.calls);
+        *calls.entry(op.name().to_string()).or_insert(0) += 1;
+        drop(calls);
+        let level = el
+            .child("authContext")
+            .into_iter()
+            .flat_map(|ac| ac.all("params"))
+            .find(|kv| kv.text_of("Key") == Some("authLevel.level"))
+            .and_then(|kv| kv.text_of("Value"));
+        if let Some(level) = level {
+            *lock(&self.auth_levels)
+                .entry(format!("{}:{level}", op.name()))
+                .or_insert(0) += 1;
+        }
     }
 
     pub(crate) fn counters(&self) -> Counters {
         Counters {
             calls: lock(&self.calls).clone(),
+            auth_levels: lock(&self.auth_levels).clone(),
             tls_handshakes: self.tls_handshakes.load(Ordering::Relaxed),
             http_requests: self.http_requests.load(Ordering::Relaxed),
         }
@@ -375,26 +483,45 @@ impl State {
 
     pub(crate) fn reset_counters(&self) {
         lock(&self.calls).clear();
+        lock(&self.auth_levels).clear();
         self.tls_handshakes.store(0, Ordering::Relaxed);
         self.http_requests.store(0, Ordering::Relaxed);
     }
 
     pub(crate) fn global_faults(&self) -> Faults {
-        lock(&self.global_faults).clone()
+        lock(&self.global_faults).faults.clone()
     }
 
+    /// Replaces the global faults (and restarts their `status_times` counts).
     pub(crate) fn set_global_faults(&self, f: Faults) {
-        *lock(&self.global_faults) = f;
+        *lock(&self.global_faults) = GlobalFaults {
+            faults: f,
+            injected: HashMap::new(),
+        };
     }
 
-    /// Sets a user's faults; false if the user does not exist.
+    /// Sets a user's faults (restarting their `status_times` counts); false if the user does
+    /// not exist.
     pub(crate) fn set_user_faults(&self, user: &str, f: Faults) -> bool {
         match lock(&self.inner).users.get_mut(&user.to_lowercase()) {
             Some(u) => {
                 u.cfg.faults = f;
+                u.injected.clear();
                 true
             }
             None => false,
+        }
+    }
+
+    /// The (lower-cased) user a request is about: its userId, or for a poll the user of the
+    /// first known transaction.
+    fn user_key(inner: &Inner, op: Op, el: &Elem) -> Option<String> {
+        match op {
+            Op::PollPushStatus => el
+                .all("transactionId")
+                .find_map(|t| inner.txns.get(&t.text))
+                .map(|t| t.user.clone()),
+            _ => el.text_of("userId").map(str::to_lowercase),
         }
     }
 
@@ -402,17 +529,53 @@ impl State {
     pub(crate) fn faults_for(&self, op: Op, el: &Elem) -> Faults {
         let global = self.global_faults();
         let inner = lock(&self.inner);
-        let user_key = match op {
-            Op::PollPushStatus => el
-                .all("transactionId")
-                .find_map(|t| inner.txns.get(&t.text))
-                .map(|t| t.user.clone()),
-            _ => el.text_of("userId").map(str::to_lowercase),
-        };
-        match user_key.and_then(|k| inner.users.get(&k)) {
+        match Self::user_key(&inner, op, el).and_then(|k| inner.users.get(&k)) {
             Some(u) => global.merge(&u.cfg.faults),
             None => global,
         }
+    }
+
+    /// The in-band status to inject for this request, if any, counting it. The user's entry
+    /// for the operation wins over the global one; each scope counts against its own
+    /// `status_times`, per operation.
+    fn take_injected_status(&self, op: Op, el: &Elem) -> Option<String> {
+        let name = op.name();
+        let take = |f: &Faults, counts: &mut HashMap<&'static str, u32>| {
+            let code = f.status.get(name)?;
+            // Set through the Rust API without validation: ignore what VIP could never send.
+            if !is_status_code(code) {
+                return None;
+            }
+            let n = counts.entry(name).or_insert(0);
+            if f.status_times > 0 && *n >= f.status_times {
+                return None;
+            }
+            *n += 1;
+            Some(code.clone())
+        };
+        {
+            let mut inner = lock(&self.inner);
+            let key = Self::user_key(&inner, op, el);
+            if let Some(u) = key.and_then(|k| inner.users.get_mut(&k)) {
+                if u.cfg.faults.status.contains_key(name) {
+                    let UserState { cfg, injected, .. } = u;
+                    return take(&cfg.faults, injected);
+                }
+            }
+        }
+        let mut g = lock(&self.global_faults);
+        let GlobalFaults { faults, injected } = &mut *g;
+        take(faults, injected)
+    }
+
+    /// A well-formed success answer in the wrong namespace (the operation does not run).
+    pub(crate) fn wrong_namespace_doc(&self, op: Op, el: &Elem) -> String {
+        let code = match op {
+            Op::AuthenticateUserWithPush => self.policy.push_success_status.code(),
+            _ => "0000",
+        };
+        let rid = el.text_of("requestId").unwrap_or("");
+        Resp::new_in(WRONG_NS, op.response(), rid, code, message(code), None).finish()
     }
 
     pub(crate) fn last_sent_code(&self, user: &str) -> Option<String> {
@@ -434,17 +597,24 @@ impl State {
         Some(code_at_step(key, step, c.cfg.digits))
     }
 
-    /// Runs an operation and returns the response document.
-    pub(crate) fn run(&self, op: Op, el: &Elem) -> String {
-        let rid = el.text_of("requestId").unwrap_or("");
+    /// Runs an operation of API version 1.`version` and returns the response document.
+    pub(crate) fn run(&self, op: Op, el: &Elem, version: u32) -> String {
+        // Echo what was sent when it is text at all, even if it failed validation.
+        let rid = el
+            .child("requestId")
+            .filter(|r| r.children.is_empty())
+            .map_or("", |r| r.text.as_str());
         if !validate(op, el) {
-            return Resp::new(op.response(), rid, "600B", message("600B"), None).finish();
+            return Self::status_only(op, rid, "600B");
+        }
+        if let Some(code) = self.take_injected_status(op, el) {
+            return Self::status_only(op, rid, &code);
         }
         match op {
             Op::AuthenticateUser | Op::CheckOtp => self.otp_op(op, rid, el),
-            Op::AuthenticateUserWithPush => self.push(rid, el),
+            Op::AuthenticateUserWithPush => self.push(rid, el, version),
             Op::PollPushStatus => self.poll(rid, el),
-            Op::GetUserInfo => self.user_info(rid, el),
+            Op::GetUserInfo => self.user_info(rid, el, version),
             Op::GetServerTime => {
                 let mut r = Resp::new(op.response(), rid, "0000", "Success", None);
                 r.field("timestamp", &xsd_now());
@@ -454,9 +624,33 @@ impl State {
         }
     }
 
-    fn status_only(op: Op, rid: &str, code: &'static str) -> String {
+    fn status_only(op: Op, rid: &str, code: &str) -> String {
+        Self::status_resp(op, rid, code, None)
+    }
+
+    /// A response without the operation's own fields but the PIN ones.
+    fn status_resp(op: Op, rid: &str, code: &str, pin: Option<bool>) -> String {
         let detail = (code == "6009").then_some(("49B5", "Failed with an invalid OTP"));
-        Resp::new(op.response(), rid, code, message(code), detail).finish()
+        let mut r = Resp::new(op.response(), rid, code, message(code), detail);
+        pin_fields(&mut r, pin);
+        r.finish()
+    }
+
+    /// The PIN rules of authenticateUser and authenticateUserWithPush.
+    fn check_pin(&self, user: &UserState, sent: Option<&str>) -> PinCheck {
+        if !self.policy.pin_enabled {
+            // The account has no PINs: sending one is an error, a configured one is moot.
+            return match sent {
+                Some(_) => Err("6021"),
+                None => Ok(None),
+            };
+        }
+        match (sent, user.cfg.pin.as_deref()) {
+            (None, None) => Ok(None),
+            (Some(s), Some(want)) if s == want => Ok(Some(user.cfg.pin_expired)),
+            // Missing, unexpected or wrong.
+            _ => Err("601F"),
+        }
     }
 
     fn otp_op(&self, op: Op, rid: &str, el: &Elem) -> String {
@@ -472,13 +666,15 @@ impl State {
         if user.cfg.status != UserStatus::Active {
             return Self::status_only(op, rid, "601B");
         }
-        if op == Op::AuthenticateUser {
-            if let (Some(sent), Some(want)) = (el.text_of("pin"), user.cfg.pin.as_deref()) {
-                if sent != want {
-                    return Self::status_only(op, rid, "601F");
-                }
+        // checkOtp has no pin (the schema refuses one); its user's PIN is not asked.
+        let pin = if op == Op::AuthenticateUser {
+            match self.check_pin(user, el.text_of("pin")) {
+                Ok(p) => p,
+                Err(code) => return Self::status_only(op, rid, code),
             }
-        }
+        } else {
+            None
+        };
         let verdict = self.verify(
             user,
             otp,
@@ -486,21 +682,34 @@ impl State {
             op == Op::CheckOtp,
             op == Op::AuthenticateUser,
         );
-        drop(inner);
-        match verdict {
-            Verdict::Status(code) => Self::status_only(op, rid, code),
-            Verdict::Ok { cred_id, cred_type } => {
-                let mut r = Resp::new(op.response(), rid, "0000", "Success", None);
-                if let Some(id) = cred_id {
-                    r.field("credentialId", &id);
-                }
-                if let Some(t) = cred_type {
-                    r.field("credentialType", t.as_str());
-                }
-                r.field("authnId", &random_hex(16, true));
-                r.finish()
+        let (cred_id, cred_type) = match verdict {
+            Verdict::Status(code) => {
+                drop(inner);
+                return Self::status_resp(op, rid, code, pin);
             }
+            Verdict::Ok { cred_id, cred_type } => (cred_id, cred_type),
+        };
+        let authn_id = random_hex(16, true);
+        if let Some(id) = &cred_id {
+            user.last_authn.insert(
+                id.clone(),
+                LastAuthn {
+                    id: authn_id.clone(),
+                    time: xsd_now(),
+                },
+            );
         }
+        drop(inner);
+        let mut r = Resp::new(op.response(), rid, "0000", "Success", None);
+        if let Some(id) = cred_id {
+            r.field("credentialId", &id);
+        }
+        if let Some(t) = cred_type {
+            r.field("credentialType", t.as_str());
+        }
+        r.field("authnId", &authn_id);
+        pin_fields(&mut r, pin);
+        r.finish()
     }
 
     fn fail(&self, user: &mut UserState) -> Verdict {
@@ -622,12 +831,12 @@ impl State {
         self.fail(user)
     }
 
-    fn push(&self, rid: &str, el: &Elem) -> String {
+    fn push(&self, rid: &str, el: &Elem, version: u32) -> String {
         let op = Op::AuthenticateUserWithPush;
         let user_id = el.text_of("userId").unwrap_or("");
         let key = user_id.to_lowercase();
         let mut timeout = self.policy.push_timeout_secs;
-        let mut number_challenge = false;
+        let mut asks_number = false;
         if let Some(d) = el.child("pushAuthData") {
             for p in d.all("requestParameters") {
                 let v = p.text_of("Value").unwrap_or("");
@@ -637,7 +846,7 @@ impl State {
                             timeout = t;
                         }
                     }
-                    "supportNumberChallenge" => number_challenge = v == "true",
+                    "supportNumberChallenge" => asks_number = v == "true",
                     _ => {}
                 }
             }
@@ -649,26 +858,40 @@ impl State {
         if user.cfg.status != UserStatus::Active {
             return Self::status_only(op, rid, "601B");
         }
-        if let (Some(sent), Some(want)) = (el.text_of("pin"), user.cfg.pin.as_deref()) {
-            if sent != want {
-                return Self::status_only(op, rid, "601F");
-            }
-        }
-        let creds: Vec<(String, CredentialType)> = user
+        let pin = match self.check_pin(user, el.text_of("pin")) {
+            Ok(p) => p,
+            Err(code) => return Self::status_only(op, rid, code),
+        };
+        let creds: Vec<(String, CredentialType, bool)> = user
             .creds
             .iter()
             .filter(|c| c.cfg.push && c.status == CredentialStatus::Enabled)
-            .map(|c| (c.cfg.id.clone(), c.cfg.kind))
+            .map(|c| (c.cfg.id.clone(), c.cfg.kind, c.cfg.number_challenge_capable))
             .collect();
-        let Some((first_id, first_type)) = creds.first().cloned() else {
-            return Self::status_only(op, rid, "6008");
+        let Some(first) = creds.first().cloned() else {
+            return Self::status_resp(op, rid, "6008", pin);
         };
-        let number = (number_challenge && self.policy.number_challenge).then(|| {
-            user.cfg
-                .push
-                .number
-                .unwrap_or_else(|| rand::thread_rng().gen_range(10..=99))
-        });
+        // Seed 004: with "Require Number Challenge" a push that does not ask for it, or that
+        // goes where no number can be shown (before 1.10) or typed (an incapable device),
+        // is still sent but fails.
+        let mut number = None;
+        let mut refused = false;
+        let mut approver = first;
+        if self.policy.number_challenge {
+            let capable = creds.iter().find(|c| c.2).cloned();
+            match capable {
+                Some(c) if asks_number && version >= V1_10 => {
+                    approver = c;
+                    number = Some(
+                        user.cfg
+                            .push
+                            .number
+                            .unwrap_or_else(|| rand::thread_rng().gen_range(10..=99)),
+                    );
+                }
+                _ => refused = true,
+            }
+        }
         let push_cfg = user.cfg.push.clone();
         let now = Instant::now();
         inner
@@ -678,6 +901,11 @@ impl State {
             return Self::status_only(op, rid, "6005");
         }
         let txn_id = random_hex(16, false);
+        let sent = if push_cfg.device_unreachable {
+            "false"
+        } else {
+            "true"
+        };
         inner.txns.insert(
             txn_id.clone(),
             Txn {
@@ -685,18 +913,21 @@ impl State {
                 created: now,
                 timeout: Duration::from_secs(timeout),
                 number,
+                refused,
                 push: push_cfg,
-                cred_id: first_id,
-                cred_type: first_type,
+                cred_id: approver.0,
+                cred_type: approver.1,
             },
         );
         drop(inner);
-        let mut r = Resp::new(op.response(), rid, "6040", message("6040"), None);
+        let code = self.policy.push_success_status.code();
+        let mut r = Resp::new(op.response(), rid, code, message(code), None);
         r.field("transactionId", &txn_id);
-        for (id, _) in &creds {
+        pin_fields(&mut r, pin);
+        for (id, _, _) in &creds {
             r.open("pushDetail");
             r.field("pushCredentialId", id);
-            r.field("pushSent", "true");
+            r.field("pushSent", sent);
             r.close("pushDetail");
         }
         if let Some(n) = number {
@@ -707,47 +938,84 @@ impl State {
 
     fn poll(&self, rid: &str, el: &Elem) -> String {
         let mut r = Resp::new(Op::PollPushStatus.response(), rid, "0000", "Success", None);
+        // Cloned before taking `inner`: the two locks are never held together.
+        let global = self.global_faults();
         let mut inner = lock(&self.inner);
         let now = Instant::now();
         for id_el in el.all("transactionId") {
             let id = id_el.text.as_str();
-            let (code, detail, cred, authn_time) = match inner.txns.get(id) {
-                None => ("7005", None, None, false),
+            let mut code: String;
+            let mut detail: Option<String> = None;
+            let mut cred = None;
+            match inner.txns.get(id) {
+                None => code = "7005".to_string(),
                 Some(t) => {
                     let elapsed = now.duration_since(t.created);
                     let answers_at = Duration::from_millis(t.push.delay_ms);
-                    let never = t.push.action == PushAction::Never || answers_at >= t.timeout;
-                    let pending_detail = t.number.map(|_| ("7140", "Numbers challenge pending"));
-                    if never && elapsed >= t.timeout {
-                        ("7004", None, None, false)
+                    let never = t.push.action == PushAction::Never
+                        || t.push.device_unreachable
+                        || answers_at >= t.timeout;
+                    let pending_detail = t.number.map(|_| "7140".to_string());
+                    let (c, d, approved) = if t.refused {
+                        ("7008", None, false)
+                    } else if never && elapsed >= t.timeout {
+                        ("7004", None, false)
                     } else if never || elapsed < answers_at {
-                        ("7001", pending_detail, None, false)
+                        ("7001", pending_detail, false)
                     } else {
                         match t.push.action {
-                            PushAction::Deny => ("7002", None, None, true),
-                            _ if t.number.is_some() && t.push.wrong_number => (
-                                "7008",
-                                Some(("7141", "Numbers challenge failed")),
-                                None,
-                                false,
-                            ),
-                            _ => ("7000", None, Some((t.cred_id.clone(), t.cred_type)), true),
+                            PushAction::Deny => ("7002", None, false),
+                            _ if t.number.is_some() && t.push.wrong_number => {
+                                ("7008", Some("7141".to_string()), false)
+                            }
+                            _ => ("7000", None, true),
+                        }
+                    };
+                    code = c.to_string();
+                    detail = d;
+                    let faults = match inner.users.get(&t.user) {
+                        Some(u) => global.merge(&u.cfg.faults),
+                        None => global.clone(),
+                    };
+                    // Unvalidated (Rust API) values VIP could never send are ignored.
+                    if let Some(s) = faults.transaction_status.filter(|s| is_status_code(s)) {
+                        code = s;
+                        detail = None;
+                    }
+                    if let Some(d) = faults.transaction_detail.filter(|d| is_status_code(d)) {
+                        detail = Some(d);
+                    }
+                    if code == "7000" {
+                        cred = Some((t.cred_id.clone(), t.cred_type));
+                    }
+                    // Only the phone's own approval is a login worth remembering.
+                    if approved && code == "7000" {
+                        let (user, cred_id) = (t.user.clone(), t.cred_id.clone());
+                        if let Some(u) = inner.users.get_mut(&user) {
+                            u.last_authn.insert(
+                                cred_id,
+                                LastAuthn {
+                                    id: random_hex(16, true),
+                                    time: xsd_now(),
+                                },
+                            );
                         }
                     }
                 }
-            };
-            if code != "7001" {
+            }
+            if !txn_pending(&code) {
                 inner.txns.remove(id);
             }
             r.open("transactionStatus");
             r.field("transactionId", id);
-            r.field("status", code);
-            r.field("statusMessage", txn_message(code));
-            if let Some((d, m)) = detail {
+            r.field("status", &code);
+            r.field("statusMessage", txn_message(&code));
+            if let Some(d) = &detail {
                 r.field("detail", d);
-                r.field("detailMessage", m);
+                r.field("detailMessage", detail_message(d));
             }
-            if authn_time {
+            // Captured approved/denied answers carry the epoch as authnTime.
+            if matches!(code.as_str(), "7000" | "7002") {
                 r.field("authnTime", "1970-01-01T00:00:00.000Z");
             }
             if let Some((cid, ctype)) = cred {
@@ -760,12 +1028,13 @@ impl State {
         r.finish()
     }
 
-    fn user_info(&self, rid: &str, el: &Elem) -> String {
+    fn user_info(&self, rid: &str, el: &Elem, version: u32) -> String {
         let op = Op::GetUserInfo;
+        // The XSD default of includePushAttributes is true.
         let include_push = el
             .text_of("includePushAttributes")
             .and_then(parse_bool)
-            .unwrap_or(false);
+            .unwrap_or(true);
         let inner = lock(&self.inner);
         let Some(user) = inner
             .users
@@ -787,6 +1056,13 @@ impl State {
             r.field("bindStatus", "ENABLED");
             r.field("friendlyName", name);
             r.field("lastBindTime", &user.cfg.created);
+            // 1.10 added these; older endpoints never send them.
+            if version >= V1_10 {
+                if let Some(a) = user.last_authn.get(id) {
+                    r.field("lastAuthnTime", &a.time);
+                    r.field("lastAuthnId", &a.id);
+                }
+            }
             r.close("bindingDetail");
         };
         for c in &user.creds {
@@ -870,7 +1146,7 @@ impl State {
         }
         let phone = match asked {
             Some(p) if phones.iter().any(|x| x == p) => p.to_string(),
-            Some(_) => return Self::status_only(op, rid, "6004"),
+            Some(_) => return Self::status_only(op, rid, "6015"),
             None => phones[0].clone(),
         };
         let code = format!("{:06}", rand::thread_rng().gen_range(0..1_000_000u32));

@@ -2,9 +2,9 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
@@ -41,6 +41,8 @@ pub(crate) struct Limits {
     pub max_body: usize,
     pub io_timeout: Duration,
     pub max_connections: usize,
+    /// Close keep-alive connections idle this long (None: no limit of our own).
+    pub idle_timeout: Option<Duration>,
 }
 
 fn respond(status: StatusCode, ctype: &str, body: impl Into<Bytes>) -> Resp {
@@ -62,13 +64,41 @@ fn fault(code: &str, msg: &str) -> Resp {
     )
 }
 
-fn service_for_path(path: &str) -> Option<Service> {
+/// The service and the API minor version (`_1_10` -> 10) of a SOAP path.
+fn service_for_path(path: &str) -> Option<(Service, u32)> {
     let rest = path.strip_prefix("/vipuserservices/")?;
     let (name, ver) = rest.split_once("_1_")?;
     if ver.is_empty() || !ver.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    Service::from_name(name)
+    // Absurdly long digit strings are no version at all.
+    let ver = ver.parse().ok()?;
+    Some((Service::from_name(name)?, ver))
+}
+
+/// SOAP 1.1 requires `text/xml` (parameters such as charset allowed); a JAX-WS endpoint
+/// answers anything else with 415 before looking at the body.
+fn is_soap11_content_type(req: &Request<Incoming>) -> bool {
+    req.headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| m.trim().eq_ignore_ascii_case("text/xml"))
+}
+
+/// A short HTML page for an injected HTTP status, as a proxy or load balancer would send.
+fn http_status_page(code: u16) -> Option<Resp> {
+    let status = StatusCode::from_u16(code).ok()?;
+    let title = format!(
+        "{} {}",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("Error")
+    );
+    Some(respond(
+        status,
+        "text/html",
+        format!("<html><head><title>{title}</title></head><body><h1>{title}</h1></body></html>"),
+    ))
 }
 
 async fn read_body(req: Request<Incoming>, limits: Limits) -> Result<Bytes, Resp> {
@@ -118,7 +148,7 @@ async fn handle_soap(
     limits: Limits,
 ) -> Result<Resp, ResetConnection> {
     st.http_requests.fetch_add(1, Ordering::Relaxed);
-    let Some(service) = service_for_path(req.uri().path()) else {
+    let Some((service, version)) = service_for_path(req.uri().path()) else {
         return Ok(respond(StatusCode::NOT_FOUND, "text/plain", "not found\n"));
     };
     if req.method() != Method::POST {
@@ -131,6 +161,13 @@ async fn handle_soap(
             r.headers_mut().insert(hyper::header::ALLOW, v);
         }
         return Ok(r);
+    }
+    if !is_soap11_content_type(&req) {
+        return Ok(respond(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "text/plain",
+            "Unsupported Content-Type: SOAP 1.1 requests must be text/xml\n",
+        ));
     }
     let body = match read_body(req, limits).await {
         Ok(b) => b,
@@ -164,7 +201,7 @@ async fn handle_soap(
             ),
         ));
     };
-    st.count_call(op);
+    st.count_call(op, el);
     let faults = st.faults_for(op, el);
     if faults.latency_ms > 0 {
         tokio::time::sleep(Duration::from_millis(faults.latency_ms)).await;
@@ -172,11 +209,25 @@ async fn handle_soap(
     if faults.connection_reset {
         return Err(ResetConnection);
     }
+    // An invalid status set through the Rust API is ignored (Faults::validate refuses it).
+    if let Some(r) = faults
+        .http_status
+        .filter(|s| (300..=599).contains(s))
+        .and_then(http_status_page)
+    {
+        return Ok(r);
+    }
     if faults.http_500 {
         return Ok(respond(
             StatusCode::INTERNAL_SERVER_ERROR,
             "text/html",
             "<html><head><title>500 Internal Server Error</title></head><body><h1>Internal Server Error</h1></body></html>",
+        ));
+    }
+    if faults.client_fault {
+        return Ok(fault(
+            "Client",
+            &format!("Cannot find dispatch method for {{{VIP_NS}}}{}", el.name),
         ));
     }
     if faults.soap_fault {
@@ -190,8 +241,51 @@ async fn handle_soap(
         );
         return Ok(respond(StatusCode::OK, XML_CT, doc));
     }
-    let doc = st.run(op, el);
+    if faults.wrong_namespace {
+        return Ok(respond(
+            StatusCode::OK,
+            XML_CT,
+            st.wrong_namespace_doc(op, el),
+        ));
+    }
+    let doc = st.run(op, el, version);
     Ok(respond(StatusCode::OK, XML_CT, doc))
+}
+
+/// When a connection last finished a request, and how many it is serving now.
+struct Activity {
+    in_flight: AtomicUsize,
+    last: Mutex<Instant>,
+}
+
+impl Activity {
+    fn new() -> Activity {
+        Activity {
+            in_flight: AtomicUsize::new(0),
+            last: Mutex::new(Instant::now()),
+        }
+    }
+
+    fn last(&self) -> Instant {
+        *self.last.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Marks a request in progress; dropping it (also on a reset) records the time it ended.
+struct Busy(Arc<Activity>);
+
+impl Busy {
+    fn start(a: Arc<Activity>) -> Busy {
+        a.in_flight.fetch_add(1, Ordering::SeqCst);
+        Busy(a)
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        *self.0.last.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// Accepts TLS connections until `shutdown` flips (or its sender is dropped).
@@ -238,13 +332,53 @@ pub(crate) async fn serve_tls(
                 }
             };
             st.tls_handshakes.fetch_add(1, Ordering::Relaxed);
-            let svc = service_fn(move |req| handle_soap(req, st.clone(), limits));
+            let activity = Arc::new(Activity::new());
+            let act = activity.clone();
+            let svc = service_fn(move |req| {
+                let busy = Busy::start(act.clone());
+                let st = st.clone();
+                async move {
+                    let r = handle_soap(req, st, limits).await;
+                    drop(busy);
+                    r
+                }
+            });
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(limits.io_timeout)
                 .keep_alive(true)
                 .serve_connection(TokioIo::new(tls), svc);
-            if let Err(e) = conn.await {
+            let mut conn = std::pin::pin!(conn);
+            let mut closing = false;
+            // With idle_timeout: once no request has been in progress for that long, shut the
+            // connection down gracefully (hyper closes an idle one at once: TLS close_notify
+            // and FIN), as a server or load balancer with a keep-alive timeout does. Clients
+            // must then retry a request written into a pooled connection closed under them.
+            let r = loop {
+                let Some(idle) = limits.idle_timeout.filter(|_| !closing) else {
+                    break conn.as_mut().await;
+                };
+                let busy = activity.in_flight.load(Ordering::SeqCst) > 0;
+                // While busy, look again one period later instead of spinning on a past
+                // deadline.
+                let deadline = if busy {
+                    Instant::now() + idle
+                } else {
+                    activity.last() + idle
+                };
+                tokio::select! {
+                    r = conn.as_mut() => break r,
+                    _ = tokio::time::sleep_until(deadline.into()) => {
+                        if activity.in_flight.load(Ordering::SeqCst) == 0
+                            && activity.last().elapsed() >= idle
+                        {
+                            conn.as_mut().graceful_shutdown();
+                            closing = true;
+                        }
+                    }
+                }
+            };
+            if let Err(e) = r {
                 tracing::debug!("connection ended: {e}");
             }
         });
@@ -330,16 +464,18 @@ async fn handle_admin(
             match read_body(req, limits).await {
                 Err(r) => r,
                 Ok(body) => {
-                    let parsed: Result<Faults, _> = if body.iter().all(u8::is_ascii_whitespace) {
+                    let parsed: Result<Faults, String> = if body.iter().all(u8::is_ascii_whitespace)
+                    {
                         Ok(Faults::default())
                     } else {
-                        serde_json::from_slice(&body)
+                        serde_json::from_slice::<Faults>(&body)
+                            .map_err(|e| e.to_string())
+                            .and_then(|f| f.validate().map(|()| f).map_err(|e| e.to_string()))
                     };
                     match (parsed, user) {
-                        (Err(e), _) => json(
-                            StatusCode::BAD_REQUEST,
-                            serde_json::json!({"error": e.to_string()}),
-                        ),
+                        (Err(e), _) => {
+                            json(StatusCode::BAD_REQUEST, serde_json::json!({ "error": e }))
+                        }
                         (Ok(f), None) => {
                             st.set_global_faults(f);
                             json(StatusCode::OK, serde_json::json!({"ok": true}))
@@ -403,11 +539,18 @@ mod tests {
     fn paths() {
         assert_eq!(
             service_for_path("/vipuserservices/QueryService_1_8"),
-            Some(Service::Query)
+            Some((Service::Query, 8))
         );
         assert_eq!(
             service_for_path("/vipuserservices/AuthenticationService_1_10"),
-            Some(Service::Authentication)
+            Some((Service::Authentication, 10))
+        );
+        assert_eq!(
+            service_for_path(&format!(
+                "/vipuserservices/QueryService_1_{}",
+                "9".repeat(30)
+            )),
+            None
         );
         assert_eq!(service_for_path("/vipuserservices/QueryService_1_"), None);
         assert_eq!(service_for_path("/vipuserservices/QueryService_2_8"), None);

@@ -12,7 +12,12 @@ pub const SOAP_NS: &str = "http://schemas.xmlsoap.org/soap/envelope/";
 const MAX_DEPTH: usize = 48;
 const MAX_ELEMENTS: usize = 20_000;
 
-/// A parsed element: namespace, local name, text (unescaped, trimmed) and children.
+/// A parsed element: namespace, local name, text and children.
+///
+/// `text` is the unescaped character content, verbatim (not trimmed: VIP compares values as
+/// sent). Whitespace-only text of an element that has child elements is dropped (indentation
+/// between children); any other text of such an element is kept, so a validator can refuse
+/// mixed content.
 #[derive(Debug, Clone, Default)]
 pub struct Elem {
     pub ns: Option<String>,
@@ -117,7 +122,9 @@ pub fn parse(doc: &[u8]) -> Result<Elem, String> {
             }
             Event::End(_) => {
                 let mut el = stack.pop().ok_or("unbalanced end tag")?;
-                el.text = el.text.trim().to_string();
+                if !el.children.is_empty() && is_xml_space(&el.text) {
+                    el.text.clear();
+                }
                 match stack.last_mut() {
                     Some(top) => top.children.push(el),
                     None => root = Some(el),
@@ -132,6 +139,11 @@ pub fn parse(doc: &[u8]) -> Result<Elem, String> {
         return Err("unexpected end of document".into());
     }
     root.ok_or_else(|| "no root element".into())
+}
+
+/// True when `s` is only XML white space (space, tab, CR, LF) or empty.
+pub fn is_xml_space(s: &str) -> bool {
+    s.bytes().all(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
 }
 
 /// Finds the operation element inside a SOAP 1.1 envelope.
@@ -174,13 +186,26 @@ impl Resp {
         message: &str,
         detail: Option<(&str, &str)>,
     ) -> Resp {
+        Resp::new_in(VIP_NS, name, request_id, status, message, detail)
+    }
+
+    /// Like [`Resp::new`], with the response element in namespace `ns` (for the
+    /// wrong-namespace fault).
+    pub fn new_in(
+        ns: &str,
+        name: &'static str,
+        request_id: &str,
+        status: &str,
+        message: &str,
+        detail: Option<(&str, &str)>,
+    ) -> Resp {
         let mut buf = String::with_capacity(512);
         buf.push_str("<?xml version='1.0' encoding='UTF-8'?>");
         buf.push_str("<S:Envelope xmlns:S=\"http://schemas.xmlsoap.org/soap/envelope/\"><S:Body>");
         buf.push('<');
         buf.push_str(name);
         buf.push_str(" xmlns=\"");
-        buf.push_str(VIP_NS);
+        buf.push_str(ns);
         buf.push_str("\">");
         let mut r = Resp { name, buf };
         r.field("requestId", request_id);
@@ -254,6 +279,18 @@ mod tests {
         let op = soap_body_op(&root).expect("op");
         assert!(op.is(VIP_NS, "CheckOtpRequest"));
         assert_eq!(op.text_of("userId"), Some("Jörg & co"));
+    }
+
+    #[test]
+    fn keeps_leaf_text_verbatim_and_drops_indentation() {
+        let doc = "<a xmlns=\"https://schemas.symantec.com/vip/2011/04/vipuserservices\">\n  <otp> 123456 </otp>\n  <b>\n  </b>\n</a>";
+        let root = parse(doc.as_bytes()).expect("parse");
+        assert_eq!(root.text, "");
+        assert_eq!(root.text_of("otp"), Some(" 123456 "));
+        // A childless element keeps its white space (a validator decides about it).
+        assert_eq!(root.text_of("b"), Some("\n  "));
+        let mixed = parse(b"<a>x<b/>y</a>").expect("parse");
+        assert_eq!(mixed.text, "xy");
     }
 
     #[test]

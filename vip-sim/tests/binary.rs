@@ -102,6 +102,7 @@ totp_secret = "JBSWY3DPEHPK3PXP"
         .post(format!(
             "https://localhost:{port}/vipuserservices/QueryService_1_8"
         ))
+        .header("Content-Type", "text/xml; charset=utf-8")
         .body(body)
         .send()
         .await

@@ -178,23 +178,23 @@ async fn schema_validation_600b() {
 async fn authenticate_user_pin_and_temporary_code() {
     let h = start().await;
     let b = h
-        .auth_user("alice", Some("1234"), &code(ALICE_SECRET, -1))
+        .auth_user("pia", Some("1234"), &code(ALICE_SECRET, -1))
         .await;
     assert_eq!(status(&b), "0000", "{b}");
     assert!(b.contains("<AuthenticateUserResponse xmlns="));
-    assert_eq!(tag(&b, "credentialId").as_deref(), Some("VSMT10000001"));
+    assert_eq!(tag(&b, "credentialId").as_deref(), Some("VSMT10000014"));
     let b = h
-        .auth_user("alice", Some("9999"), &code(ALICE_SECRET, 0))
+        .auth_user("pia", Some("9999"), &code(ALICE_SECRET, 0))
         .await;
     assert_eq!(status(&b), "601F");
     assert_eq!(
         tag(&b, "statusMessage").as_deref(),
         Some("Invalid user PIN.")
     );
-    // No pin sent: only the code counts.
+    // A user with a PIN must send it.
     assert_eq!(
-        status(&h.auth_user("alice", None, &code(ALICE_SECRET, 0)).await),
-        "0000"
+        status(&h.auth_user("pia", None, &code(ALICE_SECRET, 0)).await),
+        "601F"
     );
     // Temporary code: authenticateUser yes, checkOtp no.
     assert_eq!(status(&h.auth_user("alice", None, "7654321").await), "0000");
@@ -341,8 +341,10 @@ async fn push_deny_never_delay_and_errors() {
 
 #[tokio::test]
 async fn push_number_challenge() {
-    let h = start().await;
-    let b = h.push("dave", &[("supportNumberChallenge", "true")]).await;
+    let h = start_with(&users_with_policy("number_challenge = true")).await;
+    let b = h
+        .push_at(AUTH10, "dave", &[("supportNumberChallenge", "true")])
+        .await;
     assert_eq!(status(&b), "6040");
     assert_order(
         &b,
@@ -365,13 +367,17 @@ async fn push_number_challenge() {
     tokio::time::sleep(Duration::from_millis(450)).await;
     assert!(h.poll(&[&txn]).await.contains("<status>7000</status>"));
 
-    let b = h.push("erin", &[("supportNumberChallenge", "true")]).await;
+    let b = h
+        .push_at(AUTH10, "erin", &[("supportNumberChallenge", "true")])
+        .await;
     assert_eq!(tag(&b, "numbersChallengeValue").as_deref(), Some("17"));
     let p = h.poll(&[&tag(&b, "transactionId").expect("txn")]).await;
     assert_order(&p, &["<status>7008</status>", "<detail>7141</detail>"]);
 
     // Random number when none is configured.
-    let b = h.push("alice", &[("supportNumberChallenge", "true")]).await;
+    let b = h
+        .push_at(AUTH10, "alice", &[("supportNumberChallenge", "true")])
+        .await;
     let n: u32 = tag(&b, "numbersChallengeValue")
         .expect("number")
         .parse()
@@ -400,9 +406,9 @@ async fn get_user_info_and_server_time() {
         ],
     );
     let b = h
-        .ok(QUERY, "<vip:GetUserInfoRequest><vip:requestId>REQ_info</vip:requestId><vip:userId>alice</vip:userId></vip:GetUserInfoRequest>")
+        .ok(QUERY, "<vip:GetUserInfoRequest><vip:requestId>REQ_info</vip:requestId><vip:userId>alice</vip:userId><vip:includePushAttributes>false</vip:includePushAttributes></vip:GetUserInfoRequest>")
         .await;
-    assert!(!b.contains("pushAttributes"));
+    assert!(!b.contains("pushAttributes"), "{b}");
     let b = h
         .ok(QUERY, "<vip:GetUserInfoRequest><vip:requestId>REQ_info</vip:requestId><vip:userId>frank</vip:userId></vip:GetUserInfoRequest>")
         .await;
@@ -465,7 +471,7 @@ async fn send_otp_sms_and_voice() {
             &h.ok(MGMT, &send_otp("alice", "smsDeliveryInfo", "15559999999"))
                 .await
         ),
-        "6004"
+        "6015"
     );
     assert_eq!(
         status(
@@ -614,6 +620,7 @@ async fn faults_each_kind() {
     let r = h
         .client
         .post(h.url(AUTH))
+        .header("Content-Type", "text/xml; charset=utf-8")
         .body(envelope(&check_otp("bob", &c)))
         .send()
         .await;
@@ -721,6 +728,7 @@ async fn counters_count_calls_requests_and_handshakes() {
     let other = client_for(&h.certs, true);
     other
         .post(h.url(AUTH))
+        .header("Content-Type", "text/xml; charset=utf-8")
         .body(envelope(&check_otp("bob", "123456")))
         .send()
         .await
@@ -905,6 +913,7 @@ async fn gen_certs_output_is_loadable() {
         let client = client_for(&p, true);
         let r = client
             .post(format!("{}/vipuserservices/{AUTH}", sim.base_url()))
+            .header("Content-Type", "text/xml")
             .body(envelope(&check_otp("bob", &code(ALICE_SECRET, 0))))
             .send()
             .await
@@ -953,6 +962,7 @@ async fn mutated_bodies_never_break_the_server() {
         let r = h
             .client
             .post(h.url(AUTH))
+            .header("Content-Type", "text/xml; charset=utf-8")
             .body(bytes)
             .send()
             .await

@@ -26,7 +26,6 @@ pub struct Env {
 pub const USERS: &str = r#"
 [[users]]
 id = "alice"
-pin = "4321"
 sms_phones = ["15551234567"]
 voice_phones = ["15557654321"]
 [[users.credentials]]
@@ -104,6 +103,13 @@ totp_secret = "JBSWY3DPEHPK3PXP"
 drift_steps = 6
 
 [[users]]
+id = "pinny"
+pin = "4321"
+[[users.credentials]]
+id = "VSMT10000011"
+totp_secret = "JBSWY3DPEHPK3PXP"
+
+[[users]]
 id = "nophone"
 [[users.credentials]]
 id = "VSMT10000010"
@@ -125,9 +131,9 @@ pub fn code(secret: &str, steps: i64) -> String {
 pub fn vip_config(sim: &vip_sim::Sim, certs: &vip_sim::certs::CertPaths) -> VipConfig {
     let base = sim.base_url();
     VipConfig {
-        auth_url: format!("{base}/vipuserservices/AuthenticationService_1_8"),
-        query_url: format!("{base}/vipuserservices/QueryService_1_8"),
-        management_url: format!("{base}/vipuserservices/ManagementService_1_8"),
+        auth_url: format!("{base}/vipuserservices/AuthenticationService_1_10"),
+        query_url: format!("{base}/vipuserservices/QueryService_1_10"),
+        management_url: format!("{base}/vipuserservices/ManagementService_1_10"),
         cert_file: Some(certs.client_cert.clone()),
         key_file: Some(certs.client_key.clone()),
         ca_file: Some(certs.ca_cert.clone()),

@@ -10,6 +10,8 @@ pub const NS: &str = "https://schemas.symantec.com/vip/2011/04/vipuserservices";
 pub const AUTH: &str = "AuthenticationService_1_8";
 pub const QUERY: &str = "QueryService_1_8";
 pub const MGMT: &str = "ManagementService_1_10";
+pub const AUTH10: &str = "AuthenticationService_1_10";
+pub const QUERY10: &str = "QueryService_1_10";
 
 pub const ALICE_SECRET: &str = "JBSWY3DPEHPK3PXP";
 pub const JUDY_SECRET: &str = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
@@ -26,7 +28,6 @@ lockout_after = 3
 
 [[users]]
 id = "alice"
-pin = "1234"
 temporary_code = "7654321"
 sms_phones = ["15550000001"]
 voice_phones = ["15550000002"]
@@ -127,6 +128,41 @@ id = "VSMT10000012"
 totp_secret = "JBSWY3DPEHPK3PXP"
 
 [[users]]
+id = "pia"
+pin = "1234"
+[[users.credentials]]
+id = "VSMT10000014"
+totp_secret = "JBSWY3DPEHPK3PXP"
+push = true
+
+[[users]]
+id = "pete"
+pin = "4321"
+pin_expired = true
+[[users.credentials]]
+id = "VSMT10000015"
+totp_secret = "JBSWY3DPEHPK3PXP"
+push = true
+
+[[users]]
+id = "nico"
+[[users.credentials]]
+id = "VSMT10000016"
+push = true
+number_challenge_capable = false
+
+[[users]]
+id = "uma"
+[users.push]
+device_unreachable = true
+[[users.credentials]]
+id = "VSMT10000017"
+push = true
+[[users.credentials]]
+id = "VSMT10000018"
+push = true
+
+[[users]]
 id = "mona"
 [[users.credentials]]
 id = "VSMT10000013"
@@ -194,6 +230,11 @@ pub async fn start() -> H {
     start_with(USERS).await
 }
 
+/// `USERS` with more `[policy]` settings (a second `[policy]` table would be a TOML error).
+pub fn users_with_policy(policy: &str) -> String {
+    USERS.replace("[policy]\n", &format!("[policy]\n{policy}\n"))
+}
+
 pub fn envelope(inner: &str) -> String {
     format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?><soapenv:Envelope \
@@ -248,6 +289,25 @@ impl H {
 
     pub async fn poll(&self, ids: &[&str]) -> String {
         self.ok(QUERY, &poll_req(ids)).await
+    }
+
+    /// A push on the given Authentication service path (`AUTH` or `AUTH10`).
+    pub async fn push_at(&self, service: &str, user: &str, params: &[(&str, &str)]) -> String {
+        self.ok(service, &push_req(user, params)).await
+    }
+
+    /// A poll on the given Query service path (`QUERY` or `QUERY10`).
+    pub async fn poll_at(&self, service: &str, ids: &[&str]) -> String {
+        self.ok(service, &poll_req(ids)).await
+    }
+
+    /// getUserInfo on the given Query service path, with the request's own optional fields.
+    pub async fn user_info_at(&self, service: &str, user: &str, extra: &str) -> String {
+        self.ok(
+            service,
+            &format!("<vip:GetUserInfoRequest><vip:requestId>REQ_info</vip:requestId><vip:userId>{user}</vip:userId>{extra}</vip:GetUserInfoRequest>"),
+        )
+        .await
     }
 }
 
