@@ -259,9 +259,9 @@ bridge_config() {
   local base="https://$2/vipuserservices"
   cat >"$1" <<EOF
 [vip]
-auth_url = "$base/AuthenticationService_1_8"
-query_url = "$base/QueryService_1_8"
-management_url = "$base/ManagementService_1_8"
+auth_url = "$base/AuthenticationService_1_10"
+query_url = "$base/QueryService_1_10"
+management_url = "$base/ManagementService_1_10"
 cert_file = "$WORK/certs/client.pem"
 key_file = "$WORK/certs/client.key"
 ca_file = "$WORK/certs/ca.pem"

@@ -179,7 +179,7 @@ class Sim:
         self.admin = info["admin"]
 
     def url(self, service):
-        return "https://%s/vipuserservices/%s_1_8" % (self.listen, service)
+        return "https://%s/vipuserservices/%s_1_10" % (self.listen, service)
 
     def _admin(self, method, path, body=None):
         data = None if body is None else json.dumps(body).encode()
@@ -203,6 +203,22 @@ class Sim:
 
     def current_code(self, user):
         return self._admin("GET", "/users/%s/code" % user)["code"]
+
+    def set_faults(self, faults=None):
+        """Replaces the global faults (admin POST /faults); None or {} clears them. `faults`
+        uses the simulator's field names: latency_ms, http_500, malformed_xml, soap_fault,
+        connection_reset, client_fault, http_status, wrong_namespace, status, status_times..."""
+        return self._admin("POST", "/faults", faults or {})
+
+    def set_user_faults(self, user, faults=None):
+        """Replaces one user's faults (admin POST /users/{user}/faults); None or {} clears them."""
+        return self._admin("POST", "/users/%s/faults" % user, faults or {})
+
+    def clear_faults(self, *users):
+        """Clears the global faults and those of `users`."""
+        self.set_faults(None)
+        for u in users:
+            self.set_user_faults(u, None)
 
     def stop(self):
         return self.proc.stop()

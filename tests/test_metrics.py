@@ -75,8 +75,8 @@ def test_accept_reject_retransmit_are_counted(mstack, udp):
         'vip_bridge_logins_total{front_door="radius",factor="code",outcome="accept"}': 1,
         'vip_bridge_logins_total{front_door="radius",factor="code",outcome="reject"}': 1,
         'vip_bridge_rejects_total{reason="bad_code"}': 1,
-        'vip_bridge_vip_call_duration_seconds_count{operation="checkOtp",status="0000"}': 1,
-        'vip_bridge_vip_call_duration_seconds_count{operation="checkOtp",status="6009"}': 1,
+        'vip_bridge_vip_call_duration_seconds_count{operation="authenticateUser",status="0000"}': 1,
+        'vip_bridge_vip_call_duration_seconds_count{operation="authenticateUser",status="6009"}': 1,
         "vip_bridge_vip_calls_in_flight": 0,
         "vip_bridge_pending_pushes": 0,
         "vip_bridge_fail_opens_total": 0,
@@ -94,7 +94,7 @@ def test_accept_reject_retransmit_are_counted(mstack, udp):
     expect['vip_bridge_radius_dropped_total{cause="unknown_client"}'] = 1
     for series, want in expect.items():
         assert value(text, series) == want, "%s: want %s in\n%s" % (series, want, text)
-    assert sim.calls("checkOtp") == 2
+    assert sim.calls("authenticateUser") == 2
     # Nothing per-user or secret leaks into labels.
     assert "alice" not in text and "bob" not in text and NAS_SECRET not in text
     assert re.search(r"^# EOF$", text, re.M), text

@@ -43,7 +43,7 @@ def env(workroot, certs):
     workdir = os.path.join(workroot, "test_pam_pamtester")
     os.makedirs(workdir, exist_ok=True)
     stack = ph.PamStack(workdir, certs, users, SERVICES, POLICIES,
-                        sim_policy="number_challenge = true\nlockout_after = 50\n")
+                        sim_policy="number_challenge = false\nlockout_after = 50\n")
     try:
         pt = ph.Pamtester(workdir)
         module = ph.module_path()
@@ -68,13 +68,13 @@ def ok(out):
 
 def test_code_accepted(env):
     stack, pt = env
-    before = stack.sim.calls("checkOtp")
+    before = stack.sim.calls("authenticateUser")
     rc, out = pt.run("vb-code", "vbcode",
                      [harness.fresh_totp(ph.totp_secret("vbcode"), min_left=8)])
     assert rc == 0 and ok(out), out
     # The daemon's own first prompt, then exactly one VIP call.
     assert "Enter your security code" in out, out
-    assert stack.sim.calls("checkOtp") == before + 1
+    assert stack.sim.calls("authenticateUser") == before + 1
 
 
 def test_bad_code_refused(env):
@@ -133,14 +133,46 @@ def test_sms_challenge(env):
     assert "text message" in out, out
 
 
-def test_number_challenge_shows_the_number(env):
-    _, pt = env
+@pytest.fixture(scope="module")
+def nc_env(workroot, certs):
+    """A VIP account with "Require Number Challenge" on (seed 004)."""
+    users = ph.sim_user("vbnumber", index=0, push="approve", delay_ms=300, number=47)
+    workdir = os.path.join(workroot, "test_pam_pamtester_nc")
+    os.makedirs(workdir, exist_ok=True)
+    stack = ph.PamStack(workdir, certs, users, SERVICES, POLICIES,
+                        sim_policy="number_challenge = true\nlockout_after = 50\n")
+    try:
+        pt = ph.Pamtester(workdir)
+        module = ph.module_path()
+        sock = "socket=%s" % stack.socket
+        pt.service("vb-code", module, sock + " timeout=30")
+        pt.service("vb-chal", module, sock + " timeout=30")
+        yield stack, pt
+    finally:
+        rc = stack.stop()
+        if rc not in (0, None):
+            sys.stderr.write("vip-bridge exited %r; log:\n%s\n" % (rc, stack.bridge.log()))
+
+
+def test_number_challenge_shows_the_number(env, nc_env):
+    _, pt = nc_env
     # Round 1: the daemon's prompt -> "push"; round 2: the number, then Enter once approved;
     # a spare Enter in case the phone was slower than the first one.
     rc, out = pt.run("vb-chal", "vbnumber", ["push", "", ""])
     assert "47" in out, out
     assert "press Enter" in out, out
     assert rc == 0 and ok(out), out
+
+
+def test_blocking_push_on_a_number_challenge_account_names_the_fix(env, nc_env):
+    stack, pt = nc_env
+    # A blocking push cannot show the number: VIP refuses it (7008), the user is told the
+    # sign-in is not set up correctly, and the admin's log names push_mode = "challenge".
+    rc, out = pt.run("vb-code", "vbnumber", ["push"])
+    assert rc != 0 and not ok(out), out
+    assert "not set up correctly" in out, out
+    log = stack.bridge.log()
+    assert 'push_mode = "challenge"' in log, log[-3000:]
 
 
 def test_daemon_down_fail_closed(env):

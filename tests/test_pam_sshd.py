@@ -126,12 +126,12 @@ def login(port, user, answers):
 
 def test_code_login_succeeds(sshd):
     stack, port = sshd
-    before = stack.sim.calls("checkOtp")
+    before = stack.sim.calls("authenticateUser")
     code = harness.fresh_totp(ph.totp_secret("vbsshcode"), min_left=8)
     ok, shown = login(port, "vbsshcode", [code])
     assert ok, shown
     assert any("security code" in p for _, _, ps in shown for p in ps), shown
-    assert stack.sim.calls("checkOtp") == before + 1
+    assert stack.sim.calls("authenticateUser") == before + 1
 
 
 def test_push_login_succeeds(sshd):

@@ -56,12 +56,12 @@ def run_sudo(answer):
 
 
 def test_code_accepted(sudo):
-    before = sudo.sim.calls("checkOtp")
+    before = sudo.sim.calls("authenticateUser")
     rc, out, err = run_sudo(harness.fresh_totp(ph.totp_secret(USER), min_left=8))
     assert rc == 0, (out, err)
     assert out.strip() == "root", (out, err)
     assert "security code" in err, err  # the daemon's prompt, shown by sudo
-    assert sudo.sim.calls("checkOtp") == before + 1
+    assert sudo.sim.calls("authenticateUser") == before + 1
 
 
 def test_bad_code_refused(sudo):

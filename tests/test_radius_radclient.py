@@ -16,14 +16,14 @@ def test_code_accepted(stack):
 
 
 def test_bad_code_rejected_with_reply_message(stack):
-    before = stack.sim.calls("checkOtp")
+    before = stack.sim.calls("authenticateUser")
     got, attrs, out = radclient(stack.addr, NAS_SECRET, [
         ("User-Name", q("alice")), ("User-Password", q(wrong_code(USERS["alice"]))),
         ("Message-Authenticator", "0x00"),
     ])
     assert got == "Access-Reject", out
     assert attrs.get("Reply-Message"), out
-    assert stack.sim.calls("checkOtp") == before + 1
+    assert stack.sim.calls("authenticateUser") == before + 1
 
 
 def test_sms_challenge_answered_with_state(stack):

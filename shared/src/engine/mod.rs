@@ -87,7 +87,11 @@ pub struct Engine {
     login_seq: AtomicU64,
     login_prefix: u32,
     metrics: OnceLock<Arc<Metrics>>,
+    /// Failure lines a flood could repeat per login: at most one a second each (the
+    /// `login round finished` event and the metrics still record every login).
     overload_log: crate::log_limit::OncePerSecond,
+    outage_log: crate::log_limit::OncePerSecond,
+    misconfigured_log: crate::log_limit::OncePerSecond,
 }
 
 /// Longest wait inside a continuing round for a push that is still pending.
@@ -161,6 +165,8 @@ impl Engine {
             login_prefix: rand::random(),
             metrics: OnceLock::new(),
             overload_log: crate::log_limit::OncePerSecond::new(),
+            outage_log: crate::log_limit::OncePerSecond::new(),
+            misconfigured_log: crate::log_limit::OncePerSecond::new(),
         }))
     }
 
@@ -644,7 +650,9 @@ impl Engine {
                         (RejectReason::NoCredential, MSG_BAD_PHONE)
                     }
                     Refusal::Misconfigured => {
-                        tracing::error!(vip_status = %status, vip_message = %message, "VIP refused our account, certificate or request, or answered a status we do not know: check the configuration (never failing open for this)");
+                        if self.misconfigured_log.allow() {
+                            tracing::error!(vip_status = %status, vip_message = %message, "VIP refused our account, certificate or request, or answered a status we do not know: check the configuration (never failing open for this)");
+                        }
                         (RejectReason::Misconfigured, MSG_MISCONFIGURED)
                     }
                 };
@@ -669,14 +677,18 @@ impl Engine {
                             failed_open: true,
                         });
                     }
-                    warn!(problem = %why, "VIP call failed as an outage but the health check says VIP is up: failing closed for this login");
-                } else {
+                    if self.outage_log.allow() {
+                        warn!(problem = %why, "VIP call failed as an outage but the health check says VIP is up: failing closed for this login");
+                    }
+                } else if self.outage_log.allow() {
                     warn!(problem = %why, "VIP is unavailable; failing closed");
                 }
                 reject(RejectReason::Unavailable, MSG_UNAVAILABLE)
             }
             BackendError::Misconfigured(why) => {
-                tracing::error!(problem = %why, "VIP misconfiguration or protocol error: check vip.auth_url / query_url / management_url, the client certificate and the account (never failing open for this)");
+                if self.misconfigured_log.allow() {
+                    tracing::error!(problem = %why, "VIP misconfiguration or protocol error: check vip.auth_url / query_url / management_url, the client certificate and the account (never failing open for this)");
+                }
                 reject(RejectReason::Misconfigured, MSG_MISCONFIGURED)
             }
             BackendError::Overloaded(why) => {
