@@ -115,3 +115,22 @@ def test_help_version_and_man():
     assert rc == 0 and ".TH vip-bridge" in out, out[:200]
     with open(os.path.join(REPO, "packaging", "vip-bridge.1")) as f:
         assert f.read() == out, "packaging/vip-bridge.1 is stale: vip-bridge man > packaging/vip-bridge.1"
+
+
+def test_check_otp_for_logins_is_warned_about(sim, certs):
+    # otp_operation = "check_otp" still works, but check-config (and `serve` at start-up) say
+    # exactly what it gives up.
+    s, workdir = sim
+    text = bridge_toml(s, certs).replace(
+        '[policies.menu]\nmode = "challenge"\n',
+        '[policies.menu]\nmode = "challenge"\n\n[policies.legacy]\notp_operation = "check_otp"\n')
+    assert "[policies.legacy]" in text
+    rc, out, err = vb("check-config", "--offline", "--config", write(workdir, "legacy.toml", text))
+    assert rc == 0, out + err
+    both = out + err
+    assert "policies.legacy" in both and "check_otp" in both, both
+    assert "locked" in both and "temporary security codes" in both, both
+    # The default (authenticateUser) draws no such warning.
+    rc, out, err = vb("check-config", "--offline", "--config",
+                      write(workdir, "modern.toml", bridge_toml(s, certs)))
+    assert rc == 0 and "check_otp" not in out + err, out + err
