@@ -814,49 +814,24 @@ async fn only_a_confirmed_outage_fails_open() {
     })
     .await;
     let c = code(ALICE_SECRET, 0);
+    let f = |edit: fn(&mut vip_sim::Faults)| {
+        let mut f = vip_sim::Faults::default();
+        edit(&mut f);
+        f
+    };
     let outage = [
-        vip_sim::Faults {
-            http_status: Some(503),
-            ..Default::default()
-        },
-        vip_sim::Faults {
-            http_status: Some(502),
-            ..Default::default()
-        },
-        vip_sim::Faults {
-            soap_fault: true,
-            ..Default::default()
-        },
-        vip_sim::Faults {
-            connection_reset: true,
-            ..Default::default()
-        },
+        f(|f| f.http_status = Some(503)),
+        f(|f| f.http_status = Some(502)),
+        f(|f| f.soap_fault = true),
+        f(|f| f.connection_reset = true),
     ];
     let refused = [
-        vip_sim::Faults {
-            http_500: true,
-            ..Default::default()
-        },
-        vip_sim::Faults {
-            http_status: Some(404),
-            ..Default::default()
-        },
-        vip_sim::Faults {
-            http_status: Some(403),
-            ..Default::default()
-        },
-        vip_sim::Faults {
-            client_fault: true,
-            ..Default::default()
-        },
-        vip_sim::Faults {
-            malformed_xml: true,
-            ..Default::default()
-        },
-        vip_sim::Faults {
-            wrong_namespace: true,
-            ..Default::default()
-        },
+        f(|f| f.http_500 = true),
+        f(|f| f.http_status = Some(404)),
+        f(|f| f.http_status = Some(403)),
+        f(|f| f.client_fault = true),
+        f(|f| f.malformed_xml = true),
+        f(|f| f.wrong_namespace = true),
     ];
     for (faults, opens) in outage
         .iter()

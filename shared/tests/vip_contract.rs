@@ -730,91 +730,25 @@ async fn injected_faults_map_to_error_classes() {
     })
     .unwrap();
     let set = |f: Faults| assert!(env.sim.set_user_faults("faulty", f));
+    let f = |edit: fn(&mut Faults)| {
+        let mut f = Faults::default();
+        edit(&mut f);
+        f
+    };
+    use FailureClass::{Misconfigured, Outage};
     let table = [
-        (
-            Faults {
-                http_status: Some(503),
-                ..Faults::default()
-            },
-            FailureClass::Outage,
-        ),
-        (
-            Faults {
-                http_status: Some(502),
-                ..Faults::default()
-            },
-            FailureClass::Outage,
-        ),
-        (
-            Faults {
-                http_status: Some(504),
-                ..Faults::default()
-            },
-            FailureClass::Outage,
-        ),
-        (
-            Faults {
-                soap_fault: true,
-                ..Faults::default()
-            },
-            FailureClass::Outage,
-        ),
-        (
-            Faults {
-                connection_reset: true,
-                ..Faults::default()
-            },
-            FailureClass::Outage,
-        ),
-        (
-            Faults {
-                latency_ms: 2000,
-                ..Faults::default()
-            },
-            FailureClass::Outage,
-        ),
-        (
-            Faults {
-                http_500: true,
-                ..Faults::default()
-            },
-            FailureClass::Misconfigured,
-        ),
-        (
-            Faults {
-                http_status: Some(404),
-                ..Faults::default()
-            },
-            FailureClass::Misconfigured,
-        ),
-        (
-            Faults {
-                http_status: Some(403),
-                ..Faults::default()
-            },
-            FailureClass::Misconfigured,
-        ),
-        (
-            Faults {
-                client_fault: true,
-                ..Faults::default()
-            },
-            FailureClass::Misconfigured,
-        ),
-        (
-            Faults {
-                malformed_xml: true,
-                ..Faults::default()
-            },
-            FailureClass::Misconfigured,
-        ),
-        (
-            Faults {
-                wrong_namespace: true,
-                ..Faults::default()
-            },
-            FailureClass::Misconfigured,
-        ),
+        (f(|f| f.http_status = Some(503)), Outage),
+        (f(|f| f.http_status = Some(502)), Outage),
+        (f(|f| f.http_status = Some(504)), Outage),
+        (f(|f| f.soap_fault = true), Outage),
+        (f(|f| f.connection_reset = true), Outage),
+        (f(|f| f.latency_ms = 2000), Outage),
+        (f(|f| f.http_500 = true), Misconfigured),
+        (f(|f| f.http_status = Some(404)), Misconfigured),
+        (f(|f| f.http_status = Some(403)), Misconfigured),
+        (f(|f| f.client_fault = true), Misconfigured),
+        (f(|f| f.malformed_xml = true), Misconfigured),
+        (f(|f| f.wrong_namespace = true), Misconfigured),
     ];
     for (faults, class) in table {
         set(faults.clone());
