@@ -141,15 +141,6 @@ impl VipClient {
         .await
     }
 
-    /// Whether a fresh TLS handshake with VIP is refused (our certificate revoked, expired or
-    /// unknown; VIP's untrusted): `Some(what TLS said)`. For the health monitor.
-    pub(crate) async fn tls_refusal(&self) -> Option<String> {
-        self.inner
-            .transport
-            .probe_trust(&self.inner.query_url)
-            .await
-    }
-
     pub async fn authenticate_user(
         &self,
         req: &AuthenticateUser<'_>,

@@ -107,15 +107,13 @@ impl HealthMonitor {
         matches!(st.health, Health::Down(_)) && !st.answered_since
     }
 
-    /// One getServerTime; a call that did not even get that far is checked for a TLS refusal.
+    /// One getServerTime, classed like every call.
     async fn probe(&self) {
         let found = match self.client.get_server_time().await {
             Ok(_) => Health::Up,
             Err(e) => match e.class() {
-                FailureClass::Outage => match self.client.tls_refusal().await {
-                    Some(refused) => Health::Refusing(format!("TLS refused: {refused}")),
-                    None => Health::Down(e.to_string()),
-                },
+                // The transport already re-checked a broken connection for a TLS refusal.
+                FailureClass::Outage => Health::Down(e.to_string()),
                 FailureClass::Answered => Health::Up,
                 FailureClass::Misconfigured | FailureClass::Overload => {
                     Health::Refusing(e.to_string())

@@ -209,7 +209,7 @@ impl Transport {
     /// Opens a fresh TLS connection with our client certificate, sends nothing, and listens
     /// briefly: `Some(why)` when VIP (or whatever answers there) refuses the handshake or
     /// alerts right after it, `None` when it cannot be reached or says nothing.
-    pub(crate) async fn probe_trust(&self, url: &Url) -> Option<String> {
+    async fn probe_trust(&self, url: &Url) -> Option<String> {
         use tokio::io::AsyncReadExt;
         let host = url
             .host_str()?
