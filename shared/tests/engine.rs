@@ -942,16 +942,23 @@ async fn no_free_vip_slot_is_overload_and_never_opens() {
         },
     );
     let open = fail_policy(FailMode::Open);
+    // bob's calls take longer than vip.timeout: the first holds the only slot 0-800 ms, the
+    // second (sent at 300 ms) holds it 800-1600 ms; alice (sent at 400 ms) waits for a slot
+    // until 1200 ms and gets none.
     let flood = auth_with(&engine, request("bob", Some("123456"), None, &open));
+    let flood2 = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        auth_with(&engine, request("bob", Some("654321"), None, &open)).await
+    };
     let target = async {
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(400)).await;
         auth_with(
             &engine,
             request("alice", Some(&code(ALICE_SECRET, 0)), None, &open),
         )
         .await
     };
-    let (_, o) = tokio::join!(flood, target);
+    let (_, _, o) = tokio::join!(flood, flood2, target);
     expect_reject(&o, RejectReason::Overloaded);
     assert_eq!(
         engine

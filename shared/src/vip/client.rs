@@ -88,7 +88,7 @@ impl VipClient {
         render: impl Fn(&str) -> Result<String, VipError>,
         parse: impl Fn(&[u8], &str) -> Result<T, VipError>,
     ) -> Result<T, VipError> {
-        let first = self.call_once(op, url, &render, &parse).await;
+        let first = self.call_once(op, url, false, &render, &parse).await;
         match first {
             Err(VipError::Rejected {
                 status: Status::InternalError,
@@ -100,7 +100,7 @@ impl VipClient {
                     request_id = %request_id,
                     "VIP answered 6005 (internal error); retrying once"
                 );
-                self.call_once(op, url, &render, &parse).await
+                self.call_once(op, url, false, &render, &parse).await
             }
             other => other,
         }
@@ -110,6 +110,7 @@ impl VipClient {
         &self,
         op: &'static str,
         url: &Url,
+        reserved: bool,
         render: &impl Fn(&str) -> Result<String, VipError>,
         parse: &impl Fn(&[u8], &str) -> Result<T, VipError>,
     ) -> Result<T, VipError> {
@@ -118,7 +119,7 @@ impl VipClient {
         async move {
             let start = Instant::now();
             let result = match render(&rid) {
-                Ok(body) => match self.inner.transport.post(url, body).await {
+                Ok(body) => match self.inner.transport.post(url, body, reserved).await {
                     Ok(answer) => parse(&answer, &rid).map_err(|e| e.at_url(url.as_str())),
                     Err(e) => Err(e),
                 },
@@ -240,6 +241,19 @@ impl VipClient {
             false,
             |rid| render_send_otp(rid, user_id, delivery),
             parse_send_otp,
+        )
+        .await
+    }
+
+    /// The health probe: getServerTime on a slot of its own (a flood of logins holding every
+    /// in-flight slot must not make VIP look down), not retried.
+    pub(crate) async fn probe_server_time(&self) -> Result<ServerTime, VipError> {
+        self.call_once(
+            ops::OP_SERVER_TIME,
+            &self.inner.query_url,
+            true,
+            &render_get_server_time,
+            &|body: &[u8], rid: &str| parse_get_server_time(body, rid, unix_now()),
         )
         .await
     }

@@ -36,7 +36,8 @@ pub struct VipConfig {
     /// Deadline of one VIP call, connect to last byte.
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
-    /// At most this many VIP calls in flight; further calls wait (up to `timeout`).
+    /// At most this many VIP calls in flight; further calls wait up to `timeout` for a slot
+    /// (then: overloaded here) before their own `timeout` for VIP starts.
     pub max_in_flight: usize,
     /// Prefix of generated VIP requestIds (letters, digits, `_`; at most 12).
     pub request_id_prefix: String,

@@ -31,7 +31,8 @@ pub enum Health {
 
 struct State {
     health: Health,
-    /// When the last probe finished.
+    /// When the last probe started and finished.
+    probe_started: Option<Instant>,
     probed: Option<Instant>,
     /// A real call succeeded after the last probe: VIP is answering whatever the probe said.
     answered_since: bool,
@@ -55,6 +56,7 @@ impl HealthMonitor {
             interval,
             state: Mutex::new(State {
                 health: Health::Unknown,
+                probe_started: None,
                 probed: None,
                 answered_since: false,
             }),
@@ -81,26 +83,23 @@ impl HealthMonitor {
         st.answered_since = true;
     }
 
-    /// Whether VIP is known to be down now: the latest probe (run now unless one finished
-    /// within the last second or the last interval already said "down") failed as an
-    /// outage and no call has been answered since.
+    /// Whether VIP is known to be down now. Called after a call failed as an outage: unless
+    /// a probe within the last interval already said "down" (and no call was answered since),
+    /// a probe runs now, or the one that started after this question is reused; a probe that
+    /// started before the failure proves nothing about it.
     pub async fn outage_confirmed(&self) -> bool {
         let asked = Instant::now();
         {
             let st = self.lock();
-            let fresh = st
-                .probed
-                .is_some_and(|t| t.elapsed() < self.interval.min(Duration::from_secs(1)));
             let recent_down = matches!(st.health, Health::Down(_))
                 && st.probed.is_some_and(|t| t.elapsed() < self.interval);
-            if fresh || recent_down {
-                return matches!(st.health, Health::Down(_)) && !st.answered_since;
+            if recent_down {
+                return !st.answered_since;
             }
         }
         let _probe = self.probing.lock().await;
-        // Another login may have probed while we waited: reuse its answer.
-        let done_meanwhile = self.lock().probed.is_some_and(|t| t >= asked);
-        if !done_meanwhile {
+        let answered_by_a_later_probe = self.lock().probe_started.is_some_and(|t| t >= asked);
+        if !answered_by_a_later_probe {
             self.probe().await;
         }
         let st = self.lock();
@@ -109,7 +108,8 @@ impl HealthMonitor {
 
     /// One getServerTime, classed like every call.
     async fn probe(&self) {
-        let found = match self.client.get_server_time().await {
+        let started = Instant::now();
+        let found = match self.client.probe_server_time().await {
             Ok(_) => Health::Up,
             Err(e) => match e.class() {
                 // The transport already re-checked a broken connection for a TLS refusal.
@@ -123,6 +123,7 @@ impl HealthMonitor {
         let before = {
             let mut st = self.lock();
             let before = std::mem::replace(&mut st.health, found.clone());
+            st.probe_started = Some(started);
             st.probed = Some(Instant::now());
             st.answered_since = false;
             before
