@@ -174,6 +174,12 @@ impl Collector for RadiusCollector {
         )?;
         single(
             &mut encoder,
+            "radius_unverifiable",
+            "RADIUS requests refused unheard: neither Message-Authenticator nor User-Password proves the client sent them",
+            get("unverifiable"),
+        )?;
+        single(
+            &mut encoder,
             "radius_send_errors",
             "RADIUS replies that could not be sent",
             get("send_errors"),

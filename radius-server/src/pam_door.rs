@@ -36,6 +36,7 @@ use vip_core::engine::{
 use vip_core::ipc::{
     self, AuthenticateRequest, ClientMessage, ErrorKind, IpcError, ServerMessage, MAX_ANSWER,
 };
+use vip_core::log_text::Escaped;
 
 /// Where the socket lives unless configured.
 pub const DEFAULT_SOCKET: &str = "/run/vip-bridge/pam.sock";
@@ -338,7 +339,14 @@ impl Door {
     }
 
     /// One round: the door's own first prompt, or the engine's decision.
-    async fn decide(&self, auth: &dyn Authenticate, req: AuthenticateRequest) -> ServerMessage {
+    /// `pid`: the PAM application's process (SO_PEERCRED), part of what identifies the login
+    /// session together with its tty and remote host.
+    async fn decide(
+        &self,
+        auth: &dyn Authenticate,
+        req: AuthenticateRequest,
+        pid: Option<i32>,
+    ) -> ServerMessage {
         if let Err(why) = check_request(&req) {
             warn!(problem = why, "malformed PAM request");
             return ServerMessage::Error {
@@ -363,6 +371,15 @@ impl Door {
             };
         }
         let mut req = req;
+        let remote = req.remote_host.take().filter(|s| !s.is_empty());
+        let tty = req.tty.take().filter(|s| !s.is_empty());
+        let session = pid.map(|pid| {
+            format!(
+                "{pid}\u{0}{}\u{0}{}",
+                tty.as_deref().unwrap_or(""),
+                remote.as_deref().unwrap_or("")
+            )
+        });
         let auth_req = AuthRequest {
             user: std::mem::take(&mut req.user),
             secret: req.answer.take().map(ipc::Answer::into_secret),
@@ -372,8 +389,9 @@ impl Door {
                 name: std::mem::take(&mut req.service),
                 peer: None,
                 nas_identifier: None,
-                remote: req.remote_host.take().filter(|s| !s.is_empty()),
-                tty: req.tty.take().filter(|s| !s.is_empty()),
+                remote,
+                tty,
+                session,
             },
             policy,
         };
@@ -543,13 +561,13 @@ async fn rounds(
         };
         let span = info_span!(
             "pam",
-            service = %req.service,
-            user = %req.user,
+            service = %Escaped(&req.service),
+            user = %Escaped(&req.user),
             uid,
             pid = pid.unwrap_or(0),
         );
         let reply = async {
-            match timeout(cfg.request_timeout, door.decide(auth, req)).await {
+            match timeout(cfg.request_timeout, door.decide(auth, req, pid)).await {
                 Ok(reply) => reply,
                 Err(_) => {
                     warn!(

@@ -336,6 +336,7 @@ pub async fn test_auth(
                 nas_identifier: None,
                 remote: None,
                 tty: None,
+                session: None,
             },
             policy: policy.clone(),
         };

@@ -8,6 +8,7 @@
 //! - [`cache`], [`throttle`]: moka caches and governor limiters used by the engine;
 //! - [`ipc`]: the PAM module <-> daemon protocol;
 //! - [`metrics`]: Prometheus metrics of logins and VIP calls;
+//! - [`log_limit`], [`log_text`]: log lines a stranger can trigger, rate-limited and escaped;
 //! - [`config`]: typed configuration of the core;
 //! - [`secret`]: a zeroizing, never-printed string for passwords, codes and PINs.
 
@@ -17,6 +18,7 @@ pub mod config;
 pub mod engine;
 pub mod ipc;
 pub mod log_limit;
+pub mod log_text;
 pub mod metrics;
 pub mod request_id;
 pub mod secret;

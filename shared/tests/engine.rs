@@ -371,6 +371,12 @@ async fn blocking_push_approved_denied_and_never_answered() {
         "{waited:?}"
     );
     assert_eq!(env.calls("authenticateUserWithPush"), 3);
+    // Control characters are refused before anything else, never trimmed away.
+    expect_reject(
+        &env.auth("\tbob", Some("push"), None, &p).await,
+        RejectReason::BadInput,
+    );
+    assert_eq!(env.calls("authenticateUserWithPush"), 3);
 }
 
 #[tokio::test]
@@ -387,10 +393,12 @@ async fn blocking_push_approved_after_a_delay_polls_until_then() {
 }
 
 #[tokio::test]
-async fn concurrent_identical_push_requests_share_one_push() {
+async fn requests_of_one_login_session_share_one_push_and_are_bounded() {
     let env = env().await;
     let p = push_policy(PushMode::Blocking);
     let mut tasks = Vec::new();
+    // Ten requests of the same NAS session (a NAS retrying with new identifiers): one push;
+    // at most four wait on it besides the first, the rest are refused, not queued.
     for _ in 0..10 {
         let engine = env.engine.clone();
         let p = p.clone();
@@ -400,9 +408,15 @@ async fn concurrent_identical_push_requests_share_one_push() {
                 .await
         }));
     }
+    let mut accepted = 0;
     for t in tasks {
-        expect_accept(&t.await.unwrap());
+        match t.await.unwrap() {
+            Outcome::Accept(_) => accepted += 1,
+            Outcome::Reject(r) => assert_eq!(r.reason, RejectReason::Throttled),
+            other => panic!("{other:?}"),
+        }
     }
+    assert_eq!(accepted, 1 + 4);
     assert_eq!(
         env.calls("authenticateUserWithPush"),
         1,
@@ -413,8 +427,70 @@ async fn concurrent_identical_push_requests_share_one_push() {
             .stats()
             .pushes_joined
             .load(std::sync::atomic::Ordering::Relaxed),
-        9
+        4
     );
+}
+
+#[tokio::test]
+async fn another_login_never_rides_on_a_users_push() {
+    // The attack: while the user's own push is pending, someone with their first factor
+    // starts a login too, from another session (another Calling-Station-Id / NAS port, another
+    // tty); the user's approval must not let it in. It is its own push, counted by the throttle.
+    let env = env().await;
+    let p = push_policy(PushMode::Blocking);
+    let users_own = auth_with(&env.engine, request("dave", Some("push"), None, &p));
+    let attacker = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        auth_with(
+            &env.engine,
+            in_session(request("dave", Some("push"), None, &p), Some("nas-port-2")),
+        )
+        .await
+    };
+    let unknown_session = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        auth_with(
+            &env.engine,
+            in_session(request("dave", Some("push"), None, &p), None),
+        )
+        .await
+    };
+    let (a, b, c) = tokio::join!(users_own, attacker, unknown_session);
+    expect_accept(&a);
+    // dave's phone approves every push in this simulator, so each login had to get its own.
+    expect_accept(&b);
+    expect_accept(&c);
+    assert_eq!(
+        env.calls("authenticateUserWithPush"),
+        3,
+        "three pushes, none joined"
+    );
+    // The fourth push is over the per-user push limit (3 per 5 minutes by default).
+    let o = env.auth("dave", Some("push"), None, &p).await;
+    expect_reject(&o, RejectReason::Throttled);
+}
+
+#[tokio::test]
+async fn a_padded_or_recased_name_is_the_same_user_for_every_limit() {
+    // VIP reads " bob" and "BOB " as bob; so must the throttles.
+    let env = env().await;
+    let p = push_policy(PushMode::Blocking);
+    for (i, name) in ["bob", " bob", "BOB ", "  Bob  "].iter().enumerate() {
+        let o = auth_with(
+            &env.engine,
+            in_session(
+                request(name, Some("push"), None, &p),
+                Some(&format!("s{i}")),
+            ),
+        )
+        .await;
+        if i < 3 {
+            expect_reject(&o, RejectReason::PushDenied);
+        } else {
+            expect_reject(&o, RejectReason::Throttled);
+        }
+    }
+    assert_eq!(env.calls("authenticateUserWithPush"), 3);
 }
 
 #[tokio::test]

@@ -13,13 +13,14 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use radius::core::packet::Packet;
-use radius::core::{rfc2865, rfc3162};
+use radius::core::{rfc2865, rfc2866, rfc2869, rfc3162};
 use tokio::net::UdpSocket;
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tracing::{debug, info, warn, Instrument};
 use vip_core::engine::{
     AuthRequest, Authenticate, Challenge, ClientInfo, FrontDoor, Outcome, Reject, RejectReason,
 };
+use vip_core::log_text::Escaped;
 use vip_core::secret::Secret;
 use zeroize::Zeroizing;
 
@@ -48,6 +49,8 @@ struct Shared {
     reserved_permits: u32,
     /// Under a flood, one overload warning a second, not one a packet.
     overload_warning: vip_core::log_limit::OncePerSecond,
+    /// Requests that prove nothing (no Message-Authenticator, no User-Password).
+    unverifiable_warning: vip_core::log_limit::OncePerSecond,
 }
 
 /// Bound RADIUS sockets, ready to run.
@@ -89,6 +92,7 @@ impl RadiusServer {
             general: Arc::new(Semaphore::new(general_permits as usize)),
             reserved: Arc::new(Semaphore::new(reserved_permits as usize)),
             overload_warning: vip_core::log_limit::OncePerSecond::new(),
+            unverifiable_warning: vip_core::log_limit::OncePerSecond::new(),
             general_permits,
             reserved_permits,
         });
@@ -348,7 +352,8 @@ fn send_now(stats: &Stats, sock: &UdpSocket, reply: &[u8], peer: SocketAddr) {
 }
 
 /// What the request says, decoded with the `radius` crate.
-struct Decoded {
+#[doc(hidden)] // pub for fuzzing
+pub struct Decoded {
     user: Option<String>,
     password: Option<Secret>,
     has_chap: bool,
@@ -356,16 +361,46 @@ struct Decoded {
     nas_ip: Option<IpAddr>,
     nas_identifier: Option<String>,
     calling_station: Option<String>,
+    /// NAS-Port, NAS-Port-Id, Acct-Session-Id: what tells one login session from another.
+    nas_port: Option<u32>,
+    nas_port_id: Option<String>,
+    acct_session_id: Option<String>,
 }
 
-enum DecodeError {
+impl Decoded {
+    /// The login session at the NAS, when the NAS says which one it is: the source, the
+    /// NAS-Identifier and whatever of NAS-Port / NAS-Port-Id / Calling-Station-Id /
+    /// Acct-Session-Id it sends. `None` (no session attribute at all) joins nothing.
+    fn session(&self, source: IpAddr) -> Option<String> {
+        if self.nas_port.is_none()
+            && self.nas_port_id.is_none()
+            && self.calling_station.is_none()
+            && self.acct_session_id.is_none()
+        {
+            return None;
+        }
+        let opt = |s: &Option<String>| s.clone().unwrap_or_default();
+        Some(format!(
+            "{source}\u{0}{}\u{0}{}\u{0}{}\u{0}{}\u{0}{}",
+            opt(&self.nas_identifier),
+            self.nas_port.map(|p| p.to_string()).unwrap_or_default(),
+            opt(&self.nas_port_id),
+            opt(&self.calling_station),
+            opt(&self.acct_session_id),
+        ))
+    }
+}
+
+#[doc(hidden)] // pub for fuzzing
+pub enum DecodeError {
     /// The packet cannot be read (should not happen after the raw checks).
     Malformed,
     /// Readable but not usable: answered with a Reject carrying this message.
     BadInput(&'static str),
 }
 
-fn decode(client: &Client, info: &RawInfo, packet: &[u8]) -> Result<Decoded, DecodeError> {
+#[doc(hidden)] // pub for fuzzing
+pub fn decode(client: &Client, info: &RawInfo, packet: &[u8]) -> Result<Decoded, DecodeError> {
     // The crate stores the secret it is given; give it none; User-Password is decrypted below.
     let p = Packet::decode(packet, &[]).map_err(|_| DecodeError::Malformed)?;
     let user = match rfc2865::lookup_user_name(&p) {
@@ -401,6 +436,9 @@ fn decode(client: &Client, info: &RawInfo, packet: &[u8]) -> Result<Decoded, Dec
         nas_ip,
         nas_identifier: rfc2865::lookup_nas_identifier(&p).and_then(|r| r.ok()),
         calling_station: rfc2865::lookup_calling_station_id(&p).and_then(|r| r.ok()),
+        nas_port: rfc2865::lookup_nas_port(&p).and_then(|r| r.ok()),
+        nas_port_id: rfc2869::lookup_nas_port_id(&p).and_then(|r| r.ok()),
+        acct_session_id: rfc2866::lookup_acct_session_id(&p).and_then(|r| r.ok()),
     })
 }
 
@@ -427,13 +465,23 @@ async fn process(
             return;
         }
         Err(DecodeError::BadInput(m)) => local_reject(m),
-        Ok(d) => match d.user {
+        Ok(mut d) => match d.user.take() {
             None => local_reject("A user name is required."),
             Some(user) => {
-                tracing::Span::current().record("user", tracing::field::display(&user));
+                tracing::Span::current().record("user", tracing::field::display(Escaped(&user)));
                 if d.password.is_none() && d.has_chap {
                     local_reject("CHAP cannot carry a security code; configure PAP.")
+                } else if d.password.is_none() && info.message_authenticator.is_none() {
+                    // Nothing in this request proves the shared secret (a client allowed to
+                    // omit Message-Authenticator, and no User-Password): anyone could have
+                    // sent it, so it starts nothing (no push, no VIP call).
+                    Stats::inc(&stats.unverifiable);
+                    if guard.shared.unverifiable_warning.allow() {
+                        warn!(%peer, client = %client.name, "refused a request with neither Message-Authenticator nor User-Password: nothing proves it came from the client (at most one such line per second)");
+                    }
+                    local_reject("A password is required.")
                 } else {
+                    let session = d.session(peer.ip());
                     let req = AuthRequest {
                         user,
                         secret: d.password,
@@ -445,6 +493,7 @@ async fn process(
                             nas_identifier: d.nas_identifier,
                             remote: d.calling_station,
                             tty: None,
+                            session,
                         },
                         policy: client.policy.clone(),
                     };
@@ -545,7 +594,8 @@ fn clip(text: &str) -> &str {
 
 /// Builds a reply: Message-Authenticator first, then `attrs`, then every Proxy-State of the
 /// request in order.
-fn build_reply(
+#[doc(hidden)] // pub for fuzzing
+pub fn build_reply(
     client: &Client,
     info: &RawInfo,
     packet: &[u8],

@@ -38,6 +38,9 @@ stats! {
     dropped_duplicate_in_progress,
     /// Dropped: no capacity left (max_in_flight).
     dropped_overload,
+    /// Rejected unheard: neither Message-Authenticator nor User-Password proves the client
+    /// sent it (a client with `require_message_authenticator = false`).
+    unverifiable,
     /// Retransmits answered with the cached reply.
     duplicates_answered_from_cache,
     /// Requests admitted through the reserved share for continuing logins (live State).

@@ -33,6 +33,7 @@ pub use policy::{EmptyPassword, FailMode, LoginPolicy, OtpOperation, PasswordMod
 use crate::cache::UserFactorsCache;
 use crate::challenge::{StateSealer, Step};
 use crate::config::CoreConfig;
+use crate::log_text::{escaped, Escaped};
 use crate::metrics::Metrics;
 use crate::secret::Secret;
 use crate::throttle::{Limit, Throttles};
@@ -40,7 +41,7 @@ use backend::{
     transaction_key, Backend, BackendError, Channel, CodeCheck, CodeKind, PushStart, PushState,
     Refusal, UserFactors, Verified,
 };
-use push::{Phase, PushBoard};
+use push::{Join, Phase, PushBoard};
 
 /// What a front door calls. Implemented by [`Engine`]; front doors hold an
 /// `Arc<dyn Authenticate>` so their own unit tests can drive them without VIP.
@@ -179,22 +180,30 @@ impl Engine {
         self.pushes.pending()
     }
 
-    async fn run(&self, req: AuthRequest) -> Outcome {
+    async fn run(&self, mut req: AuthRequest) -> Outcome {
         let started = Instant::now();
         let login_id = format!(
             "{:08x}{:06x}",
             self.login_prefix,
             self.login_seq.fetch_add(1, Ordering::Relaxed) & 0xff_ffff
         );
+        // VIP reads " bob" as "bob": so do we, for VIP and for every key (throttles, push
+        // coalescing, caches, State), or a padded name would be a fresh set of limits.
+        // A name with control characters is refused (in `decide`) before anything else, so it
+        // is never trimmed into an acceptable one.
+        if check_user_name(&req.user).is_ok() && req.user.trim().len() != req.user.len() {
+            req.user = req.user.trim().to_owned();
+        }
+        // Every attacker-controlled field is escaped in the log, whatever the checks say later.
         let span = tracing::info_span!(
             "login",
             id = %login_id,
-            user = %req.user,
+            user = %Escaped(&req.user),
             front_door = req.client.front_door.as_str(),
-            client = %req.client.name,
+            client = %Escaped(&req.client.name),
         );
         async move {
-            let mut login = Login::new(&req);
+            let mut login = Login::new(&req, &login_id);
             let outcome = self.decide(&mut login).await;
             let (reason, failed_open) = match &outcome {
                 Outcome::Reject(r) => (r.reason.as_str(), false),
@@ -218,7 +227,7 @@ impl Engine {
                 reason,
                 vip_status = login.status.as_deref().unwrap_or(""),
                 request_ids = %login.request_ids.join(","),
-                remote = req.client.remote.as_deref().unwrap_or(""),
+                remote = %escaped(req.client.remote.as_deref()),
                 duration_ms = started.elapsed().as_millis() as u64,
                 failed_open,
                 "login round finished"
@@ -355,7 +364,7 @@ impl Engine {
         first_round: bool,
     ) -> Outcome {
         let req = login.req;
-        if !self.throttles.allow(Limit::Code, &req.user) {
+        if !self.throttles.allow(Limit::Code, &login.user_key) {
             return self.throttled(Limit::Code);
         }
         let kind = if login.delivered_code {
@@ -413,11 +422,29 @@ impl Engine {
             number_challenge: login.push_offers_number(),
             auth_level: policy.auth_level,
         };
-        let key = format!("{}\u{0}{}", req.user.to_lowercase(), login.client_key);
-        let Some(joined) = self.pushes.join_or_start(&key, start, !challenge_mode, || {
-            self.throttles.allow(Limit::Push, &req.user)
-        }) else {
-            return self.throttled(Limit::Push);
+        // Only the same login session joins a pending push (a NAS retrying, a second round of
+        // one PAM conversation); any other login of the user is its own push, throttled.
+        let key = match &req.client.session {
+            Some(session) => format!(
+                "{}\u{0}{}\u{0}{}",
+                login.user_key, login.client_key, session
+            ),
+            None => format!(
+                "{}\u{0}{}\u{0}#{}",
+                login.user_key, login.client_key, login.id
+            ),
+        };
+        let joined = match self.pushes.join_or_start(&key, start, !challenge_mode, || {
+            self.throttles.allow(Limit::Push, &login.user_key)
+        }) {
+            Join::Joined(j) => j,
+            Join::Refused => return self.throttled(Limit::Push),
+            Join::Crowded => {
+                if self.overload_log.allow() {
+                    warn!("too many requests of one login session waiting on its push; refusing the newest (at most one such line per second)");
+                }
+                return reject(RejectReason::Throttled, MSG_THROTTLED);
+            }
         };
         let counter = if joined.started {
             &self.stats.pushes_started
@@ -534,7 +561,7 @@ impl Engine {
             return reject(RejectReason::NoCredential, MSG_NO_PHONE);
         };
         // Sends cost money and annoy: they share the per-user limit with pushes.
-        if !self.throttles.allow(Limit::Push, &req.user) {
+        if !self.throttles.allow(Limit::Push, &login.user_key) {
             return self.throttled(Limit::Push);
         }
         let (request_id, result) = self.backend.send_code(&req.user, channel, number).await;
@@ -723,6 +750,9 @@ impl Authenticate for Engine {
 /// One round's bookkeeping for the final log event.
 struct Login<'a> {
     req: &'a AuthRequest,
+    id: &'a str,
+    /// The canonical user: trimmed (by `run`) and lower-cased. Every per-user key uses it.
+    user_key: String,
     client_key: String,
     factor: Factor,
     status: Option<String>,
@@ -732,9 +762,11 @@ struct Login<'a> {
 }
 
 impl<'a> Login<'a> {
-    fn new(req: &'a AuthRequest) -> Self {
+    fn new(req: &'a AuthRequest, id: &'a str) -> Self {
         Login {
             req,
+            id,
+            user_key: req.user.to_lowercase(),
             client_key: format!("{}/{}", req.client.front_door.as_str(), req.client.name),
             factor: Factor::None,
             status: None,

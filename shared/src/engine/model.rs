@@ -40,6 +40,11 @@ pub struct ClientInfo {
     pub remote: Option<String>,
     /// PAM_TTY, when known.
     pub tty: Option<String>,
+    /// What identifies this login session at its client, when the front door can tell: the
+    /// NAS's session attributes (NAS-Port, Calling-Station-Id, ...) or the PAM process, tty and
+    /// remote host. Two requests join one push only when this is present and equal; `None`
+    /// never joins anything.
+    pub session: Option<String>,
 }
 
 /// One round of a login.

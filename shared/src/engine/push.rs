@@ -38,6 +38,9 @@ pub(crate) enum Phase {
 
 struct Pending {
     key: String,
+    /// Requests that joined and are still waiting: bounded, so one login session's
+    /// retransmits cannot hold every front-door slot.
+    joiners: std::sync::atomic::AtomicUsize,
     /// Blocking mode: poll in the background until final.
     poll: bool,
     transaction_id: Mutex<Option<String>>,
@@ -63,12 +66,34 @@ pub(crate) struct PushBoard {
     wake: Arc<Notify>,
 }
 
+/// At most this many requests wait on one push besides the one that started it.
+pub(crate) const MAX_JOINERS: usize = 4;
+
+/// What `join_or_start` did.
+pub(crate) enum Join {
+    Joined(Joined),
+    /// No push to join and the throttle refused a new one.
+    Refused,
+    /// The push has [`MAX_JOINERS`] waiting already.
+    Crowded,
+}
+
 /// A handle on a push: wait on it for its phase to change.
 pub(crate) struct Joined {
     pub rx: watch::Receiver<Phase>,
     /// True for the request that started the push, false for requests that joined it.
     pub started: bool,
     pending: Arc<Pending>,
+}
+
+impl Drop for Joined {
+    fn drop(&mut self) {
+        if !self.started {
+            self.pending
+                .joiners
+                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
 }
 
 impl Joined {
@@ -112,30 +137,36 @@ impl PushBoard {
         self.maps.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Joins the push pending under `key`, or starts one when there is none and `may_start`
-    /// allows it (the throttle check). `None` when there is none to join and starting was refused.
+    /// Joins the push pending under `key` (the same login session), or starts one when there
+    /// is none and `may_start` allows it (the throttle check).
     pub fn join_or_start(
         self: &Arc<Self>,
         key: &str,
         push: PushStart,
         poll: bool,
         may_start: impl FnOnce() -> bool,
-    ) -> Option<Joined> {
+    ) -> Join {
+        use std::sync::atomic::Ordering;
         let pending = {
             let mut maps = self.lock();
             if let Some(p) = maps.by_key.get(key) {
-                return Some(Joined {
+                if p.joiners.fetch_add(1, Ordering::Relaxed) >= MAX_JOINERS {
+                    p.joiners.fetch_sub(1, Ordering::Relaxed);
+                    return Join::Crowded;
+                }
+                return Join::Joined(Joined {
                     rx: p.phase.subscribe(),
                     started: false,
                     pending: p.clone(),
                 });
             }
             if !may_start() {
-                return None;
+                return Join::Refused;
             }
             let (tx, _) = watch::channel(Phase::Starting);
             let p = Arc::new(Pending {
                 key: key.to_owned(),
+                joiners: std::sync::atomic::AtomicUsize::new(0),
                 poll,
                 transaction_id: Mutex::new(None),
                 request_id: Mutex::new(None),
@@ -154,7 +185,7 @@ impl PushBoard {
             pending: pending.clone(),
         };
         tokio::spawn(async move { board.start(pending, push).await });
-        Some(handle)
+        Join::Joined(handle)
     }
 
     async fn start(self: Arc<Self>, pending: Arc<Pending>, push: PushStart) {

@@ -197,9 +197,17 @@ pub fn request(
             nas_identifier: None,
             remote: Some("203.0.113.7".into()),
             tty: None,
+            // One NAS session unless a test says otherwise (see `in_session`).
+            session: Some("nas-port-1".into()),
         },
         policy: policy.clone(),
     }
+}
+
+/// `request`, from another login session at the same client (another NAS port / tty).
+pub fn in_session(mut req: AuthRequest, session: Option<&str>) -> AuthRequest {
+    req.client.session = session.map(str::to_owned);
+    req
 }
 
 pub fn policy(edit: impl FnOnce(&mut LoginPolicy)) -> Arc<LoginPolicy> {
