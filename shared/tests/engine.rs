@@ -297,11 +297,68 @@ async fn out_of_sync_token_is_asked_for_the_next_code() {
     assert_eq!(env.calls("authenticateUser"), 2);
 }
 
+// ---- no account oracle ----------------------------------------------------------------------
+
+#[tokio::test]
+async fn an_unknown_user_looks_like_a_wrong_code_and_no_digits_are_shown() {
+    let env = env().await;
+    let good = code(ALICE_SECRET, 0);
+    let bad = if good == "000000" { "111111" } else { "000000" };
+    let p = code_policy();
+    let (unknown, wrong) = (
+        env.auth("nobody", Some(bad), None, &p).await,
+        env.auth("alice", Some(bad), None, &p).await,
+    );
+    match (&unknown, &wrong) {
+        (Outcome::Reject(u), Outcome::Reject(w)) => {
+            assert_eq!(u.message, w.message, "the same words for both");
+            // The log and metrics still tell the admin which it was.
+            assert_eq!(u.reason, RejectReason::UnknownUser);
+            assert_eq!(w.reason, RejectReason::BadCode);
+        }
+        other => panic!("{other:?}"),
+    }
+    // The menu: the same for an unknown user as for anyone, and no phone digits before any
+    // secret was checked.
+    let menu = policy(|p| p.mode = PasswordMode::Challenge);
+    let known = expect_challenge(&env.auth("alice", Some("x"), None, &menu).await).clone();
+    let stranger = expect_challenge(&env.auth("nobody", Some("x"), None, &menu).await).clone();
+    assert_eq!(known.prompt, stranger.prompt);
+    assert!(!known.prompt.contains("4567"), "{}", known.prompt);
+    // Choosing sms: "sent" either way, and the stranger's answer fails like a wrong code.
+    let sent = expect_challenge(&env.auth("alice", Some("sms"), None, &p).await).clone();
+    assert!(!sent.prompt.contains("4567"), "{}", sent.prompt);
+    let fake = expect_challenge(&env.auth("nobody", Some("sms"), None, &p).await).clone();
+    assert_eq!(sent.prompt, fake.prompt);
+    let o = env
+        .auth("nobody", Some("123456"), Some(fake.state), &p)
+        .await;
+    match &o {
+        Outcome::Reject(r) => assert_eq!(r.message, w_message(&wrong)),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(env.calls("sendOtp"), 1, "nothing was sent for the stranger");
+    // Sites that prefer helpful messages get them.
+    let helpful = policy(|p| p.helpful_messages = true);
+    match &env.auth("nobody", Some(bad), None, &helpful).await {
+        Outcome::Reject(r) => assert!(r.message.contains("not set up"), "{}", r.message),
+        other => panic!("{other:?}"),
+    }
+}
+
+fn w_message(o: &Outcome) -> String {
+    match o {
+        Outcome::Reject(r) => r.message.clone(),
+        other => panic!("{other:?}"),
+    }
+}
+
 // ---- SMS and voice --------------------------------------------------------------------------
 
 async fn sent_code_round(voice: bool) {
     let env = env().await;
-    let p = code_policy();
+    // Sites that want helpful messages show the last digits of the number.
+    let p = policy(|p| p.helpful_messages = true);
     let keyword = if voice { "VOICE" } else { "sms" };
     let o = env.auth("alice", Some(keyword), None, &p).await;
     let c = expect_challenge(&o);
@@ -657,6 +714,7 @@ async fn menu_lists_the_users_factors_and_continues() {
     let p = policy(|p| {
         p.mode = PasswordMode::Challenge;
         p.push_timeout = Duration::from_secs(3);
+        p.helpful_messages = true;
     });
     let o = env
         .auth("alice", Some("ignored-first-password"), None, &p)

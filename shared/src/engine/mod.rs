@@ -548,8 +548,30 @@ impl Engine {
         } else {
             Factor::Voice
         };
+        let how = if channel == Channel::Sms {
+            "by text message"
+        } else {
+            "by phone call"
+        };
+        let step = Step::SentCode {
+            voice: channel == Channel::Voice,
+        };
         let factors = match self.user_factors(login).await {
             Ok(f) => f,
+            // As in the menu: an unknown user is told what anyone would be, and fails on the
+            // code with the words of a wrong code.
+            Err(BackendError::Refused {
+                refusal: Refusal::UnknownUser,
+                status,
+                ..
+            }) if !req.policy.helpful_messages => {
+                login.status = Some(status);
+                let prompt = format!(
+                    "A security code was sent {how} to {}.\nEnter it:",
+                    login.phone("")
+                );
+                return self.challenge(login, &step, self.cfg.state_ttl, &prompt, false);
+            }
             Err(e) => return self.failed(login, e, first_round).await,
         };
         let numbers = if channel == Channel::Sms {
@@ -569,18 +591,10 @@ impl Engine {
         if let Err(e) = result {
             return self.failed(login, e, first_round).await;
         }
-        let how = if channel == Channel::Sms {
-            "by text message"
-        } else {
-            "by phone call"
-        };
         let prompt = format!(
             "A security code was sent {how} to {}.\nEnter it:",
-            mask(number)
+            login.phone(number)
         );
-        let step = Step::SentCode {
-            voice: channel == Channel::Voice,
-        };
         self.challenge(login, &step, self.cfg.state_ttl, &prompt, false)
     }
 
@@ -588,6 +602,21 @@ impl Engine {
     async fn menu(&self, login: &mut Login<'_>, first_round: bool) -> Outcome {
         let factors = match self.user_factors(login).await {
             Ok(f) => f,
+            // An unknown user gets the menu anyone would (no secret was checked yet), and fails
+            // later with the words of a wrong code: the menu is no account oracle.
+            Err(BackendError::Refused {
+                refusal: Refusal::UnknownUser,
+                status,
+                ..
+            }) if !login.req.policy.helpful_messages => {
+                login.status = Some(status);
+                UserFactors {
+                    push: true,
+                    code: true,
+                    sms_numbers: vec![String::new()],
+                    voice_numbers: vec![String::new()],
+                }
+            }
             Err(e) => return self.failed(login, e, first_round).await,
         };
         let mut lines = Vec::new();
@@ -598,11 +627,14 @@ impl Engine {
         if let Some(n) = factors.sms_numbers.first() {
             lines.push(format!(
                 "  sms   - get a code by text message to {}",
-                mask(n)
+                login.phone(n)
             ));
         }
         if let Some(n) = factors.voice_numbers.first() {
-            lines.push(format!("  voice - get a code by phone call to {}", mask(n)));
+            lines.push(format!(
+                "  voice - get a code by phone call to {}",
+                login.phone(n)
+            ));
         }
         let prompt = match (lines.is_empty(), factors.code) {
             (true, false) => return reject(RejectReason::NoCredential, MSG_NO_FACTOR),
@@ -659,7 +691,12 @@ impl Engine {
                     Refusal::BadCode | Refusal::BadPin | Refusal::OutOfSync => {
                         (RejectReason::BadCode, MSG_BAD_CODE)
                     }
-                    Refusal::UnknownUser => (RejectReason::UnknownUser, MSG_SIGN_IN_FAILED),
+                    // The same words as a wrong code unless the site wants helpful messages:
+                    // a stranger must not learn who has an account (the log says which).
+                    Refusal::UnknownUser if login.req.policy.helpful_messages => {
+                        (RejectReason::UnknownUser, MSG_NOT_ENROLLED)
+                    }
+                    Refusal::UnknownUser => (RejectReason::UnknownUser, MSG_BAD_CODE),
                     Refusal::UserLocked => (RejectReason::UserLocked, MSG_USER_LOCKED),
                     Refusal::CredentialLocked => {
                         (RejectReason::CredentialLocked, MSG_CREDENTIAL_LOCKED)
@@ -772,6 +809,16 @@ impl<'a> Login<'a> {
             status: None,
             request_ids: Vec::new(),
             delivered_code: false,
+        }
+    }
+
+    /// How a phone number is shown before any secret was checked: its last digits only where
+    /// the policy wants helpful messages.
+    fn phone(&self, number: &str) -> String {
+        if self.req.policy.helpful_messages && !number.is_empty() {
+            mask(number)
+        } else {
+            "your registered phone".to_owned()
         }
     }
 
@@ -938,7 +985,7 @@ fn reject(reason: RejectReason, message: &str) -> Outcome {
 }
 
 const MSG_BAD_CODE: &str = "Wrong security code. Wait for a new code and try again.";
-const MSG_SIGN_IN_FAILED: &str = "Sign-in failed. If this keeps happening, contact your help desk.";
+const MSG_NOT_ENROLLED: &str = "You are not set up for two-factor sign-in. Contact your help desk.";
 const MSG_USER_LOCKED: &str =
     "Your two-factor account is locked or disabled. Contact your help desk.";
 const MSG_CREDENTIAL_LOCKED: &str =

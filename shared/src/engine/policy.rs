@@ -96,6 +96,11 @@ pub struct LoginPolicy {
     /// Title and text of the push notification.
     pub push_title: String,
     pub push_text: String,
+    /// Tell users more: "you are not enrolled" for an unknown user (instead of the same words
+    /// as a wrong code), and the last digits of their phone numbers in menus and prompts
+    /// (before any secret was checked). Off by default: both let a stranger learn who has an
+    /// account and which numbers.
+    pub helpful_messages: bool,
 }
 
 impl Default for LoginPolicy {
@@ -115,6 +120,7 @@ impl Default for LoginPolicy {
             auth_level: None,
             push_title: "Sign-in request".into(),
             push_text: "Approve to sign in".into(),
+            helpful_messages: false,
         }
     }
 }
