@@ -400,6 +400,13 @@ mod tests {
                 Seen::Overloaded,
             ),
             (
+                VipError::Exhausted {
+                    url: url(),
+                    cause: "Too many open files (os error 24)".into(),
+                },
+                Seen::Overloaded,
+            ),
+            (
                 VipError::Protocol {
                     url: url(),
                     cause: "HTTP 404".into(),

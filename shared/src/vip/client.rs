@@ -281,7 +281,7 @@ fn metric_status<T>(op: &'static str, result: &Result<T, VipError>) -> String {
             Some(s) => s.code_str(),
             None => match e {
                 VipError::Unreachable { .. } => "unreachable".into(),
-                VipError::Overloaded { .. } => "overloaded".into(),
+                VipError::Overloaded { .. } | VipError::Exhausted { .. } => "overloaded".into(),
                 VipError::TlsRefused { .. } => "tls_refused".into(),
                 VipError::Protocol { .. } => "protocol".into(),
                 VipError::BadRequest { .. } => "bad_request".into(),

@@ -57,6 +57,10 @@ pub enum VipError {
         waited_ms: u64,
         limit: usize,
     },
+    /// Overload here: this process ran out of file descriptors or memory making the call
+    /// (EMFILE, ENFILE, ENOMEM, ENOBUFS). Never an outage: a local flood must not open the door.
+    #[error("cannot call VIP at {url}: out of local resources ({cause}); raise LimitNOFILE / check memory")]
+    Exhausted { url: String, cause: String },
     /// The TLS handshake failed on trust: VIP refused our client certificate (revoked, expired,
     /// from the wrong account) or its certificate is not trusted by our roots / `ca_file`.
     /// A configuration problem, not an outage: fail-open never applies to it.
@@ -96,7 +100,7 @@ impl VipError {
         match self {
             VipError::Rejected { .. } => FailureClass::Answered,
             VipError::Unreachable { .. } => FailureClass::Outage,
-            VipError::Overloaded { .. } => FailureClass::Overload,
+            VipError::Overloaded { .. } | VipError::Exhausted { .. } => FailureClass::Overload,
             VipError::BadRequest { .. }
             | VipError::TlsRefused { .. }
             | VipError::Protocol { .. }

@@ -166,6 +166,11 @@ impl Transport {
                         url: url.to_string(),
                         cause: chain(&e),
                     })
+                } else if is_local_exhaustion(&e) {
+                    Exchange::Failed(VipError::Exhausted {
+                        url: url.to_string(),
+                        cause: chain(&e),
+                    })
                 } else {
                     Exchange::Broken(chain(&e))
                 }
@@ -261,6 +266,24 @@ fn is_tls_trust_failure(e: &(dyn std::error::Error + 'static)) -> bool {
         }
     }
     e.source().is_some_and(is_tls_trust_failure)
+}
+
+/// Whether this process ran out of descriptors or memory somewhere in the chain: overload
+/// here, whatever else the error says.
+fn is_local_exhaustion(e: &(dyn std::error::Error + 'static)) -> bool {
+    // EMFILE, ENFILE, ENOMEM, ENOBUFS (Linux numbering; std exposes no named kinds for them).
+    const EXHAUSTED: [i32; 4] = [24, 23, 12, 105];
+    if let Some(io) = e.downcast_ref::<std::io::Error>() {
+        if io.raw_os_error().is_some_and(|c| EXHAUSTED.contains(&c))
+            || io.kind() == std::io::ErrorKind::OutOfMemory
+        {
+            return true;
+        }
+        if io.get_ref().is_some_and(|inner| is_local_exhaustion(inner)) {
+            return true;
+        }
+    }
+    e.source().is_some_and(is_local_exhaustion)
 }
 
 /// An error and its sources, joined: reqwest's own message hides the useful part
@@ -559,6 +582,41 @@ mod tests {
 
     fn s(p: &Path) -> &str {
         p.to_str().unwrap()
+    }
+
+    #[test]
+    fn running_out_of_descriptors_or_memory_is_overload_not_outage() {
+        #[derive(Debug)]
+        struct Wrapper(std::io::Error);
+        impl std::fmt::Display for Wrapper {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("connect failed")
+            }
+        }
+        impl std::error::Error for Wrapper {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        for code in [24, 23, 12, 105] {
+            let e = Wrapper(std::io::Error::from_raw_os_error(code));
+            assert!(is_local_exhaustion(&e), "errno {code}");
+            let nested = std::io::Error::other(Wrapper(std::io::Error::from_raw_os_error(code)));
+            assert!(
+                is_local_exhaustion(&nested),
+                "errno {code} inside io::Error"
+            );
+        }
+        for code in [111, 110, 104] {
+            // Connection refused, timed out, reset: the network's doing, not ours.
+            let e = Wrapper(std::io::Error::from_raw_os_error(code));
+            assert!(!is_local_exhaustion(&e), "errno {code}");
+        }
+        let e = VipError::Exhausted {
+            url: "https://x/".into(),
+            cause: "Too many open files".into(),
+        };
+        assert_eq!(e.class(), crate::vip::FailureClass::Overload);
     }
 
     #[test]
