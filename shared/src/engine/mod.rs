@@ -93,6 +93,10 @@ pub struct Engine {
     overload_log: crate::log_limit::OncePerSecond,
     outage_log: crate::log_limit::OncePerSecond,
     misconfigured_log: crate::log_limit::OncePerSecond,
+    bad_state_log: crate::log_limit::OncePerSecond,
+    throttled_log: crate::log_limit::OncePerSecond,
+    /// VIP's refusals worth a warning (no push device, invalid phone, expired PIN, failed push).
+    refusal_log: crate::log_limit::OncePerSecond,
 }
 
 /// Longest wait inside a continuing round for a push that is still pending.
@@ -168,6 +172,9 @@ impl Engine {
             overload_log: crate::log_limit::OncePerSecond::new(),
             outage_log: crate::log_limit::OncePerSecond::new(),
             misconfigured_log: crate::log_limit::OncePerSecond::new(),
+            bad_state_log: crate::log_limit::OncePerSecond::new(),
+            throttled_log: crate::log_limit::OncePerSecond::new(),
+            refusal_log: crate::log_limit::OncePerSecond::new(),
         }))
     }
 
@@ -251,7 +258,9 @@ impl Engine {
                 Ok(opened) => self.continue_step(login, opened.step, opened.expires).await,
                 Err(e) => {
                     self.stats.bad_states.fetch_add(1, Ordering::Relaxed);
-                    warn!(problem = %e, "refused a State");
+                    if let Some(suppressed) = self.bad_state_log.pass() {
+                        warn!(problem = %e, suppressed, "refused a State");
+                    }
                     reject(RejectReason::BadState, MSG_BAD_STATE)
                 }
             };
@@ -706,11 +715,15 @@ impl Engine {
                     }
                     Refusal::NoCredential => (RejectReason::NoCredential, MSG_NO_FACTOR),
                     Refusal::NoPushDevice => {
-                        warn!(vip_status = %status, problem = %message, "no device of the user's could receive the push");
+                        if let Some(suppressed) = self.refusal_log.pass() {
+                            warn!(vip_status = %status, problem = %message, suppressed, "no device of the user's could receive the push");
+                        }
                         (RejectReason::NoCredential, MSG_NO_PUSH_DEVICE)
                     }
                     Refusal::InvalidPhone => {
-                        warn!(vip_status = %status, vip_message = %message, "VIP says the user's phone number is invalid (6015): fix it in VIP Manager");
+                        if let Some(suppressed) = self.refusal_log.pass() {
+                            warn!(vip_status = %status, vip_message = %message, suppressed, "VIP says the user's phone number is invalid (6015): fix it in VIP Manager");
+                        }
                         (RejectReason::NoCredential, MSG_BAD_PHONE)
                     }
                     Refusal::Misconfigured => {
@@ -769,7 +782,9 @@ impl Engine {
         if let Some(m) = self.metrics.get() {
             m.throttle(limit.as_str());
         }
-        warn!(limit = limit.as_str(), "throttled");
+        if let Some(suppressed) = self.throttled_log.pass() {
+            warn!(limit = limit.as_str(), suppressed, "throttled");
+        }
         reject(RejectReason::Throttled, MSG_THROTTLED)
     }
 }
