@@ -109,6 +109,24 @@ async fn no_secret_reaches_any_log_line() {
             "State bytes reached the log"
         );
     }
+
+    // A stranger's flood of forged States and throttled guesses: a line a second per cause,
+    // each saying how many it held back, not a line per request.
+    let before = captured.0.lock().unwrap().len();
+    let p = policy(|_| {});
+    for i in 0..60u8 {
+        let o = env
+            .auth("flooder", Some("123456"), Some(vec![i; 40]), &p)
+            .await;
+        assert!(matches!(o, Outcome::Reject(_)));
+    }
+    let flood = String::from_utf8(captured.0.lock().unwrap()[before..].to_vec()).unwrap();
+    let refused = flood.matches("refused a State").count();
+    assert!(
+        (1..=3).contains(&refused),
+        "{refused} lines for 60 forged States"
+    );
+    assert!(flood.contains("suppressed"), "{flood}");
 }
 
 /// Where `needle` occurs in `haystack` as a whole number: not inside a longer digit run, so a
