@@ -79,6 +79,41 @@ def test_offline_warns_about_missing_and_readable_files(sim, certs, tmp_path):
     assert rc == 1 and "vip.key_file" in err, out + err
 
 
+def test_short_client_secrets_are_warned_about_by_name(sim, certs):
+    # "testing123" and "testing666" are 10 characters; "pam-legacy-secret" is 17.
+    s, workdir = sim
+    rc, out, err = vb("check-config", "--offline", "--config",
+                      write(workdir, "short.toml", bridge_toml(s, certs)))
+    assert rc == 0, out + err
+    short = [l for l in err.splitlines() if "shorter than 16 characters" in l]
+    assert len(short) == 2, err
+    assert 'radius.clients[0].secret (client "nas")' in short[0], err
+    assert 'radius.clients[1].secret (client "nas6")' in short[1], err
+    assert "pam-legacy" not in "\n".join(short), err
+    for secret in ("testing123", "testing666", "pam-legacy-secret"):
+        assert secret not in out + err, "a secret was printed"
+
+
+@pytest.mark.parametrize("section,line,key", [
+    ("vip", 'timeout = "{}"', "vip.timeout"),
+    ("engine", 'state_ttl = "{}"', "engine.state_ttl"),
+    ("engine.throttle", 'push_per_user = {{ count = 3, per = "{}" }}',
+     "engine.throttle.push_per_user.per"),
+    ("radius", 'shutdown_timeout = "{}"', "radius.shutdown_timeout"),
+    ("pam", 'connection_timeout = "{}"', "pam.connection_timeout"),
+])
+def test_absurd_durations_are_config_errors(tmp_path, section, line, key):
+    # 10^9 years parses, but would overflow Instant arithmetic once running.
+    cfg = write(str(tmp_path), "absurd.toml",
+                "[%s]\n%s\n" % (section, line.format("1000000000y")))
+    for args in (("check-config", "--offline"), ("serve",)):
+        rc, out, err = vb(*args, "--config", cfg)
+        assert rc == 1, (args, out + err)
+        assert "panicked" not in err, err
+        assert err.startswith("vip-bridge: %s: %s: " % (cfg, key)), err
+        assert "must be between" in err, err
+
+
 def test_production_without_certificate_is_refused(tmp_path):
     cfg = write(str(tmp_path), "prod.toml", "[engine]\nstate_ttl = \"3m\"\n")
     rc, out, err = vb("check-config", "--offline", "--config", cfg)

@@ -202,6 +202,7 @@ fn resolve(path: &Path, config: Config) -> Result<Loaded> {
         policies,
     };
     core.validate(path)?;
+    check_durations(path, radius.as_ref(), pam.as_ref())?;
     if let Some(pam) = &pam {
         pam_door::validate(pam, &core, path)?;
     }
@@ -243,22 +244,75 @@ fn resolve(path: &Path, config: Config) -> Result<Loaded> {
     })
 }
 
+/// The allowed range (inclusive) of the daemon's own duration keys; the core's are in
+/// [`vip_core::config::bounds`]. `[metrics]` and `[log]` have none.
+pub mod bounds {
+    use std::time::Duration;
+
+    const fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+    const fn s(n: u64) -> Duration {
+        Duration::from_secs(n)
+    }
+
+    /// `radius.response_cache_ttl`: RFC 5080 §2.2.2 says 5 to 30 seconds.
+    pub const RESPONSE_CACHE_TTL: (Duration, Duration) = (s(5), s(30));
+    /// `radius.shutdown_timeout`: 0s abandons in-flight logins at once.
+    pub const SHUTDOWN_TIMEOUT: (Duration, Duration) = (Duration::ZERO, s(10 * 60));
+    /// `pam.read_timeout`: one frame from the module, one reply write.
+    pub const PAM_READ_TIMEOUT: (Duration, Duration) = (ms(100), s(5 * 60));
+    /// `pam.request_timeout`: one decision; it must also exceed every PAM policy's
+    /// push_timeout (at most 10m).
+    pub const PAM_REQUEST_TIMEOUT: (Duration, Duration) = (s(1), s(15 * 60));
+    /// `pam.connection_timeout`: a whole connection (at least request_timeout).
+    pub const PAM_CONNECTION_TIMEOUT: (Duration, Duration) = (s(1), s(3600));
+}
+
+/// Bounds every duration key of `[radius]` and `[pam]` (before any other check of theirs, so
+/// an absurd value is reported as itself), naming the file, the key and the allowed range.
+fn check_durations(
+    path: &Path,
+    radius: Option<&RadiusConfig>,
+    pam: Option<&PamConfig>,
+) -> std::result::Result<(), ConfigError> {
+    let mut keys: Vec<(&str, Duration, (Duration, Duration))> = Vec::new();
+    if let Some(r) = radius {
+        keys.push((
+            "radius.response_cache_ttl",
+            r.response_cache_ttl,
+            bounds::RESPONSE_CACHE_TTL,
+        ));
+        keys.push((
+            "radius.shutdown_timeout",
+            r.shutdown_timeout,
+            bounds::SHUTDOWN_TIMEOUT,
+        ));
+    }
+    if let Some(p) = pam {
+        keys.push(("pam.read_timeout", p.read_timeout, bounds::PAM_READ_TIMEOUT));
+        keys.push((
+            "pam.request_timeout",
+            p.request_timeout,
+            bounds::PAM_REQUEST_TIMEOUT,
+        ));
+        keys.push((
+            "pam.connection_timeout",
+            p.connection_timeout,
+            bounds::PAM_CONNECTION_TIMEOUT,
+        ));
+    }
+    for (key, value, (min, max)) in keys {
+        vip_core::config::check_duration(path, key, value, min, max)?;
+    }
+    Ok(())
+}
+
 fn resolve_radius(path: &Path, core: &CoreConfig, r: RadiusConfig) -> Result<RadiusSettings> {
     if r.listen.is_empty() {
         return Err(invalid(path, "radius.listen", "give at least one address").into());
     }
     let ttl = r.response_cache_ttl;
-    if ttl < Duration::from_secs(5) || ttl > Duration::from_secs(30) {
-        return Err(invalid(
-            path,
-            "radius.response_cache_ttl",
-            format!(
-                "{}: must be between 5s and 30s (RFC 5080)",
-                humantime_serde::re::humantime::format_duration(ttl)
-            ),
-        )
-        .into());
-    }
     if !(65_536..=268_435_456).contains(&r.receive_buffer) {
         return Err(invalid(
             path,
@@ -272,9 +326,6 @@ fn resolve_radius(path: &Path, core: &CoreConfig, r: RadiusConfig) -> Result<Rad
     }
     if r.response_cache_size < 16 {
         return Err(invalid(path, "radius.response_cache_size", "must be at least 16").into());
-    }
-    if r.shutdown_timeout > Duration::from_secs(600) {
-        return Err(invalid(path, "radius.shutdown_timeout", "must be at most 10m").into());
     }
     let base = path.parent().unwrap_or_else(|| Path::new("."));
     let mut clients = Vec::with_capacity(r.clients.len());
@@ -586,6 +637,172 @@ level = "debug"
         assert_eq!(cfg.metrics, Some("[::]:9812".parse().unwrap()));
         let e = parse_err("[metrics]\nlisten = \"127.0.0.1:9812\"\nbogus = 1\n");
         assert!(e.contains("bogus"), "{e}");
+    }
+
+    /// A duration key: section header, the line with `{}` for the value, the key as errors
+    /// name it, its bounds.
+    type DurationKey = (
+        &'static str,
+        &'static str,
+        &'static str,
+        (Duration, Duration),
+    );
+
+    /// Every duration key of every section.
+    fn duration_keys() -> Vec<DurationKey> {
+        use vip_core::config::bounds as core;
+        vec![
+            (
+                "[vip]",
+                "timeout = \"{}\"",
+                "vip.timeout",
+                core::VIP_TIMEOUT,
+            ),
+            (
+                "[vip]",
+                "health_check_interval = \"{}\"",
+                "vip.health_check_interval",
+                core::HEALTH_CHECK_INTERVAL,
+            ),
+            (
+                "[engine]",
+                "state_ttl = \"{}\"",
+                "engine.state_ttl",
+                core::STATE_TTL,
+            ),
+            (
+                "[engine]",
+                "poll_interval = \"{}\"",
+                "engine.poll_interval",
+                core::POLL_INTERVAL,
+            ),
+            (
+                "[engine]",
+                "user_info_ttl = \"{}\"",
+                "engine.user_info_ttl",
+                core::USER_INFO_TTL,
+            ),
+            (
+                "[engine.throttle]",
+                "push_per_user = { count = 3, per = \"{}\" }",
+                "engine.throttle.push_per_user.per",
+                core::THROTTLE_PER,
+            ),
+            (
+                "[engine.throttle]",
+                "codes_per_user = { count = 10, per = \"{}\" }",
+                "engine.throttle.codes_per_user.per",
+                core::THROTTLE_PER,
+            ),
+            (
+                "[engine.throttle]",
+                "requests_per_client = { count = 2000, per = \"{}\" }",
+                "engine.throttle.requests_per_client.per",
+                core::THROTTLE_PER,
+            ),
+            (
+                "[radius]",
+                "response_cache_ttl = \"{}\"",
+                "radius.response_cache_ttl",
+                bounds::RESPONSE_CACHE_TTL,
+            ),
+            (
+                "[radius]",
+                "shutdown_timeout = \"{}\"",
+                "radius.shutdown_timeout",
+                bounds::SHUTDOWN_TIMEOUT,
+            ),
+            (
+                "[pam]",
+                "read_timeout = \"{}\"",
+                "pam.read_timeout",
+                bounds::PAM_READ_TIMEOUT,
+            ),
+            (
+                "[pam]",
+                "request_timeout = \"{}\"",
+                "pam.request_timeout",
+                bounds::PAM_REQUEST_TIMEOUT,
+            ),
+            (
+                "[pam]",
+                "connection_timeout = \"{}\"",
+                "pam.connection_timeout",
+                bounds::PAM_CONNECTION_TIMEOUT,
+            ),
+        ]
+    }
+
+    /// A duration that overflows `Instant` arithmetic (about 3 × 10^16 s).
+    const ABSURD: &str = "1000000000y";
+
+    #[test]
+    fn every_duration_key_is_bounded() {
+        let fmt = humantime_serde::re::humantime::format_duration;
+        for (section, line, key, (min, max)) in duration_keys() {
+            let mut values = vec![ABSURD.to_owned()];
+            // One step past the top, and zero (or one step under the bottom) where zero is
+            // meaningless.
+            values.push(fmt(max + Duration::from_millis(1)).to_string());
+            if !min.is_zero() {
+                values.push("0s".into());
+                values.push(fmt(min - Duration::from_millis(1)).to_string());
+            }
+            for value in values {
+                let text = format!("{section}\n{}\n", line.replace("{}", &value));
+                let e = parse_err(&text);
+                assert!(
+                    e.starts_with(&format!("/etc/vb.toml: {key}: ")),
+                    "{text}: {e}"
+                );
+                assert!(
+                    e.contains(&format!("must be between {} and {}", fmt(min), fmt(max))),
+                    "{text}: {e}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn every_section_at_its_defaults_and_the_packaged_example_load() {
+        parse(
+            Path::new("x.toml"),
+            "[vip]
+[engine]
+[radius]
+[pam]
+",
+        )
+        .unwrap();
+        parse(
+            Path::new("vip-bridge.toml"),
+            include_str!("../../packaging/vip-bridge.toml"),
+        )
+        .unwrap();
+        // The bounds themselves are allowed.
+        let ok = |text: &str| {
+            if let Err(e) = parse(Path::new("x.toml"), text) {
+                panic!("{text}: {e}");
+            }
+        };
+        ok("[radius]
+response_cache_ttl = \"5s\"
+shutdown_timeout = \"0s\"
+");
+        ok("[radius]
+response_cache_ttl = \"30s\"
+shutdown_timeout = \"10m\"
+");
+        ok("[engine]
+user_info_ttl = \"0s\"
+state_ttl = \"1h\"
+poll_interval = \"1m\"
+");
+        ok("[pam]
+read_timeout = \"5m\"
+request_timeout = \"15m\"
+connection_timeout = \"1h\"
+");
     }
 
     #[test]

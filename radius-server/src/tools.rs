@@ -105,6 +105,27 @@ pub async fn check_config(path: &Path, offline: bool) -> Result<Report> {
                 ));
             }
         }
+        // The secrets as loaded (inline or from secret_file); names are unique by then.
+        let loaded_clients = loaded.radius.as_ref().map(|r| &r.clients);
+        for (i, c) in radius.clients.iter().enumerate() {
+            let Some(client) = loaded_clients.and_then(|t| t.iter().find(|l| l.name == c.name))
+            else {
+                continue;
+            };
+            if short_secret(client.secret()) {
+                let key = if c.secret_file.is_some() {
+                    "secret_file"
+                } else {
+                    "secret"
+                };
+                r.warnings.push(format!(
+                    "radius.clients[{i}].{key} (client {:?}): the shared secret is shorter than \
+                     {MIN_SECRET_CHARS} characters: one captured request lets an attacker \
+                     guess it offline; use a long random one (openssl rand -base64 24)",
+                    c.name
+                ));
+            }
+        }
         if radius.clients.iter().any(|c| c.secret.is_some()) {
             // Inline secrets make the configuration file itself a secret.
             r.lines
@@ -164,6 +185,18 @@ pub async fn check_config(path: &Path, offline: bool) -> Result<Report> {
         ),
     );
     Ok(r)
+}
+
+/// Shared secrets shorter than this (in characters) are warned about: RFC 2865 §3 asks for at
+/// least 16 octets, and a captured request lets an attacker try short ones offline.
+const MIN_SECRET_CHARS: usize = 16;
+
+fn short_secret(secret: &[u8]) -> bool {
+    let chars = match std::str::from_utf8(secret) {
+        Ok(s) => s.chars().count(),
+        Err(_) => secret.len(),
+    };
+    chars < MIN_SECRET_CHARS
 }
 
 /// `getServerTime` over the configured mutual TLS: a line with the requestId and clock skew.
@@ -437,6 +470,89 @@ mod tests {
             "https://pilot-userservices-auth.vip.symantec.com/vipuserservices/x"
         ));
         assert!(!is_production("https://127.0.0.1:4443/vipuserservices/x"));
+    }
+
+    #[tokio::test]
+    async fn short_client_secrets_are_warned_about_by_name_never_shown() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let private =
+            |p: &Path| std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let short_file = dir.path().join("short.secret");
+        std::fs::write(&short_file, "fifteen-chars-x\n").unwrap();
+        private(&short_file);
+        let long_file = dir.path().join("long.secret");
+        std::fs::write(&long_file, "sixteen-chars-xy\n").unwrap();
+        private(&long_file);
+        let cfg = dir.path().join("vb.toml");
+        std::fs::write(
+            &cfg,
+            format!(
+                r#"
+[vip]
+auth_url = "https://127.0.0.1:1/a"
+query_url = "https://127.0.0.1:1/q"
+management_url = "https://127.0.0.1:1/m"
+
+[[radius.clients]]
+name = "inline-short"
+address = "10.0.0.1"
+secret = "hunter2"
+
+[[radius.clients]]
+name = "file-short"
+address = "10.0.0.2"
+secret_file = "{}"
+
+[[radius.clients]]
+name = "file-long"
+address = "10.0.0.3"
+secret_file = "{}"
+
+[[radius.clients]]
+name = "inline-long"
+address = "10.0.0.4"
+secret = "0123456789abcdef"
+
+[[radius.clients]]
+name = "accents-short"
+address = "10.0.0.5"
+secret = "ééééééééééééééé"
+
+[[radius.clients]]
+name = "accents-long"
+address = "10.0.0.6"
+secret = "éééééééééééééééé"
+"#,
+                short_file.display(),
+                long_file.display()
+            ),
+        )
+        .unwrap();
+        private(&cfg);
+        let r = check_config(&cfg, true).await.unwrap();
+        let short: Vec<&String> = r
+            .warnings
+            .iter()
+            .filter(|w| w.contains("shorter than 16 characters"))
+            .collect();
+        assert_eq!(short.len(), 3, "{:#?}", r.warnings);
+        assert!(short[0].starts_with("radius.clients[0].secret (client \"inline-short\")"));
+        assert!(short[1].starts_with("radius.clients[1].secret_file (client \"file-short\")"));
+        assert!(short[2].starts_with("radius.clients[4].secret (client \"accents-short\")"));
+        let everything = format!("{:?}", r);
+        for secret in [
+            "hunter2",
+            "fifteen-chars-x",
+            "sixteen-chars-xy",
+            "0123456789abcdef",
+            "ééé",
+        ] {
+            assert!(
+                !everything.contains(secret),
+                "{secret} printed: {everything}"
+            );
+        }
     }
 
     #[tokio::test]

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -65,18 +66,8 @@ impl CoreConfig {
 
     /// Checks what serde cannot; `path` is only used in messages.
     pub fn validate(&self, path: &Path) -> Result<(), ConfigError> {
-        let interval = self.vip.health_check_interval;
-        if interval < std::time::Duration::from_secs(1)
-            || interval > std::time::Duration::from_secs(3600)
-        {
-            return Err(ConfigError::Invalid {
-                path: path.to_owned(),
-                key: "vip.health_check_interval".into(),
-                message: format!(
-                    "{}: must be between 1s and 1h",
-                    humantime::format_duration(interval)
-                ),
-            });
+        for (key, value, (min, max)) in self.durations() {
+            check_duration(path, &key, value, min, max)?;
         }
         for (name, p) in &self.policies {
             p.validate().map_err(|message| ConfigError::Invalid {
@@ -87,6 +78,98 @@ impl CoreConfig {
         }
         Ok(())
     }
+
+    /// Every duration key of `[vip]` and `[engine]` with its value and allowed range.
+    /// (`policies.*.push_timeout` is bounded by `LoginPolicy::validate`.)
+    fn durations(&self) -> Vec<(String, Duration, (Duration, Duration))> {
+        let vip = &self.vip;
+        let engine = &self.engine;
+        let throttle = &engine.throttle;
+        let mut out = vec![
+            ("vip.timeout".to_owned(), vip.timeout, bounds::VIP_TIMEOUT),
+            (
+                "vip.health_check_interval".to_owned(),
+                vip.health_check_interval,
+                bounds::HEALTH_CHECK_INTERVAL,
+            ),
+            (
+                "engine.state_ttl".to_owned(),
+                engine.state_ttl,
+                bounds::STATE_TTL,
+            ),
+            (
+                "engine.poll_interval".to_owned(),
+                engine.poll_interval,
+                bounds::POLL_INTERVAL,
+            ),
+            (
+                "engine.user_info_ttl".to_owned(),
+                engine.user_info_ttl,
+                bounds::USER_INFO_TTL,
+            ),
+        ];
+        for (name, limit) in [
+            ("push_per_user", throttle.push_per_user),
+            ("codes_per_user", throttle.codes_per_user),
+            ("requests_per_client", throttle.requests_per_client),
+        ] {
+            out.push((
+                format!("engine.throttle.{name}.per"),
+                limit.per,
+                bounds::THROTTLE_PER,
+            ));
+        }
+        out
+    }
+}
+
+/// The allowed range (inclusive) of each duration key, checked when the file is loaded so an
+/// absurd value is a configuration error naming the key, never an overflow at run time.
+pub mod bounds {
+    use std::time::Duration;
+
+    const fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+    const fn s(n: u64) -> Duration {
+        Duration::from_secs(n)
+    }
+
+    /// `vip.timeout`: one VIP call, connect to last byte.
+    pub const VIP_TIMEOUT: (Duration, Duration) = (ms(100), s(5 * 60));
+    /// `vip.health_check_interval`.
+    pub const HEALTH_CHECK_INTERVAL: (Duration, Duration) = (s(1), s(3600));
+    /// `engine.state_ttl`: how long a Challenge stays answerable.
+    pub const STATE_TTL: (Duration, Duration) = (s(10), s(3600));
+    /// `engine.poll_interval`: between pollPushStatus calls (push_timeout is 5s to 10m).
+    pub const POLL_INTERVAL: (Duration, Duration) = (ms(100), s(60));
+    /// `engine.user_info_ttl`: 0s caches nothing.
+    pub const USER_INFO_TTL: (Duration, Duration) = (Duration::ZERO, s(3600));
+    /// `engine.throttle.*.per`: the window of a rate limit.
+    pub const THROTTLE_PER: (Duration, Duration) = (s(1), s(24 * 3600));
+}
+
+/// `Err` naming the file and `key` unless `min <= value <= max`.
+pub fn check_duration(
+    path: &Path,
+    key: &str,
+    value: Duration,
+    min: Duration,
+    max: Duration,
+) -> Result<(), ConfigError> {
+    if (min..=max).contains(&value) {
+        return Ok(());
+    }
+    Err(ConfigError::Invalid {
+        path: path.to_owned(),
+        key: key.to_owned(),
+        message: format!(
+            "{}: must be between {} and {}",
+            humantime::format_duration(value),
+            humantime::format_duration(min),
+            humantime::format_duration(max)
+        ),
+    })
 }
 
 /// Reads and parses a TOML file into `T`. toml's own messages carry the line, column and key.
@@ -104,4 +187,65 @@ pub fn parse_toml<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T, Con
         path: path.to_owned(),
         message: e.to_string().trim_end().to_owned(),
     })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn check_duration_is_inclusive_and_names_file_key_and_range() {
+        let p = Path::new("/etc/x.toml");
+        let (min, max) = (Duration::from_secs(1), Duration::from_secs(3600));
+        assert!(check_duration(p, "k", min, min, max).is_ok());
+        assert!(check_duration(p, "k", max, min, max).is_ok());
+        let e = check_duration(p, "a.b", max + Duration::from_nanos(1), min, max)
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("/etc/x.toml: a.b: "), "{e}");
+        assert!(e.ends_with("must be between 1s and 1h"), "{e}");
+        assert!(check_duration(p, "k", Duration::ZERO, min, max).is_err());
+    }
+
+    #[test]
+    fn every_core_duration_is_bounded() {
+        // About 3 × 10^16 s: `Instant + d` would panic.
+        let absurd = Duration::from_secs(31_557_600 * 1_000_000_000);
+        let p = Path::new("c.toml");
+        CoreConfig::default().validate(p).unwrap();
+        type Set = fn(&mut CoreConfig, Duration);
+        let cases: Vec<(&str, Set)> = vec![
+            ("vip.timeout", |c, d| c.vip.timeout = d),
+            ("vip.health_check_interval", |c, d| {
+                c.vip.health_check_interval = d
+            }),
+            ("engine.state_ttl", |c, d| c.engine.state_ttl = d),
+            ("engine.poll_interval", |c, d| c.engine.poll_interval = d),
+            ("engine.user_info_ttl", |c, d| c.engine.user_info_ttl = d),
+            ("engine.throttle.push_per_user.per", |c, d| {
+                c.engine.throttle.push_per_user.per = d
+            }),
+            ("engine.throttle.codes_per_user.per", |c, d| {
+                c.engine.throttle.codes_per_user.per = d
+            }),
+            ("engine.throttle.requests_per_client.per", |c, d| {
+                c.engine.throttle.requests_per_client.per = d
+            }),
+        ];
+        assert_eq!(cases.len(), CoreConfig::default().durations().len());
+        for (key, set) in cases {
+            let mut c = CoreConfig::default();
+            set(&mut c, absurd);
+            let e = c.validate(p).unwrap_err().to_string();
+            assert!(e.starts_with(&format!("c.toml: {key}: ")), "{e}");
+            assert!(e.contains("must be between"), "{e}");
+            if key != "engine.user_info_ttl" {
+                let mut c = CoreConfig::default();
+                set(&mut c, Duration::ZERO);
+                let e = c.validate(p).unwrap_err().to_string();
+                assert!(e.starts_with(&format!("c.toml: {key}: ")), "{e}");
+            }
+        }
+    }
 }

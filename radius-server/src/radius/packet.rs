@@ -2,11 +2,13 @@
 //! received bytes, Message-Authenticator (RFC 3579 §3.2) computation and verification, and
 //! building replies with Message-Authenticator as the first attribute.
 //!
-//! Attribute *values* (User-Password hiding, typed look-ups) are left to the `radius` crate.
+//! User-Password is decoded here too (RFC 2865 §5.2), into zeroized buffers; other attribute
+//! values (typed look-ups) are left to the `radius` crate.
 
 use hmac::{Hmac, Mac};
 use md5::{Digest, Md5};
 use subtle::ConstantTimeEq;
+use zeroize::{Zeroize, Zeroizing};
 
 /// RFC 2865 §3: a packet is 20 to 4096 octets.
 pub const MAX_PACKET_LEN: usize = 4096;
@@ -30,7 +32,9 @@ pub const ATTR_PROMPT: u8 = 76;
 pub const ATTR_MESSAGE_AUTHENTICATOR: u8 = 80;
 
 /// Length of a Message-Authenticator attribute (type, length, 16-octet HMAC-MD5).
-const MA_ATTR_LEN: usize = 18;
+pub const MA_ATTR_LEN: usize = 18;
+/// The longest User-Password value (RFC 2865 §5.2).
+pub const MAX_USER_PASSWORD: usize = 128;
 
 /// The HMAC-MD5 state keyed by a client's shared secret. Keyed once per client at start and
 /// cloned per packet.
@@ -259,18 +263,70 @@ pub fn build_response(
 /// Splits `text` into Reply-Message values of at most 253 octets, never inside a UTF-8
 /// character. Empty text gives no values.
 pub fn split_reply_message(text: &str) -> Vec<&[u8]> {
+    split_reply_message_within(text, usize::MAX)
+}
+
+/// Like [`split_reply_message`], but the values with their attribute headers (2 octets each)
+/// take at most `room` octets: the longest prefix of `text` that fits, cut on a character
+/// boundary (all of it when it fits).
+pub fn split_reply_message_within(text: &str, mut room: usize) -> Vec<&[u8]> {
     let mut out = Vec::new();
     let mut rest = text;
-    while !rest.is_empty() {
-        let mut cut = rest.len().min(MAX_ATTR_VALUE);
+    while !rest.is_empty() && room > 2 {
+        let mut cut = rest.len().min(MAX_ATTR_VALUE).min(room - 2);
         while !rest.is_char_boundary(cut) {
             cut -= 1;
         }
+        if cut == 0 {
+            break;
+        }
         let (head, tail) = rest.split_at(cut);
         out.push(head.as_bytes());
+        room -= 2 + cut;
         rest = tail;
     }
     out
+}
+
+/// Octets the attributes take in a packet (type and length octets included).
+pub fn attrs_len(attrs: &[ReplyAttr<'_>]) -> usize {
+    attrs.iter().map(|(_, v)| 2 + v.len()).sum()
+}
+
+/// A User-Password value of a size RFC 2865 §5.2 does not allow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BadUserPassword;
+
+/// Recovers the password hidden in a User-Password value (RFC 2865 §5.2): block i is
+/// c(i) xor MD5(secret + c(i-1)), with c(0) the Request Authenticator; trailing NULs (the
+/// padding) are stripped. An empty value is the empty password; otherwise the value must be 16
+/// to 128 octets, a multiple of 16.
+///
+/// The secret is only borrowed; the plaintext lives in a zeroized buffer allocated once at its
+/// final size (never reallocated), and each key-stream block is wiped after use.
+pub fn decode_user_password(
+    hidden: &[u8],
+    secret: &[u8],
+    request_authenticator: &[u8; 16],
+) -> Result<Zeroizing<Vec<u8>>, BadUserPassword> {
+    if hidden.len() > MAX_USER_PASSWORD || hidden.len() % 16 != 0 {
+        return Err(BadUserPassword);
+    }
+    let mut plain = Zeroizing::new(Vec::with_capacity(hidden.len()));
+    let mut previous: &[u8] = request_authenticator;
+    for chunk in hidden.chunks_exact(16) {
+        let mut md5 = Md5::new();
+        md5.update(secret);
+        md5.update(previous);
+        let mut key_stream = md5.finalize();
+        plain.extend(chunk.iter().zip(key_stream.iter()).map(|(c, b)| c ^ b));
+        key_stream.as_mut_slice().zeroize();
+        previous = chunk;
+    }
+    let keep = plain.iter().rposition(|b| *b != 0).map_or(0, |i| i + 1);
+    // The cut-off padding is zero already; Zeroizing wipes the whole capacity on drop.
+    plain.truncate(keep);
+    Ok(plain)
 }
 
 /// Builds a request with a Message-Authenticator (for tests and tools): the attributes are
@@ -478,6 +534,87 @@ mod tests {
         assert_eq!(parts[0].len(), 252);
         assert_eq!(parts.concat(), tricky.as_bytes());
         assert!(parts.iter().all(|p| std::str::from_utf8(p).is_ok()));
+    }
+
+    // pyrad 2.6 `PwCrypt` (tests/radius/ma_vector.py's request: secret "testing123", Request
+    // Authenticator 00 01 .. 0f).
+    const PW_SECRET: &[u8] = b"testing123";
+    const PW_AUTH: [u8; 16] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15];
+    const SIXTEEN: &str = "0123456789abcdef";
+
+    #[test]
+    fn user_password_decodes_known_vectors() {
+        let cases: [(&str, String); 6] = [
+            ("96ee09ca74fd7a1a104607240014828b", String::new()),
+            ("a7dc3afe41cb7a1a104607240014828b", "123456".into()),
+            ("a6df3bf940c84c2d287f66466370e7ed", SIXTEEN.into()),
+            (
+                "a6df3bf940c84c2d287f66466370e7ed329926ed946a79ae383e111b63f9c204",
+                format!("{SIXTEEN}{}", SIXTEEN.to_uppercase()),
+            ),
+            (
+                "ee9671b20c850262683e7f5c786cfaf3a9bcdd87e2c659daab317259322a498d",
+                "x".repeat(17),
+            ),
+            (
+                "a6df3bf940c84c2d287f66466370e7ed329926ed946a79ae383e313b43d9e224\
+                 484b9a79b3c8d2660ed87807133b744a002b8d39ba17737c097a6562ab6c70fb\
+                 d15acb6ce46aed9822197ae67427b3e12339940681d637d88e91579c65cf04c7\
+                 acda8e37dd9b7abbbb14faf46af506baae1dc9feae94c75e027164b527b46bdd",
+                SIXTEEN.repeat(8),
+            ),
+        ];
+        for (hidden, plain) in cases {
+            let hidden = unhex(hidden);
+            let got = decode_user_password(&hidden, PW_SECRET, &PW_AUTH).unwrap();
+            assert_eq!(&got[..], plain.as_bytes(), "{} octets", hidden.len());
+        }
+    }
+
+    #[test]
+    fn user_password_round_trips_through_the_crate_encoder() {
+        use radius::core::avp::AVP;
+        let auth: [u8; 16] = rand::random();
+        for len in [1usize, 6, 15, 16, 17, 31, 32, 33, 100, 127, 128] {
+            let plain: Vec<u8> = (0..len).map(|i| b'a' + (i % 26) as u8).collect();
+            let hidden = AVP::from_user_password(2, &plain, b"s3cret", &auth)
+                .unwrap()
+                .encode_bytes();
+            assert_eq!(hidden.len(), len.div_ceil(16) * 16);
+            let got = decode_user_password(&hidden, b"s3cret", &auth).unwrap();
+            assert_eq!(&got[..], &plain[..], "{len} octets");
+            // The wrong secret gives something else (RADIUS has no integrity check here).
+            let wrong = decode_user_password(&hidden, b"other", &auth).unwrap();
+            assert_ne!(&wrong[..], &plain[..]);
+        }
+    }
+
+    #[test]
+    fn user_password_empty_value_is_the_empty_password() {
+        // A User-Password attribute of 2 octets: no value at all.
+        let got = decode_user_password(&[], PW_SECRET, &PW_AUTH).unwrap();
+        assert!(got.is_empty());
+    }
+
+    #[test]
+    fn user_password_only_trailing_nuls_are_padding() {
+        use radius::core::avp::AVP;
+        let hidden = AVP::from_user_password(2, b"ab\0cd", PW_SECRET, &PW_AUTH)
+            .unwrap()
+            .encode_bytes();
+        let got = decode_user_password(&hidden, PW_SECRET, &PW_AUTH).unwrap();
+        assert_eq!(&got[..], b"ab\0cd");
+    }
+
+    #[test]
+    fn user_password_of_a_bad_size_is_refused() {
+        for len in [1usize, 2, 15, 17, 31, 33, 127, 129, 144, 253] {
+            assert_eq!(
+                decode_user_password(&vec![7u8; len], PW_SECRET, &PW_AUTH),
+                Err(BadUserPassword),
+                "{len} octets"
+            );
+        }
     }
 
     #[test]

@@ -18,11 +18,10 @@ use tokio::net::UdpSocket;
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tracing::{debug, info, warn, Instrument};
 use vip_core::engine::{
-    AuthRequest, Authenticate, Challenge, ClientInfo, FrontDoor, Outcome, Reject, RejectReason,
+    AuthRequest, Authenticate, ClientInfo, FrontDoor, Outcome, Reject, RejectReason,
 };
 use vip_core::log_text::Escaped;
 use vip_core::secret::Secret;
-use zeroize::Zeroizing;
 
 use crate::config::RadiusSettings;
 use crate::error::{Error, Result};
@@ -35,7 +34,8 @@ use crate::radius::stats::Stats;
 const RECV_BUFFER: usize = 4096;
 /// Backstop lifetime of an in-progress duplicate entry (longer than any push timeout).
 const IN_PROGRESS_TTL: Duration = Duration::from_secs(11 * 60);
-/// Longest user-facing text we put in a reply (Reply-Message values are split at 253 octets).
+/// Longest user-facing text we put in a reply (Reply-Message values are split at 253 octets;
+/// the request's Proxy-States may leave room for less: see `fitted_reply`).
 const MAX_MESSAGE: usize = 2048;
 
 struct Shared {
@@ -51,6 +51,8 @@ struct Shared {
     overload_warning: vip_core::log_limit::OncePerSecond,
     /// Requests that prove nothing (no Message-Authenticator, no User-Password).
     unverifiable_warning: vip_core::log_limit::OncePerSecond,
+    /// Replies that do not fit a packet with the request's Proxy-States.
+    unfit_warning: vip_core::log_limit::OncePerSecond,
 }
 
 /// Bound RADIUS sockets, ready to run.
@@ -93,6 +95,7 @@ impl RadiusServer {
             reserved: Arc::new(Semaphore::new(reserved_permits as usize)),
             overload_warning: vip_core::log_limit::OncePerSecond::new(),
             unverifiable_warning: vip_core::log_limit::OncePerSecond::new(),
+            unfit_warning: vip_core::log_limit::OncePerSecond::new(),
             general_permits,
             reserved_permits,
         });
@@ -401,20 +404,25 @@ pub enum DecodeError {
 
 #[doc(hidden)] // pub for fuzzing
 pub fn decode(client: &Client, info: &RawInfo, packet: &[u8]) -> Result<Decoded, DecodeError> {
-    // The crate stores the secret it is given; give it none; User-Password is decrypted below.
+    // The crate stores the secret it is given; give it none. User-Password is decoded here,
+    // from the raw bytes, so neither the secret nor the password is copied into the crate's
+    // (unzeroized) buffers.
     let p = Packet::decode(packet, &[]).map_err(|_| DecodeError::Malformed)?;
     let user = match rfc2865::lookup_user_name(&p) {
         None => None,
         Some(Ok(u)) => Some(u),
         Some(Err(_)) => return Err(DecodeError::BadInput("The user name is not valid text.")),
     };
-    let password = match p.lookup(rfc2865::USER_PASSWORD_TYPE) {
+    let hidden = pkt::attributes(packet)
+        .map_err(|_| DecodeError::Malformed)?
+        .into_iter()
+        .find(|(_, t, _)| *t == pkt::ATTR_USER_PASSWORD)
+        .map(|(_, _, v)| v);
+    let password = match hidden {
         None => None,
-        Some(avp) => {
-            let plain = Zeroizing::new(
-                avp.encode_user_password(client.secret(), &info.authenticator)
-                    .map_err(|_| DecodeError::Malformed)?,
-            );
+        Some(hidden) => {
+            let plain = pkt::decode_user_password(hidden, client.secret(), &info.authenticator)
+                .map_err(|_| DecodeError::Malformed)?;
             match std::str::from_utf8(&plain) {
                 Ok(s) => Some(Secret::new(s)),
                 Err(_) => return Err(DecodeError::BadInput("The password is not valid text.")),
@@ -503,7 +511,8 @@ async fn process(
         },
     };
 
-    let (code, reply) = match &outcome {
+    let prompt_value;
+    let (code, message, tail): (u8, &str, Vec<ReplyAttr<'_>>) = match &outcome {
         Outcome::Accept(a) => {
             Stats::inc(&stats.access_accept);
             debug!(
@@ -512,34 +521,28 @@ async fn process(
                 failed_open = a.failed_open,
                 "answered"
             );
-            (
-                pkt::CODE_ACCESS_ACCEPT,
-                build_reply(&client, &info, &packet, pkt::CODE_ACCESS_ACCEPT, &[]),
-            )
+            (pkt::CODE_ACCESS_ACCEPT, "", Vec::new())
         }
         Outcome::Reject(r) => {
             Stats::inc(&stats.access_reject);
             debug!(outcome = "reject", reason = r.reason.as_str(), "answered");
-            let text = clip(&r.message);
-            let attrs: Vec<ReplyAttr<'_>> = pkt::split_reply_message(text)
-                .into_iter()
-                .map(|v| (pkt::ATTR_REPLY_MESSAGE, v))
-                .collect();
-            (
-                pkt::CODE_ACCESS_REJECT,
-                build_reply(&client, &info, &packet, pkt::CODE_ACCESS_REJECT, &attrs),
-            )
+            (pkt::CODE_ACCESS_REJECT, r.message.as_str(), Vec::new())
         }
         Outcome::Challenge(c) => {
             Stats::inc(&stats.access_challenge);
             debug!(outcome = "challenge", echo = c.echo, "answered");
+            prompt_value = u32::from(c.echo).to_be_bytes();
             (
                 pkt::CODE_ACCESS_CHALLENGE,
-                challenge_reply(&client, &info, &packet, c),
+                c.prompt.as_str(),
+                vec![
+                    (pkt::ATTR_STATE, &c.state[..]),
+                    (pkt::ATTR_PROMPT, &prompt_value[..]),
+                ],
             )
         }
     };
-    let Some(reply) = reply else {
+    let Some(reply) = answer(&guard.shared, &client, &info, &packet, code, message, &tail) else {
         tracing::error!(code, "reply could not be built; nothing sent");
         Stats::inc(&stats.send_errors);
         return;
@@ -556,31 +559,103 @@ async fn process(
     }
 }
 
-fn challenge_reply(
+/// Why the intended reply could not be sent as it is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Unfit {
+    /// The engine's State is empty or longer than one attribute.
+    BadState,
+    /// Message-Authenticator, State, Prompt and the Proxy-States alone exceed 4096 octets.
+    TooLong,
+}
+
+/// The reply to send (and to cache): the intended one when it fits, with the Reply-Message
+/// text shortened to the room the other attributes leave; else an Access-Reject without
+/// Reply-Message, which always fits (it is never longer than the request: a request with
+/// Proxy-State carries a Message-Authenticator too). `None` only if even that fails.
+fn answer(
+    shared: &Shared,
     client: &Client,
     info: &RawInfo,
     packet: &[u8],
-    c: &Challenge,
+    code: u8,
+    message: &str,
+    tail: &[ReplyAttr<'_>],
 ) -> Option<Vec<u8>> {
-    if c.state.is_empty() || c.state.len() > pkt::MAX_ATTR_VALUE {
-        tracing::error!(
-            len = c.state.len(),
-            "the engine's State does not fit one attribute"
+    let why = match fitted_reply(client, info, packet, code, message, tail) {
+        Ok(reply) => return Some(reply),
+        Err(why) => why,
+    };
+    if let Some(suppressed) = shared.unfit_warning.pass() {
+        warn!(
+            client = %client.name,
+            code,
+            problem = ?why,
+            proxy_states = pkt::proxy_states(packet).len(),
+            suppressed,
+            "the reply does not fit one RADIUS packet (4096 octets) with the request's \
+             Proxy-States; answered with an Access-Reject without Reply-Message \
+             ({suppressed} more suppressed)"
         );
-        return None;
     }
-    let prompt_value = u32::from(c.echo).to_be_bytes();
-    let text = clip(&c.prompt);
-    let mut attrs: Vec<ReplyAttr<'_>> = pkt::split_reply_message(text)
+    build_reply(client, info, packet, pkt::CODE_ACCESS_REJECT, &[])
+}
+
+/// Message-Authenticator, as much of `message` as fits (Reply-Messages), `tail` (State,
+/// Prompt), then every Proxy-State of the request in order, within 4096 octets.
+fn fitted_reply(
+    client: &Client,
+    info: &RawInfo,
+    packet: &[u8],
+    code: u8,
+    message: &str,
+    tail: &[ReplyAttr<'_>],
+) -> Result<Vec<u8>, Unfit> {
+    if tail
+        .iter()
+        .any(|(t, v)| *t == pkt::ATTR_STATE && (v.is_empty() || v.len() > pkt::MAX_ATTR_VALUE))
+    {
+        return Err(Unfit::BadState);
+    }
+    let proxies: Vec<ReplyAttr<'_>> = if info.has_proxy_state {
+        pkt::proxy_states(packet)
+            .into_iter()
+            .map(|v| (pkt::ATTR_PROXY_STATE, v))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let fixed =
+        pkt::HEADER_LEN + pkt::MA_ATTR_LEN + pkt::attrs_len(tail) + pkt::attrs_len(&proxies);
+    let room = pkt::MAX_PACKET_LEN
+        .checked_sub(fixed)
+        .ok_or(Unfit::TooLong)?;
+    let text = clip(message);
+    let mut attrs: Vec<ReplyAttr<'_>> = pkt::split_reply_message_within(text, room)
         .into_iter()
         .map(|v| (pkt::ATTR_REPLY_MESSAGE, v))
         .collect();
-    attrs.push((pkt::ATTR_STATE, &c.state));
-    attrs.push((pkt::ATTR_PROMPT, &prompt_value));
-    build_reply(client, info, packet, pkt::CODE_ACCESS_CHALLENGE, &attrs)
+    let kept: usize = attrs.iter().map(|(_, v)| v.len()).sum();
+    if kept < text.len() {
+        debug!(
+            kept,
+            of = text.len(),
+            "Reply-Message shortened to fit the packet with the request's Proxy-States"
+        );
+    }
+    attrs.extend_from_slice(tail);
+    attrs.extend(proxies);
+    pkt::build_response(
+        code,
+        info.identifier,
+        &info.authenticator,
+        &attrs,
+        &client.mac,
+        client.secret(),
+    )
+    .map_err(|_| Unfit::TooLong)
 }
 
-/// Caps user-facing text so a reply always fits a packet.
+/// Caps user-facing text at [`MAX_MESSAGE`] octets, on a character boundary.
 fn clip(text: &str) -> &str {
     if text.len() <= MAX_MESSAGE {
         return text;

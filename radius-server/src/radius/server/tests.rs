@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use radius::core::avp::AVP;
-use vip_core::engine::{Accept, Factor, LoginPolicy};
+use vip_core::engine::{Accept, Challenge, Factor, LoginPolicy};
 
 use super::*;
 use crate::radius::clients::parse_address;
@@ -16,7 +16,10 @@ const SECRET: &str = "s3cret";
 const LEGACY_SECRET: &str = "legacy";
 
 /// alice/123456 → Accept; alice/push → Accept after 400 ms; alice/chal → Challenge with
-/// State "S1"; State "S1" + 654321 → Accept; anything else → Reject "Wrong code".
+/// State "S1"; State "S1" + 654321 → Accept; 0123456789abcdef or 128 × z → Accept;
+/// alice/bigstate → Challenge with a 253-octet
+/// State; alice/long → Reject with a 1000-character message; anything else → Reject
+/// "Wrong code".
 /// What the fake saw of each request: user, NAS-Identifier, Calling-Station-Id, peer.
 type SeenReq = (String, Option<String>, Option<String>, Option<IpAddr>);
 
@@ -53,6 +56,8 @@ impl Authenticate for Fake {
             match (req.state.as_deref(), pw.as_str()) {
                 (Some(b"S1"), "654321") => accept,
                 (None, "123456") => accept,
+                // Full User-Password blocks: 16 and 128 octets.
+                (None, p) if p == "0123456789abcdef" || p == "z".repeat(128) => accept,
                 (None, "push") => {
                     tokio::time::sleep(Duration::from_millis(400)).await;
                     accept
@@ -61,6 +66,15 @@ impl Authenticate for Fake {
                     prompt: format!("{}\nEnter the code:", "x".repeat(300)),
                     echo: false,
                     state: b"S1".to_vec(),
+                }),
+                (None, "bigstate") => Outcome::Challenge(Challenge {
+                    prompt: "Enter the code:".into(),
+                    echo: false,
+                    state: vec![b'S'; 253],
+                }),
+                (None, "long") => Outcome::Reject(Reject {
+                    reason: RejectReason::BadCode,
+                    message: "y".repeat(1000),
                 }),
                 _ => Outcome::Reject(Reject {
                     reason: RejectReason::BadCode,
@@ -567,4 +581,161 @@ async fn missing_user_name_and_chap_are_rejected_with_a_message() {
     let reply = exchange(&sock, h.addr, &req).await.expect("reply");
     assert_eq!(reply[0], pkt::CODE_ACCESS_REJECT);
     assert_eq!(h.fake.calls.load(Ordering::SeqCst), 0);
+}
+
+/// Proxy-State values (253 octets each, the last one shorter, all different) that fill a
+/// request of `base` octets up to the RFC 2865 maximum of 4096.
+fn filling_proxy_states(base: usize) -> Vec<Vec<u8>> {
+    let mut room = pkt::MAX_PACKET_LEN - base;
+    let mut out = Vec::new();
+    while room >= 3 {
+        let n = (room - 2).min(pkt::MAX_ATTR_VALUE);
+        let tag = out.len() as u8;
+        out.push(
+            (0..n)
+                .map(|k| tag.wrapping_mul(31).wrapping_add(k as u8))
+                .collect(),
+        );
+        room -= n + 2;
+    }
+    out
+}
+
+/// Sends `password` with as many large Proxy-States as the request can carry; returns the
+/// request, its Proxy-States and the reply (checked: authentic, Message-Authenticator first,
+/// every Proxy-State there in order, at most 4096 octets).
+async fn full_of_proxy_states(
+    h: &Harness,
+    sock: &UdpSocket,
+    id: u8,
+    password: &str,
+) -> (Vec<u8>, Vec<(u8, Vec<u8>)>) {
+    let base = Req::access(id, "alice", password).encode().len();
+    let proxies = filling_proxy_states(base);
+    let mut r = Req::access(id, "alice", password);
+    r.proxy = proxies.iter().map(Vec::as_slice).collect();
+    let req = r.encode();
+    assert!(
+        req.len() > pkt::MAX_PACKET_LEN - 3 && req.len() <= pkt::MAX_PACKET_LEN,
+        "{}",
+        req.len()
+    );
+    let reply = exchange(sock, h.addr, &req)
+        .await
+        .expect("a reply, even with the request full of Proxy-States");
+    assert!(reply.len() <= pkt::MAX_PACKET_LEN);
+    let attrs = check_reply(&reply, &req, SECRET);
+    assert_eq!(
+        values(&attrs, pkt::ATTR_PROXY_STATE),
+        proxies,
+        "every Proxy-State, in order"
+    );
+    // A retransmit is answered from the response cache, byte for byte, without the engine.
+    let calls = h.fake.calls.load(Ordering::SeqCst);
+    let cached = Stats::get(&h.stats.duplicates_answered_from_cache);
+    let again = exchange(sock, h.addr, &req)
+        .await
+        .expect("the cached reply");
+    assert_eq!(again, reply, "byte-identical");
+    assert_eq!(
+        h.fake.calls.load(Ordering::SeqCst),
+        calls,
+        "no second login"
+    );
+    assert_eq!(
+        Stats::get(&h.stats.duplicates_answered_from_cache),
+        cached + 1
+    );
+    (reply, attrs)
+}
+
+#[tokio::test]
+async fn a_reply_too_large_for_its_proxy_states_is_shortened_sent_and_cached() {
+    let h = start(8).await;
+    let sock = client_sock("127.0.0.1").await;
+
+    // A Challenge: State and Prompt are kept, the Reply-Message text is cut to what fits.
+    let (reply, attrs) = full_of_proxy_states(&h, &sock, 1, "chal").await;
+    assert_eq!(reply[0], pkt::CODE_ACCESS_CHALLENGE);
+    assert_eq!(values(&attrs, pkt::ATTR_STATE), vec![b"S1".to_vec()]);
+    assert_eq!(values(&attrs, pkt::ATTR_PROMPT), vec![vec![0, 0, 0, 0]]);
+    let text = values(&attrs, pkt::ATTR_REPLY_MESSAGE).concat();
+    assert!(
+        !text.is_empty() && text.len() < 300,
+        "{} octets",
+        text.len()
+    );
+    assert!(text.iter().all(|b| *b == b'x'), "a prefix of the prompt");
+    assert!(reply.len() > pkt::MAX_PACKET_LEN - 3, "the room is used");
+
+    // A Reject with a long message: shortened likewise.
+    let (reply, attrs) = full_of_proxy_states(&h, &sock, 2, "long").await;
+    assert_eq!(reply[0], pkt::CODE_ACCESS_REJECT);
+    let text = values(&attrs, pkt::ATTR_REPLY_MESSAGE).concat();
+    assert!(
+        !text.is_empty() && text.len() < 1000,
+        "{} octets",
+        text.len()
+    );
+    assert!(text.iter().all(|b| *b == b'y'));
+
+    // An Accept fits as it is.
+    let (reply, attrs) = full_of_proxy_states(&h, &sock, 3, "123456").await;
+    assert_eq!(reply[0], pkt::CODE_ACCESS_ACCEPT);
+    assert!(values(&attrs, pkt::ATTR_REPLY_MESSAGE).is_empty());
+    assert_eq!(h.fake.calls.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test]
+async fn a_challenge_whose_state_cannot_fit_is_a_cached_bare_reject() {
+    let h = start(8).await;
+    let sock = client_sock("127.0.0.1").await;
+    let (reply, attrs) = full_of_proxy_states(&h, &sock, 1, "bigstate").await;
+    assert_eq!(reply[0], pkt::CODE_ACCESS_REJECT);
+    assert!(values(&attrs, pkt::ATTR_REPLY_MESSAGE).is_empty());
+    assert!(values(&attrs, pkt::ATTR_STATE).is_empty());
+    assert_eq!(h.fake.calls.load(Ordering::SeqCst), 1);
+
+    // Without the Proxy-States the same Challenge fits as it is.
+    let req = Req::access(2, "alice", "bigstate").encode();
+    let reply = exchange(&sock, h.addr, &req).await.expect("challenge");
+    assert_eq!(reply[0], pkt::CODE_ACCESS_CHALLENGE);
+    let attrs = check_reply(&reply, &req, SECRET);
+    assert_eq!(values(&attrs, pkt::ATTR_STATE), vec![vec![b'S'; 253]]);
+}
+
+#[tokio::test]
+async fn user_passwords_decode_locally_and_bad_text_is_rejected() {
+    let h = start(8).await;
+    let sock = client_sock("127.0.0.1").await;
+    // 16 and 128 octets exactly (no padding) reach the engine intact.
+    let max = "z".repeat(128);
+    for (id, password) in [(1u8, "0123456789abcdef"), (2, max.as_str())] {
+        let req = Req::access(id, "alice", password).encode();
+        let reply = exchange(&sock, h.addr, &req).await.expect("reply");
+        assert_eq!(
+            reply[0],
+            pkt::CODE_ACCESS_ACCEPT,
+            "{} octets",
+            password.len()
+        );
+    }
+    assert_eq!(h.fake.calls.load(Ordering::SeqCst), 2);
+
+    // A password that is not UTF-8: a Reject with a message, without the engine.
+    let mut r = Req::access(3, "alice", "x");
+    r.password = None;
+    let hidden = AVP::from_user_password(2, &[0xff, 0xfe, b'1'], SECRET.as_bytes(), &r.auth)
+        .unwrap()
+        .encode_bytes();
+    r.extra.push((pkt::ATTR_USER_PASSWORD, hidden));
+    let req = r.encode();
+    let reply = exchange(&sock, h.addr, &req).await.expect("reply");
+    assert_eq!(reply[0], pkt::CODE_ACCESS_REJECT);
+    let attrs = check_reply(&reply, &req, SECRET);
+    assert_eq!(
+        values(&attrs, pkt::ATTR_REPLY_MESSAGE),
+        vec![b"The password is not valid text.".to_vec()]
+    );
+    assert_eq!(h.fake.calls.load(Ordering::SeqCst), 2);
 }
