@@ -70,13 +70,7 @@ pub struct SocketDaemon {
 
 impl Daemon for SocketDaemon {
     fn round(&mut self, req: &AuthenticateRequest) -> Result<Outcome, RoundError> {
-        // Only a failed connect() means "nobody is there": anything after it (a hello that
-        // times out, a connection closed on us) is a daemon that exists, so never fails open.
-        let mut client = Client::connect(&self.path, self.timeout).map_err(|e| match e {
-            IpcError::Connect { .. } => RoundError::Unreachable(e),
-            IpcError::Server { .. } | IpcError::Version { .. } => RoundError::Refused(e),
-            _ => RoundError::Failed(e),
-        })?;
+        let mut client = Client::connect(&self.path, self.timeout).map_err(connect_error)?;
         client.authenticate(req).map_err(|e| match e {
             IpcError::Server {
                 kind: ErrorKind::Forbidden | ErrorKind::Busy,
@@ -84,6 +78,27 @@ impl Daemon for SocketDaemon {
             } => RoundError::Refused(e),
             _ => RoundError::Failed(e),
         })
+    }
+}
+
+/// Why connecting failed. Only "nobody is there" (no socket, nobody listening) is
+/// `Unreachable`, the one case fail_mode=open may act on: a socket we may not open (EACCES,
+/// EPERM: `socket_group`) is a misconfiguration, and anything after connect() (a hello that
+/// times out, a connection closed on us) is a daemon that exists. Neither ever fails open.
+fn connect_error(e: IpcError) -> RoundError {
+    match e {
+        IpcError::Connect { ref source, .. }
+            if matches!(
+                source.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+            ) =>
+        {
+            RoundError::Unreachable(e)
+        }
+        IpcError::Connect { .. } | IpcError::Server { .. } | IpcError::Version { .. } => {
+            RoundError::Refused(e)
+        }
+        _ => RoundError::Failed(e),
     }
 }
 
@@ -369,6 +384,28 @@ mod tests {
             path: "/x".into(),
             source: std::io::Error::from(std::io::ErrorKind::NotFound),
         }))
+    }
+
+    #[test]
+    fn only_nobody_listening_is_unreachable() {
+        let connect = |kind| IpcError::Connect {
+            path: "/run/vip-bridge/pam.sock".into(),
+            source: std::io::Error::from(kind),
+        };
+        use std::io::ErrorKind::*;
+        for kind in [NotFound, ConnectionRefused] {
+            assert!(matches!(
+                connect_error(connect(kind)),
+                RoundError::Unreachable(_)
+            ));
+        }
+        // No permission on the socket (socket_group): the admin's to fix, never fail-open.
+        for kind in [PermissionDenied, TimedOut, Other] {
+            assert!(
+                matches!(connect_error(connect(kind)), RoundError::Refused(_)),
+                "{kind:?}"
+            );
+        }
     }
 
     fn ctx() -> Context {

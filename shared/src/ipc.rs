@@ -210,14 +210,54 @@ pub enum IpcError {
     Truncated,
     #[error("connection closed")]
     Closed,
+    /// Says what kind of problem, never the text that caused it: a mistyped answer must not
+    /// reach a log line or the reply.
     #[error("malformed message: {0}")]
-    Malformed(String),
+    Malformed(Malformation),
     #[error("protocol version mismatch: we speak {ours}, the other end {theirs}")]
     Version { ours: u32, theirs: u32 },
     #[error("unexpected message: {0}")]
     Unexpected(&'static str),
     #[error("daemon refused the request ({}): {message}", kind.as_str())]
     Server { kind: ErrorKind, message: String },
+}
+
+/// Why a frame is not a message, without a word of the frame: serde_json's own messages quote
+/// the input (`invalid type: integer `735911`, expected a string`, `unknown field `...``), so
+/// only their category is kept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Malformation {
+    /// Not JSON at all, or not UTF-8.
+    Syntax,
+    /// JSON, but not one of our messages (a missing, unknown or mistyped field, an unknown type).
+    Data,
+    /// The JSON ends early.
+    Eof,
+    /// A message that cannot be written (never expected).
+    Unserializable,
+}
+
+impl fmt::Display for Malformation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Malformation::Syntax => "not valid JSON",
+            Malformation::Data => "not a valid message (a missing, unknown or mistyped field)",
+            Malformation::Eof => "the JSON ends early",
+            Malformation::Unserializable => "cannot be serialized",
+        })
+    }
+}
+
+impl Malformation {
+    fn of(e: &serde_json::Error) -> Self {
+        match e.classify() {
+            serde_json::error::Category::Syntax | serde_json::error::Category::Io => {
+                Malformation::Syntax
+            }
+            serde_json::error::Category::Data => Malformation::Data,
+            serde_json::error::Category::Eof => Malformation::Eof,
+        }
+    }
 }
 
 impl IpcError {
@@ -239,7 +279,8 @@ impl IpcError {
 pub fn encode<T: Serialize>(msg: &T) -> Result<Zeroizing<Vec<u8>>, IpcError> {
     let mut buf = Zeroizing::new(Vec::with_capacity(4 + MAX_FRAME));
     buf.extend_from_slice(&[0u8; 4]);
-    serde_json::to_writer(&mut *buf, msg).map_err(|e| IpcError::Malformed(e.to_string()))?;
+    serde_json::to_writer(&mut *buf, msg)
+        .map_err(|_| IpcError::Malformed(Malformation::Unserializable))?;
     let len = buf.len() - 4;
     if len > MAX_FRAME {
         return Err(IpcError::FrameTooLarge(len));
@@ -250,8 +291,9 @@ pub fn encode<T: Serialize>(msg: &T) -> Result<Zeroizing<Vec<u8>>, IpcError> {
 
 /// Parses one frame body.
 pub fn decode<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, IpcError> {
-    // serde_json's messages name a position, never the input itself.
-    serde_json::from_slice(body).map_err(|e| IpcError::Malformed(e.to_string()))
+    // serde_json's messages quote the input (an answer sent as a number, an unknown field's
+    // name): only the category goes on.
+    serde_json::from_slice(body).map_err(|e| IpcError::Malformed(Malformation::of(&e)))
 }
 
 fn frame_len(prefix: [u8; 4]) -> Result<usize, IpcError> {
@@ -446,7 +488,8 @@ pub async fn server_handshake<S: AsyncRead + AsyncWrite + Unpin>(
     }
 }
 
-/// An `Error` message carrying `e`'s description (which never contains an answer or a State).
+/// An `Error` message carrying `e`'s description. Pass only descriptions that never contain
+/// input: an [`IpcError`] qualifies (see [`Malformation`]), a peer's text does not.
 pub fn error_message(kind: ErrorKind, e: &dyn fmt::Display) -> ServerMessage {
     ServerMessage::Error {
         kind,
@@ -659,14 +702,71 @@ mod tests {
         }
     }
 
+    /// Frames a mistyped client could send with a code in them (as a number, in the wrong
+    /// field, as a field name, in a broken State, in a frame that is not JSON at all).
+    const SECRET: &str = "739164";
+
+    fn leaky_bodies() -> Vec<Vec<u8>> {
+        let auth = r#"{"type":"authenticate","service":"sshd","user":"alice""#;
+        [
+            format!(r#"{auth},"answer":{SECRET}}}"#),
+            format!(r#"{auth},"answer":["{SECRET}"]}}"#),
+            format!(r#"{auth},"answer":{{"code":"{SECRET}"}}}}"#),
+            format!(r#"{auth},"answer":"{SECRET}","bogus":1}}"#),
+            format!(r#"{auth},"{SECRET}":"x"}}"#),
+            format!(r#"{auth},"answer":"ok","state":"{SECRET}!*"}}"#),
+            format!(r#"{auth},"answer":"{SECRET}""#),
+            format!(r#"{auth},"answer":"{SECRET}" x}}"#),
+            format!(r#"{auth},"answer":{SECRET}x}}"#),
+            format!(r#"{auth},"tty":true,"answer":"{SECRET}"}}"#),
+            format!(r#"{{"type":"{SECRET}"}}"#),
+            format!(r#"{{"type":"hello","version":"{SECRET}"}}"#),
+            format!(r#"{{"type":"hello","version":-{SECRET}}}"#),
+            format!(r#"{{"type":"hello","version":1,"{SECRET}":1}}"#),
+            SECRET.to_string(),
+            format!("{{{SECRET}"),
+        ]
+        .into_iter()
+        .map(String::into_bytes)
+        .chain([[b"\xff".as_slice(), SECRET.as_bytes()].concat()])
+        .collect()
+    }
+
     #[test]
     fn malformed_error_never_echoes_the_input() {
-        let body =
-            br#"{"type":"authenticate","service":"s","user":"u","answer":"987654","bogus":1}"#;
-        let err = read_message_blocking::<_, ClientMessage>(&mut Cursor::new(frame(body)))
-            .unwrap_err()
-            .to_string();
-        assert!(!err.contains("987654"), "{err}");
+        for body in leaky_bodies() {
+            let err = read_message_blocking::<_, ClientMessage>(&mut Cursor::new(frame(&body)))
+                .unwrap_err();
+            assert!(matches!(err, IpcError::Malformed(_)), "{err}");
+            let reply = encode(&error_message(ErrorKind::BadRequest, &err)).unwrap();
+            let shown = format!("{err} | {err:?} | {}", String::from_utf8_lossy(&reply[4..]));
+            assert!(
+                !shown.contains(SECRET),
+                "{}: {shown}",
+                String::from_utf8_lossy(&body)
+            );
+            // The client decodes with the same code: a broken reply says nothing either.
+            let err = read_message_blocking::<_, ServerMessage>(&mut Cursor::new(frame(&body)))
+                .unwrap_err();
+            assert!(!format!("{err} {err:?}").contains(SECRET), "{err}");
+        }
+    }
+
+    #[tokio::test]
+    async fn server_handshake_never_echoes_the_input() {
+        for body in leaky_bodies() {
+            let (mut client_end, mut server_end) = pair();
+            client_end.write_all(&frame(&body)).unwrap();
+            let err = server_handshake(&mut server_end).await.unwrap_err();
+            assert!(!format!("{err} {err:?}").contains(SECRET), "{err}");
+            drop(server_end);
+            let reply: ServerMessage = read_message_blocking(&mut client_end).unwrap();
+            let ServerMessage::Error { kind, message } = reply else {
+                panic!("expected an error, got {reply:?}")
+            };
+            assert_eq!(kind, ErrorKind::BadRequest);
+            assert!(!message.contains(SECRET), "{message}");
+        }
     }
 
     fn pair() -> (UnixStream, tokio::net::UnixStream) {

@@ -9,6 +9,7 @@ All names start with `vb` so they are easy to spot and remove: `userdel -r vbali
 """
 
 import base64
+import grp
 import hashlib
 import json
 import os
@@ -51,15 +52,32 @@ def totp_secret(user):
     return base64.b32encode(hashlib.sha1(("vip-bridge-pam-" + user).encode()).digest()).decode()
 
 
-def ensure_user(name):
-    """Creates a local user (no usable password) unless it exists."""
+def ensure_user(name, groups=()):
+    """Creates a local user (no usable password) unless it exists; makes it a member of
+    `groups` (supplementary, created by ensure_group) either way."""
     try:
         pwd.getpwnam(name)
-        return
     except KeyError:
-        pass
-    subprocess.run(["useradd", "-m", "-s", "/bin/sh", name], check=True,
-                   capture_output=True, timeout=30)
+        subprocess.run(["useradd", "-m", "-s", "/bin/sh", name], check=True,
+                       capture_output=True, timeout=30)
+    for g in groups:
+        if name not in grp.getgrnam(g).gr_mem:
+            subprocess.run(["usermod", "-a", "-G", g, name], check=True,
+                           capture_output=True, timeout=30)
+
+
+def ensure_group(name):
+    """Creates a local group unless it exists (left in place, like the users); its gid."""
+    try:
+        return grp.getgrnam(name).gr_gid
+    except KeyError:
+        subprocess.run(["groupadd", name], check=True, capture_output=True, timeout=30)
+        return grp.getgrnam(name).gr_gid
+
+
+def nobody_gid():
+    """The primary group of `nobody` (nogroup on Debian)."""
+    return pwd.getpwnam("nobody").pw_gid
 
 
 def sim_user(user, push="approve", delay_ms=200, number=None, sms=False, index=0):
@@ -76,8 +94,9 @@ def sim_user(user, push="approve", delay_ms=200, number=None, sms=False, index=0
     return "".join(out)
 
 
-def bridge_toml(sim, certs, socket_path, services, policies):
-    """A PAM-only vip-bridge config. `services`: {pam service: policy}; `policies`: {name: toml}."""
+def bridge_toml(sim, certs, socket_path, services, policies, pam_extra=""):
+    """A PAM-only vip-bridge config. `services`: {pam service: policy}; `policies`: {name: toml};
+    `pam_extra`: more [pam] keys (TOML lines)."""
     text = [
         '[vip]\nauth_url = "%s"\nquery_url = "%s"\nmanagement_url = "%s"\n'
         'cert_file = "%s"\nkey_file = "%s"\nca_file = "%s"\ntimeout = "5s"\n\n'
@@ -90,7 +109,7 @@ def bridge_toml(sim, certs, socket_path, services, policies):
     ]
     for name, body in policies.items():
         text.append("[policies.%s]\n%s\n\n" % (name, body))
-    text.append('[pam]\nsocket = "%s"\nrequest_timeout = "60s"\n\n' % socket_path)
+    text.append('[pam]\nsocket = "%s"\nrequest_timeout = "60s"\n%s\n' % (socket_path, pam_extra))
     for svc, pol in services.items():
         text.append('[pam.services.%s]\npolicy = "%s"\n\n' % (json.dumps(svc), pol))
     text.append('[log]\nformat = "text"\nlevel = "info"\n')
@@ -100,7 +119,8 @@ def bridge_toml(sim, certs, socket_path, services, policies):
 class PamBridge:
     """`vip-bridge serve` with only the PAM door; waits for the ready file's "pam" entry."""
 
-    def __init__(self, workdir, config_text, timeout=20):
+    def __init__(self, workdir, config_text, timeout=20, wrapper=()):
+        """`wrapper`: a command line the daemon runs under, e.g. ["prlimit", "--nofile=64", "--"]."""
         self.config = os.path.join(workdir, "vip-bridge.toml")
         with open(self.config, "w") as f:
             f.write(config_text)
@@ -111,8 +131,8 @@ class PamBridge:
         env.setdefault("RUST_LOG", "info,vip_bridge=debug")
         self.proc = harness.Proc(
             "vip-bridge",
-            [harness.find_binary("vip-bridge"), "serve", "--config", self.config,
-             "--ready-file", self.ready_file],
+            list(wrapper) + [harness.find_binary("vip-bridge"), "serve",
+                             "--config", self.config, "--ready-file", self.ready_file],
             workdir, env=env)
         deadline = time.time() + timeout
         while not os.path.exists(self.ready_file):
@@ -133,14 +153,22 @@ class PamBridge:
 class PamStack:
     """vip-sim + vip-bridge for one test module; always stopped by stop()."""
 
-    def __init__(self, workdir, certs, users_toml, services, policies, sim_policy=""):
+    def __init__(self, workdir, certs, users_toml, services, policies, sim_policy="",
+                 pam_extra=None, wrapper=()):
         self.dir = workdir
         self.socket = os.path.join(workdir, "run", "pam.sock")
+        if pam_extra is None:
+            # The socket is 0660 (owner and socket_group); root's clients pass anyway. Its group
+            # is nobody's here so that tests can replay an unprivileged peer that reaches the
+            # socket (a site whose socket_group is too wide): the peer-credential check must
+            # still refuse it.
+            pam_extra = "socket_group = %d\n" % nobody_gid()
         self.sim = harness.Sim(workdir, harness.sim_toml(certs, users_toml, sim_policy))
         self.bridge = None
         try:
             self.bridge = PamBridge(workdir, bridge_toml(self.sim, certs, self.socket,
-                                                         services, policies))
+                                                         services, policies, pam_extra),
+                                    wrapper=wrapper)
         except Exception:
             self.sim.stop()
             raise

@@ -37,7 +37,12 @@ def main():
     s.settimeout(10)
     s.connect(sys.argv[1])
     for raw in sys.argv[2:] or ['{"type":"hello","version":1}']:
-        send(s, json.loads(raw))
+        try:
+            send(s, json.loads(raw))
+        except (BrokenPipeError, ConnectionResetError):
+            # The daemon refuses some peers at once (and closes); its refusal is still
+            # there to read, as pam_vip.so reads it.
+            pass
         reply = recv(s)
         print(json.dumps(reply), flush=True)
         if reply is None or reply.get("type") == "error":
