@@ -130,6 +130,12 @@ class Proc:
     def wait(self, timeout):
         return self.p.wait(timeout=timeout)
 
+    def kill(self):
+        """SIGKILL (no clean-up of any kind, as a crash or the OOM killer) and reap it."""
+        if self.alive():
+            self.p.kill()
+        self.p.wait(timeout=10)
+
     def stop(self, timeout=15):
         if self.alive():
             self.p.send_signal(signal.SIGTERM)
@@ -151,12 +157,42 @@ def gen_certs(directory):
     }
 
 
-def sim_toml(certs, users_toml, policy_toml=""):
+def sim_toml(certs, users_toml, policy_toml="", listen="127.0.0.1:0"):
+    """`listen`: the HTTPS address (a fixed port lets a restarted simulator take its place)."""
     return (
-        '[server]\nlisten = "127.0.0.1:0"\nadmin_listen = "127.0.0.1:0"\n\n'
+        '[server]\nlisten = "%s"\nadmin_listen = "127.0.0.1:0"\n\n'
         '[tls]\ncert = "%s"\nkey = "%s"\nclient_ca = "%s"\n\n[policy]\n%s\n\n%s'
-        % (certs["server.pem"], certs["server.key"], certs["ca.pem"], policy_toml, users_toml)
+        % (listen, certs["server.pem"], certs["server.key"], certs["ca.pem"], policy_toml,
+           users_toml)
     )
+
+
+def free_port(kind=socket.SOCK_STREAM):
+    """A loopback port free right now (TCP by default, or socket.SOCK_DGRAM), for a process
+    that must be restarted on the same address."""
+    s = socket.socket(socket.AF_INET, kind)
+    try:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+    finally:
+        s.close()
+
+
+def scrape_metrics(addr, timeout=5):
+    """GET http://addr/metrics as {series: value}, the series written as exposed, labels
+    included (e.g. 'vip_bridge_rejects_total{reason="unavailable"}')."""
+    with urllib.request.urlopen("http://%s/metrics" % addr, timeout=timeout) as r:
+        text = r.read().decode()
+    out = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        name, _, value = line.rpartition(" ")
+        try:
+            out[name] = float(value)
+        except ValueError:
+            pass
+    return out
 
 
 class Sim:

@@ -145,29 +145,40 @@ pub async fn serve(
 
     let core = Arc::new(core);
     let pam_socket = pam.as_ref().map(|p| p.socket.clone());
+    let (listening_tx, listening) = tokio::sync::oneshot::channel();
     let mut pam_task: Option<JoinHandle<std::io::Result<()>>> = pam.map(|p| {
         tokio::spawn(pam_door::serve(
             p,
             core.clone(),
             auth.clone(),
             shutdown.subscribe(),
+            Some(listening_tx),
         ))
     });
-    if let Some(sock) = &pam_socket {
-        wait_for_path(sock, Duration::from_secs(3)).await;
-    }
+    // Ready means the socket accepts connections, not that a (perhaps stale) file exists. A
+    // door that fails to bind drops the sender: no ready file, and its error ends the daemon
+    // below.
+    let pam_listening = match pam_task {
+        Some(_) => matches!(
+            tokio::time::timeout(Duration::from_secs(10), listening).await,
+            Ok(Ok(()))
+        ),
+        None => true,
+    };
 
     let radius_task = radius.map(|r| tokio::spawn(r.run(shutdown.subscribe(), shutdown_timeout)));
 
-    if let Some(file) = &ready_file {
-        write_ready_file(file, &radius_addrs, pam_socket.as_deref(), metrics_addr)?;
+    if pam_listening {
+        if let Some(file) = &ready_file {
+            write_ready_file(file, &radius_addrs, pam_socket.as_deref(), metrics_addr)?;
+        }
+        info!(
+            radius = ?radius_addrs.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            pam = %pam_socket.as_deref().map(|p| p.display().to_string()).unwrap_or_default(),
+            metrics = %metrics_addr.map(|a| a.to_string()).unwrap_or_default(),
+            "ready"
+        );
     }
-    info!(
-        radius = ?radius_addrs.iter().map(ToString::to_string).collect::<Vec<_>>(),
-        pam = %pam_socket.as_deref().map(|p| p.display().to_string()).unwrap_or_default(),
-        metrics = %metrics_addr.map(|a| a.to_string()).unwrap_or_default(),
-        "ready"
-    );
 
     // Run until told to stop, or until the PAM door stops on its own (an error).
     let mut rx = shutdown.subscribe();
@@ -234,13 +245,6 @@ async fn wait_task<T>(
     match task {
         Some(t) => t.await,
         None => std::future::pending().await,
-    }
-}
-
-async fn wait_for_path(path: &Path, limit: Duration) {
-    let until = tokio::time::Instant::now() + limit;
-    while !path.exists() && tokio::time::Instant::now() < until {
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

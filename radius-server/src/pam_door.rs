@@ -328,23 +328,30 @@ pub fn validate(cfg: &PamConfig, core: &CoreConfig, path: &Path) -> Result<(), C
     Ok(())
 }
 
-/// Serves the PAM socket until `shutdown` turns true, then removes the socket.
+/// Serves the PAM socket until `shutdown` turns true, then removes the socket. `listening`
+/// fires once the socket accepts connections (after a crash the old socket file exists before
+/// that: its path is no sign of readiness).
 pub async fn serve(
     cfg: PamConfig,
     core: Arc<CoreConfig>,
     auth: Arc<dyn Authenticate>,
     shutdown: watch::Receiver<bool>,
+    listening: Option<tokio::sync::oneshot::Sender<()>>,
 ) -> io::Result<()> {
     let door = Arc::new(Door::new(cfg, &core)?);
-    serve_door(door, auth, shutdown).await
+    serve_door(door, auth, shutdown, listening).await
 }
 
 async fn serve_door(
     door: Arc<Door>,
     auth: Arc<dyn Authenticate>,
     mut shutdown: watch::Receiver<bool>,
+    listening: Option<tokio::sync::oneshot::Sender<()>>,
 ) -> io::Result<()> {
     let (listener, inode) = bind(&door.cfg.socket, door.socket_gid)?;
+    if let Some(tx) = listening {
+        let _ = tx.send(());
+    }
     info!(
         socket = %door.cfg.socket.display(),
         max_connections = door.cfg.max_connections,
@@ -1196,7 +1203,7 @@ mod tests {
         let mut door = Door::new(cfg, &core()).unwrap();
         adjust(&mut door);
         let door = Arc::new(door);
-        let task = tokio::spawn(serve_door(door.clone(), fake.clone(), rx));
+        let task = tokio::spawn(serve_door(door.clone(), fake.clone(), rx, None));
         // Wait until the socket answers (a stale file may already be there).
         let mut up = false;
         for _ in 0..200 {
