@@ -1488,17 +1488,29 @@ mod tests {
         let run = start(c.clone(), Fake::default()).await;
         // A live one is not.
         let (_tx, rx) = watch::channel(false);
-        let err = serve(c.clone(), Arc::new(core()), Arc::new(Fake::default()), rx)
-            .await
-            .unwrap_err();
+        let err = serve(
+            c.clone(),
+            Arc::new(core()),
+            Arc::new(Fake::default()),
+            rx,
+            None,
+        )
+        .await
+        .unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::AddrInUse, "{err}");
         run.stop().await;
         // A regular file is never removed.
         std::fs::write(&c.socket, "precious").unwrap();
         let (_tx, rx) = watch::channel(false);
-        let err = serve(c.clone(), Arc::new(core()), Arc::new(Fake::default()), rx)
-            .await
-            .unwrap_err();
+        let err = serve(
+            c.clone(),
+            Arc::new(core()),
+            Arc::new(Fake::default()),
+            rx,
+            None,
+        )
+        .await
+        .unwrap_err();
         assert!(err.to_string().contains("not a socket"), "{err}");
         assert_eq!(std::fs::read_to_string(&c.socket).unwrap(), "precious");
     }
