@@ -1808,7 +1808,7 @@ mod tests {
             let mut held = Vec::new();
             for _ in 0..50 {
                 // Never sends a hello: the old door waited a second for it, holding a slot.
-                let (s, what) = silent_connect(&sock, Duration::from_millis(500));
+                let (s, what) = silent_connect(&sock, Duration::from_secs(3));
                 assert_eq!(what, Ok(Some(ErrorKind::Forbidden)));
                 held.push(s);
             }
@@ -1864,7 +1864,7 @@ mod tests {
                 std::thread::sleep(Duration::from_millis(10));
             }
             for _ in 0..20 {
-                let (_s, what) = silent_connect(&sock, Duration::from_millis(500));
+                let (_s, what) = silent_connect(&sock, Duration::from_secs(3));
                 assert_eq!(what, Ok(Some(ErrorKind::Busy)));
             }
             idle
@@ -1996,7 +1996,7 @@ mod tests {
                     std::thread::sleep(Duration::from_millis(1100));
                 }
                 for _ in 0..150 {
-                    let (_s, what) = silent_connect(&sock, Duration::from_millis(500));
+                    let (_s, what) = silent_connect(&sock, Duration::from_secs(3));
                     assert_eq!(what, Ok(Some(ErrorKind::Forbidden)));
                 }
             }
