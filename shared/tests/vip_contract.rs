@@ -762,6 +762,11 @@ async fn injected_faults_map_to_error_classes() {
             .await
             .unwrap_err();
         assert_eq!(e.class(), class, "{faults:?}: {e}");
+        // The call was sent: its requestId is named, so VIP's records can be searched for it.
+        assert!(
+            e.request_id().is_some_and(|r| r.starts_with("ct_")),
+            "{faults:?}: {e:?}"
+        );
         assert!(
             start.elapsed() < Duration::from_millis(1500),
             "deadline not applied: {faults:?}"

@@ -386,6 +386,7 @@ mod tests {
         let table = [
             (
                 VipError::Unreachable {
+                    request_id: String::new(),
                     url: url(),
                     cause: "connection refused".into(),
                 },
@@ -401,6 +402,7 @@ mod tests {
             ),
             (
                 VipError::Exhausted {
+                    request_id: String::new(),
                     url: url(),
                     cause: "Too many open files (os error 24)".into(),
                 },
@@ -408,6 +410,7 @@ mod tests {
             ),
             (
                 VipError::Protocol {
+                    request_id: String::new(),
                     url: url(),
                     cause: "HTTP 404".into(),
                 },
@@ -415,6 +418,7 @@ mod tests {
             ),
             (
                 VipError::TlsRefused {
+                    request_id: String::new(),
                     url: url(),
                     cause: "certificate unknown".into(),
                 },

@@ -122,7 +122,8 @@ impl VipClient {
                 Ok(body) => match self.inner.transport.post(url, body, reserved).await {
                     Ok(answer) => parse(&answer, &rid).map_err(|e| e.at_url(url.as_str())),
                     Err(e) => Err(e),
-                },
+                }
+                .map_err(|e| e.sent_as(&rid)),
                 Err(e) => Err(e),
             };
             if let Some(m) = self.inner.metrics.get() {

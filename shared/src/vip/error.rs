@@ -48,7 +48,12 @@ pub enum VipError {
     /// An outage: no answer (connect refused, timeout, reset) or the service said it is down
     /// (HTTP 502/503/504, a SOAP `Server` fault). The only class fail-open may act on.
     #[error("VIP unreachable at {url}: {cause}")]
-    Unreachable { url: String, cause: String },
+    Unreachable {
+        url: String,
+        cause: String,
+        /// The requestId of the call, when it was sent (empty before that).
+        request_id: String,
+    },
     /// Overload here: every in-flight slot (`vip.max_in_flight`) stayed busy until the deadline,
     /// so nothing was sent. Never an outage: a login flood must not open the door.
     #[error("no free VIP connection slot within {waited_ms} ms (vip.max_in_flight = {limit}); nothing was sent to {url}")]
@@ -60,18 +65,30 @@ pub enum VipError {
     /// Overload here: this process ran out of file descriptors or memory making the call
     /// (EMFILE, ENFILE, ENOMEM, ENOBUFS). Never an outage: a local flood must not open the door.
     #[error("cannot call VIP at {url}: out of local resources ({cause}); raise LimitNOFILE / check memory")]
-    Exhausted { url: String, cause: String },
+    Exhausted {
+        url: String,
+        cause: String,
+        request_id: String,
+    },
     /// The TLS handshake failed on trust: VIP refused our client certificate (revoked, expired,
     /// from the wrong account) or its certificate is not trusted by our roots / `ca_file`.
     /// A configuration problem, not an outage: fail-open never applies to it.
     #[error("VIP TLS handshake with {url} refused: {cause}; check vip.cert_file / vip.pkcs12_file (revoked or expired?) and vip.ca_file")]
-    TlsRefused { url: String, cause: String },
+    TlsRefused {
+        url: String,
+        cause: String,
+        request_id: String,
+    },
     /// An answer that is not a valid VIP response: HTTP 4xx (a wrong URL path), other non-200
     /// answers without a `Server` fault, a `Client` fault, garbage, a wrong namespace, a
     /// requestId or transaction that does not match. Misconfiguration or a format change, never
     /// an outage.
     #[error("VIP protocol error from {url}: {cause}")]
-    Protocol { url: String, cause: String },
+    Protocol {
+        url: String,
+        cause: String,
+        request_id: String,
+    },
     /// The client could not be set up (certificates, keys, URLs).
     #[error("VIP client configuration: {what}{}",
         path.as_ref().map(|p| format!(" ({})", p.display())).unwrap_or_default())]
@@ -108,9 +125,16 @@ impl VipError {
         }
     }
 
+    /// The requestId of the call this error came from, when it was sent: VIP may have
+    /// received it even if no answer came back, so logs name it.
     pub fn request_id(&self) -> Option<&str> {
         match self {
-            VipError::Rejected { request_id, .. } | VipError::BadRequest { request_id, .. }
+            VipError::Rejected { request_id, .. }
+            | VipError::BadRequest { request_id, .. }
+            | VipError::Unreachable { request_id, .. }
+            | VipError::Exhausted { request_id, .. }
+            | VipError::TlsRefused { request_id, .. }
+            | VipError::Protocol { request_id, .. }
                 if !request_id.is_empty() =>
             {
                 Some(request_id)
@@ -119,8 +143,24 @@ impl VipError {
         }
     }
 
+    /// Names the requestId a transport error happened under (the client knows it, the
+    /// transport does not).
+    pub(crate) fn sent_as(mut self, rid: &str) -> VipError {
+        if let VipError::Unreachable { request_id, .. }
+        | VipError::Exhausted { request_id, .. }
+        | VipError::TlsRefused { request_id, .. }
+        | VipError::Protocol { request_id, .. } = &mut self
+        {
+            if request_id.is_empty() {
+                rid.clone_into(request_id);
+            }
+        }
+        self
+    }
+
     pub(crate) fn protocol(cause: impl Into<String>) -> VipError {
         VipError::Protocol {
+            request_id: String::new(),
             url: String::new(),
             cause: cause.into(),
         }
@@ -129,7 +169,12 @@ impl VipError {
     /// Fills in the URL of a `Protocol` error raised by the (I/O-free) parser.
     pub(crate) fn at_url(self, at: &str) -> VipError {
         match self {
-            VipError::Protocol { url, cause } if url.is_empty() => VipError::Protocol {
+            VipError::Protocol {
+                url,
+                cause,
+                request_id,
+            } if url.is_empty() => VipError::Protocol {
+                request_id,
                 url: at.to_owned(),
                 cause,
             },

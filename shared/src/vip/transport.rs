@@ -111,6 +111,7 @@ impl Transport {
             });
         };
         let _permit = permit.map_err(|_| VipError::Unreachable {
+            request_id: String::new(),
             url: url.to_string(),
             cause: "the VIP client is shutting down".into(),
         })?;
@@ -120,6 +121,7 @@ impl Transport {
             Ok(r) => r,
             Err(_) => {
                 return Err(VipError::Unreachable {
+                    request_id: String::new(),
                     url: url.to_string(),
                     cause: format!(
                         "no answer within {}",
@@ -137,10 +139,12 @@ impl Transport {
                 let probe = tokio::time::timeout_at(deadline, self.probe_trust(url)).await;
                 match probe {
                     Ok(Some(refused)) => Err(VipError::TlsRefused {
+                        request_id: String::new(),
                         url: url.to_string(),
                         cause: refused,
                     }),
                     _ => Err(VipError::Unreachable {
+                        request_id: String::new(),
                         url: url.to_string(),
                         cause,
                     }),
@@ -163,11 +167,13 @@ impl Transport {
             .map_err(|e| {
                 if is_tls_trust_failure(&e) {
                     Exchange::Failed(VipError::TlsRefused {
+                        request_id: String::new(),
                         url: url.to_string(),
                         cause: chain(&e),
                     })
                 } else if is_local_exhaustion(&e) {
                     Exchange::Failed(VipError::Exhausted {
+                        request_id: String::new(),
                         url: url.to_string(),
                         cause: chain(&e),
                     })
@@ -180,6 +186,7 @@ impl Transport {
         while let Some(chunk) = resp.chunk().await.map_err(|e| {
             if is_tls_trust_failure(&e) {
                 Exchange::Failed(VipError::TlsRefused {
+                    request_id: String::new(),
                     url: url.to_string(),
                     cause: chain(&e),
                 })
@@ -189,6 +196,7 @@ impl Transport {
         })? {
             if buf.len() + chunk.len() > MAX_RESPONSE_BYTES {
                 return Err(Exchange::Failed(VipError::Protocol {
+                    request_id: String::new(),
                     url: url.to_string(),
                     cause: format!("answer larger than {MAX_RESPONSE_BYTES} bytes"),
                 }));
@@ -208,11 +216,13 @@ impl Transport {
             matches!(status.as_u16(), 502..=504) || fault.as_ref().is_some_and(|f| f.is_server());
         Err(Exchange::Failed(if outage {
             VipError::Unreachable {
+                request_id: String::new(),
                 url: url.to_string(),
                 cause,
             }
         } else {
             VipError::Protocol {
+                request_id: String::new(),
                 url: url.to_string(),
                 cause: format!("{cause}; check the URL (vip.auth_url / query_url / management_url) and the account"),
             }
@@ -613,6 +623,7 @@ mod tests {
             assert!(!is_local_exhaustion(&e), "errno {code}");
         }
         let e = VipError::Exhausted {
+            request_id: String::new(),
             url: "https://x/".into(),
             cause: "Too many open files".into(),
         };
