@@ -426,10 +426,22 @@ fn resolve_radius(path: &Path, core: &CoreConfig, r: RadiusConfig) -> Result<Rad
     })
 }
 
+/// The longest secret file read: far above any RADIUS secret, it stops a misnamed file
+/// (`/dev/zero`, a log) from being read whole into memory.
+const MAX_SECRET_FILE: usize = 4096;
+
 /// Reads a secret file: UTF-8, one trailing newline (`\n` or `\r\n`) stripped.
 fn read_secret_file(file: &Path) -> std::result::Result<Secret, String> {
-    let bytes =
-        zeroize::Zeroizing::new(std::fs::read(file).map_err(|e| format!("cannot read: {e}"))?);
+    use std::io::Read;
+    // Sized once for the longest file plus one octet: never reallocated, so no copy of the
+    // secret is left behind.
+    let mut bytes = zeroize::Zeroizing::new(Vec::with_capacity(MAX_SECRET_FILE + 1));
+    std::fs::File::open(file)
+        .and_then(|f| f.take(MAX_SECRET_FILE as u64 + 1).read_to_end(&mut bytes))
+        .map_err(|e| format!("cannot read: {e}"))?;
+    if bytes.len() > MAX_SECRET_FILE {
+        return Err(format!("longer than {MAX_SECRET_FILE} bytes: not a secret"));
+    }
     let text = std::str::from_utf8(&bytes).map_err(|_| "not UTF-8 text".to_string())?;
     let text = text
         .strip_suffix("\r\n")
@@ -613,6 +625,25 @@ level = "debug"
         std::fs::write(&f, "\n").unwrap();
         let e = parse_err(&format!("{CLIENT}secret_file = \"{}\"\n", f.display()));
         assert!(e.contains("empty"), "{e}");
+    }
+
+    #[test]
+    fn secret_file_is_read_up_to_a_bound() {
+        // Found by fuzz/ (config_load): `secret_file = "/dev/zero"` read without end.
+        let e = parse_err(&format!("{CLIENT}secret_file = \"/dev/zero\"\n"));
+        assert!(
+            e.contains("radius.clients[0].secret_file") && e.contains("longer than 4096"),
+            "{e}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("s");
+        std::fs::write(&f, "x".repeat(MAX_SECRET_FILE)).unwrap();
+        assert_eq!(
+            read_secret_file(&f).unwrap().expose().len(),
+            MAX_SECRET_FILE
+        );
+        std::fs::write(&f, "x".repeat(MAX_SECRET_FILE + 1)).unwrap();
+        assert!(read_secret_file(&f).is_err());
     }
 
     #[test]
