@@ -113,13 +113,14 @@ impl StateSealer {
     /// A sealer with the key in `path` (64 hex characters, surrounding whitespace ignored).
     pub fn from_key_file(path: &Path, max_ttl: Duration) -> Result<Self, KeyError> {
         let shown = path.display().to_string();
-        let text =
-            Zeroizing::new(
-                std::fs::read_to_string(path).map_err(|source| KeyError::Read {
-                    path: shown.clone(),
-                    source,
-                })?,
-            );
+        // 64 hex characters and some white space: anything much longer is not a key file.
+        let bytes = crate::config::read_at_most(path, 4096).map_err(|source| KeyError::Read {
+            path: shown.clone(),
+            source,
+        })?;
+        let text = std::str::from_utf8(&bytes).map_err(|_| KeyError::Format {
+            path: shown.clone(),
+        })?;
         let mut raw = Zeroizing::new([0u8; 32]);
         hex::decode_to_slice(text.trim(), raw.as_mut_slice())
             .map_err(|_| KeyError::Format { path: shown })?;

@@ -172,13 +172,39 @@ pub fn check_duration(
     })
 }
 
+/// Reads a whole file of at most `max` bytes into a zeroizing buffer; a longer one (or
+/// `/dev/zero` named by mistake) is an error, not an allocation without end.
+pub fn read_at_most(path: &Path, max: usize) -> std::io::Result<zeroize::Zeroizing<Vec<u8>>> {
+    use std::io::Read;
+    let file = std::fs::File::open(path)?;
+    let mut buf = zeroize::Zeroizing::new(Vec::with_capacity(max.min(64 * 1024) + 1));
+    file.take(max as u64 + 1).read_to_end(&mut buf)?;
+    if buf.len() > max {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("longer than {max} bytes"),
+        ));
+    }
+    Ok(buf)
+}
+
+/// Configuration files larger than this are refused.
+pub const MAX_CONFIG_BYTES: usize = 1 << 20;
+
 /// Reads and parses a TOML file into `T`. toml's own messages carry the line, column and key.
 pub fn load_toml<T: DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+    let read = |source| ConfigError::Read {
         path: path.to_owned(),
         source,
+    };
+    let raw = read_at_most(path, MAX_CONFIG_BYTES).map_err(read)?;
+    let text = std::str::from_utf8(&raw).map_err(|e| {
+        read(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("not UTF-8: {e}"),
+        ))
     })?;
-    parse_toml(path, &text)
+    parse_toml(path, text)
 }
 
 /// Parses TOML text; `path` names the source in errors.
@@ -193,6 +219,18 @@ pub fn parse_toml<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T, Con
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn files_are_read_up_to_a_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        std::fs::write(&p, vec![b'x'; 100]).unwrap();
+        assert_eq!(read_at_most(&p, 100).unwrap().len(), 100);
+        assert!(read_at_most(&p, 99).is_err());
+        // A device that never ends is refused, not read until memory runs out.
+        let e = read_at_most(Path::new("/dev/zero"), 4096).unwrap_err();
+        assert!(e.to_string().contains("longer than 4096"), "{e}");
+    }
 
     #[test]
     fn check_duration_is_inclusive_and_names_file_key_and_range() {

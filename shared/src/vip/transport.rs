@@ -383,9 +383,11 @@ fn root_store(cfg: &VipConfig) -> Result<rustls::RootCertStore, VipError> {
     Ok(roots)
 }
 
+/// Certificates, keys and CA bundles are a few KiB; a bundle of every CA is under 1 MiB.
+const MAX_PKI_FILE_BYTES: usize = 1 << 20;
+
 fn read(path: &Path, what: &str) -> Result<Zeroizing<Vec<u8>>, VipError> {
-    std::fs::read(path)
-        .map(Zeroizing::new)
+    crate::config::read_at_most(path, MAX_PKI_FILE_BYTES)
         .map_err(|e| VipError::config(format!("cannot read {what}: {e}"), Some(path)))
 }
 
