@@ -263,4 +263,12 @@ if notes or failed:
         w(f"- FAILED: {n}")
     w("")
 w("Raw JSON reports: re-run with `bench/run.sh --keep` and look in the printed work directory.")
+# The soak (bench/soak.sh) writes its own section; a benchmark run keeps it.
+previous = os.path.join(os.path.dirname(os.path.abspath(__file__)), "RESULTS.md")
+if os.path.exists(previous):
+    text = open(previous).read()
+    at = text.find("\n## Soak")
+    if at >= 0:
+        w("")
+        w(text[at + 1:].rstrip("\n"))
 print("\n".join(out))

@@ -472,8 +472,10 @@ if [ "$SMOKE" = 0 ]; then
   # A partial run (--only) must not replace the full results.
   OUT_MD=$ROOT/bench/RESULTS.md
   [ -n "$ONLY" ] && OUT_MD=$ROOT/bench/RESULTS.partial.md
+  # Into a temporary file first: report.py reads the old RESULTS.md for its Soak section.
   python3 "$ROOT/bench/report.py" "$RES" "$BIN" "$DUR" "$CONC" "$OPEN_RATE" "$PUSHES" \
-    "$PUSH_DELAY_MS" "$VIP_MAX_IN_FLIGHT" >"$OUT_MD"
+    "$PUSH_DELAY_MS" "$VIP_MAX_IN_FLIGHT" >"$OUT_MD.tmp"
+  mv "$OUT_MD.tmp" "$OUT_MD"
   echo "wrote $OUT_MD" >&2
 fi
 

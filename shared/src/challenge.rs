@@ -97,10 +97,29 @@ pub enum KeyError {
     Format { path: String },
 }
 
+/// A spent nonce outlives its token's expiry by this much (clock steps, slow rounds).
+const SPENT_SLACK: Duration = Duration::from_secs(5);
+
+/// Expires a spent nonce when its token would have expired (the value is the time left).
+struct UntilTokenExpires;
+
+impl moka::Expiry<[u8; NONCE_LEN], Duration> for UntilTokenExpires {
+    fn expire_after_create(
+        &self,
+        _nonce: &[u8; NONCE_LEN],
+        left: &Duration,
+        _created_at: std::time::Instant,
+    ) -> Option<Duration> {
+        Some(*left)
+    }
+}
+
 /// Seals and opens State tokens; remembers used ones.
 pub struct StateSealer {
     cipher: XChaCha20Poly1305,
-    used: moka::sync::Cache<[u8; NONCE_LEN], ()>,
+    /// Spent nonces, each kept until its token would have expired anyway (plus a little),
+    /// so memory follows the live States, not the longest State any login could have.
+    used: moka::sync::Cache<[u8; NONCE_LEN], Duration>,
 }
 
 impl StateSealer {
@@ -130,9 +149,10 @@ impl StateSealer {
     fn with_key(key: &Key, max_ttl: Duration) -> Self {
         StateSealer {
             cipher: XChaCha20Poly1305::new(key),
-            // Used nonces are kept as long as any token could still be live.
             used: moka::sync::Cache::builder()
-                .time_to_live(max_ttl + Duration::from_secs(5))
+                .expire_after(UntilTokenExpires)
+                // Backstop only: no token lives longer than `max_ttl`.
+                .time_to_live(max_ttl + SPENT_SLACK)
                 .max_capacity(1_000_000)
                 .build(),
         }
@@ -199,8 +219,15 @@ impl StateSealer {
         if opened.user_tag != user_tag(user) || opened.client_tag != client_tag(client) {
             return Err(StateError::WrongOwner);
         }
-        // Single use: the first opener wins, atomically.
-        let entry = self.used.entry(nonce).or_insert(());
+        // Single use: the first opener wins, atomically. The nonce is remembered for as long
+        // as the token could still be presented.
+        let remaining = opened
+            .state
+            .expires
+            .duration_since(SystemTime::now())
+            .unwrap_or_default()
+            + SPENT_SLACK;
+        let entry = self.used.entry(nonce).or_insert(remaining);
         if !entry.is_fresh() {
             return Err(StateError::Replayed);
         }
@@ -386,6 +413,24 @@ mod tests {
         let t = s.seal("alice", "c", &Step::Menu, TTL).unwrap();
         s.open(&t, "alice", "c").unwrap();
         assert_eq!(s.open(&t, "alice", "c"), Err(StateError::Replayed));
+    }
+
+    #[test]
+    fn a_spent_nonce_is_kept_as_long_as_its_token_not_the_longest_token() {
+        // The sealer accepts tokens of up to 11 minutes (pushes); a 30 s menu State's nonce
+        // must not be held for 11 minutes (a soak saw memory grow for exactly that long).
+        let s = StateSealer::random(Duration::from_secs(660));
+        let t = s
+            .seal("alice", "c", &Step::Menu, Duration::from_secs(30))
+            .unwrap();
+        s.open(&t, "alice", "c").unwrap();
+        s.used.run_pending_tasks();
+        let kept: Vec<Duration> = s.used.iter().map(|(_, left)| left).collect();
+        assert_eq!(kept.len(), 1);
+        assert!(
+            kept[0] <= Duration::from_secs(30) + SPENT_SLACK && kept[0] >= Duration::from_secs(28),
+            "{kept:?}"
+        );
     }
 
     #[test]

@@ -61,7 +61,8 @@ struct Maps {
 pub(crate) struct PushBoard {
     backend: Arc<dyn Backend>,
     maps: Mutex<Maps>,
-    /// Final states of recently finished pushes, for challenge-mode second rounds.
+    /// Final states of challenge-mode pushes a later round polled (VIP reports a final state
+    /// once), for the rounds after it.
     finished: moka::sync::Cache<String, PushState>,
     wake: Arc<Notify>,
 }
@@ -237,10 +238,10 @@ impl PushBoard {
     fn finish(&self, pending: &Arc<Pending>, state: PushState) {
         {
             let mut maps = self.lock();
+            // Only polled (blocking) pushes finish here, and nothing asks for their final
+            // state later (no State names them): it is not kept.
             if let Some(txn) = pending.transaction_id.lock().ok().and_then(|t| t.clone()) {
-                let key = transaction_key(&txn);
-                maps.by_txn.remove(&key);
-                self.finished.insert(key, state.clone());
+                maps.by_txn.remove(&transaction_key(&txn));
             }
             // Only remove the key if it still points at this push.
             if maps
