@@ -1,7 +1,8 @@
 """`vip-bridge check-config` and `test-auth` against a running vip-sim: online it reports VIP's
-clock over mutual TLS; it fails when VIP is unreachable or refuses our certificate; offline it
-only warns about missing certificate files; it warns about world-readable secret files; and
-the packaged example passes --offline."""
+clock over mutual TLS; it fails when VIP is unreachable or refuses our certificate; offline or
+not it refuses what `serve` refuses (missing certificate or State key, a configuration serving
+nothing), with the same message; it warns about world-readable secret files; and the packaged
+example names the placeholder to fill in, then passes --offline."""
 
 import os
 import subprocess
@@ -62,21 +63,47 @@ def test_unreachable_or_refused_vip_fails(sim, certs, tmp_path):
     assert rc == 1 and "refused" in err, out + err
 
 
-def test_offline_warns_about_missing_and_readable_files(sim, certs, tmp_path):
+def test_offline_refuses_what_serve_refuses_and_warns_about_readable_files(sim, certs, tmp_path):
     s, workdir = sim
     secret = write(str(tmp_path), "nas.secret", "s3cret\n", mode=0o644)
-    text = bridge_toml(s, certs).replace(certs["client.key"], "/nonexistent/client.key") \
-        .replace('secret = "testing123"', 'secret_file = "%s"' % secret)
+    text = bridge_toml(s, certs).replace('secret = "testing123"', 'secret_file = "%s"' % secret)
     cfg = write(workdir, "offline.toml", text, mode=0o644)
     rc, out, err = vb("check-config", "--offline", "--config", cfg)
     assert rc == 0, out + err
-    assert "vip.key_file" in err and "offline" in err, err
     assert "secret_file" in err and "readable by every user" in err, err
     assert "%s: mode 0644" % cfg in err, err
     assert "s3cret" not in out + err
-    # Online, the missing key is an error.
-    rc, out, err = vb("check-config", "--config", cfg)
-    assert rc == 1 and "vip.key_file" in err, out + err
+    # A missing key file is what `serve` refuses: so does check-config, offline too (the
+    # packaged unit runs it before every start), with the same message.
+    missing = write(workdir, "missing.toml",
+                    text.replace(certs["client.key"], "/nonexistent/client.key"))
+    rc, out, err = vb("check-config", "--offline", "--config", missing)
+    assert rc == 1 and "/nonexistent/client.key" in err, out + err
+    rc2, out2, err2 = vb("serve", "--config", missing)
+    assert rc2 == 1 and err2.strip().splitlines()[-1] == err.strip().splitlines()[-1], (err, err2)
+
+
+@pytest.mark.parametrize("what,edit,expect", [
+    ("serves nothing", lambda t: t.split("[radius]")[0], "serves nothing"),
+    ("malformed State key", None, "64 hexadecimal characters"),
+    ("missing State key", None, "cannot read the State key"),
+])
+def test_check_config_and_serve_refuse_alike(sim, certs, tmp_path, what, edit, expect):
+    s, workdir = sim
+    text = bridge_toml(s, certs)
+    if what == "malformed State key":
+        key = write(str(tmp_path), "state.key", "not-hex\n")
+        text = text.replace("[engine]\n", '[engine]\nstate_key_file = "%s"\n' % key, 1)
+    elif what == "missing State key":
+        text = text.replace("[engine]\n", '[engine]\nstate_key_file = "%s"\n'
+                            % os.path.join(str(tmp_path), "absent.key"), 1)
+    else:
+        text = edit(text)
+    cfg = write(str(tmp_path), "refused.toml", text)
+    rc, out, err = vb("check-config", "--offline", "--config", cfg)
+    assert rc == 1 and expect in err, (what, out + err)
+    rc2, _, err2 = vb("serve", "--config", cfg)
+    assert rc2 == 1 and expect in err2, (what, err2)
 
 
 def test_short_client_secrets_are_warned_about_by_name(sim, certs):
@@ -115,15 +142,40 @@ def test_absurd_durations_are_config_errors(tmp_path, section, line, key):
 
 
 def test_production_without_certificate_is_refused(tmp_path):
-    cfg = write(str(tmp_path), "prod.toml", "[engine]\nstate_ttl = \"3m\"\n")
+    cfg = write(str(tmp_path), "prod.toml", "[engine]\nstate_ttl = \"3m\"\n[pam]\n")
+    for args in (("check-config", "--offline"), ("serve",)):
+        rc, out, err = vb(*args, "--config", cfg)
+        assert rc == 1 and "requires a client certificate" in err, (args, out + err)
+
+
+def test_packaged_example_says_what_to_fill_in_then_passes(certs, tmp_path):
+    """The packaged configuration serves RADIUS to one NAS whose address is a placeholder:
+    check-config names it; filled in (and with the files the package and the admin provide,
+    here in a temporary directory instead of /etc/vip-bridge), it passes offline."""
+    with open(os.path.join(REPO, "packaging", "vip-bridge.toml")) as f:
+        packaged = f.read()
+    d = str(tmp_path)
+    as_shipped = write(d, "shipped.toml", packaged)
+    rc, out, err = vb("check-config", "--offline", "--config", as_shipped)
+    assert rc == 1, out + err
+    assert "radius.clients[0].address" in err and "placeholder" in err, err
+    local = packaged.replace("/etc/vip-bridge/", d + "/")
+    filled = local.replace('address = "192.0.2.1"', 'address = "10.1.2.3"')
+    cfg = write(d, "filled.toml", filled)
+    # Without the generated secret and State key, or the certificate: each named in turn.
     rc, out, err = vb("check-config", "--offline", "--config", cfg)
-    assert rc == 1 and "client certificate" in err, out + err
-
-
-def test_packaged_example_passes_offline():
-    rc, out, err = vb("check-config", "--offline", "--config",
-                      os.path.join(REPO, "packaging", "vip-bridge.toml"))
+    assert rc == 1 and "vpn.secret" in err, out + err
+    write(d, "vpn.secret", "a-generated-secret-of-32-chars!!\n")
+    rc, out, err = vb("check-config", "--offline", "--config", cfg)
+    assert rc == 1 and "state.key" in err, out + err
+    write(d, "state.key", "ab" * 32 + "\n")
+    rc, out, err = vb("check-config", "--offline", "--config", cfg)
+    assert rc == 1 and "vip-cert.pem" in err, out + err
+    write(d, "vip-cert.pem", open(certs["client.pem"]).read())
+    write(d, "vip-key.pem", open(certs["client.key"]).read())
+    rc, out, err = vb("check-config", "--offline", "--config", cfg)
     assert rc == 0, out + err
+    assert "OK (1 RADIUS client(s)" in out, out
 
 
 def test_test_auth_code_and_challenge(sim, certs):

@@ -244,6 +244,21 @@ fn resolve(path: &Path, config: Config) -> Result<Loaded> {
     })
 }
 
+/// Whether `net` lies inside an address range reserved for documentation (RFC 5737's
+/// TEST-NETs, RFC 3849's 2001:db8::/32): no NAS sends from there, so such a client is the
+/// packaged example's placeholder left unfilled.
+fn is_documentation_net(net: &ipnet::IpNet) -> bool {
+    [
+        "192.0.2.0/24",
+        "198.51.100.0/24",
+        "203.0.113.0/24",
+        "2001:db8::/32",
+    ]
+    .iter()
+    .filter_map(|d| d.parse::<ipnet::IpNet>().ok())
+    .any(|d| d.contains(net))
+}
+
 /// The allowed range (inclusive) of the daemon's own duration keys; the core's are in
 /// [`vip_core::config::bounds`]. `[metrics]` and `[log]` have none.
 pub mod bounds {
@@ -350,6 +365,17 @@ fn resolve_radius(path: &Path, core: &CoreConfig, r: RadiusConfig) -> Result<Rad
             .into());
         }
         let net = parse_address(&c.address).map_err(|m| invalid(path, key("address"), m))?;
+        if is_documentation_net(&net) {
+            return Err(invalid(
+                path,
+                key("address"),
+                format!(
+                    "{net} is a documentation address (RFC 5737 / RFC 3849), the packaged \
+                     placeholder: put the address or CIDR your NAS sends its requests from"
+                ),
+            )
+            .into());
+        }
         if let Some((j, other)) = nets.insert(net, (i, c.name.clone())) {
             return Err(invalid(
                 path,
@@ -522,6 +548,29 @@ level = "debug"
         assert_eq!(cfg.shutdown_timeout, Duration::from_secs(10));
         assert_eq!(cfg.log.format, LogFormat::Text);
         assert!(parse(Path::new("x.toml"), "").unwrap().radius.is_none());
+    }
+
+    #[test]
+    fn documentation_addresses_are_the_unfilled_placeholder() {
+        for addr in ["192.0.2.1", "198.51.100.0/25", "203.0.113.7", "2001:db8::1"] {
+            let e = parse_err(&format!(
+                "[[radius.clients]]\nname = \"vpn\"\naddress = \"{addr}\"\nsecret = \"s\"\n"
+            ));
+            assert!(
+                e.contains("radius.clients[0].address") && e.contains("placeholder"),
+                "{addr}: {e}"
+            );
+        }
+        // A network that only contains a documentation range is a real (if wide) choice.
+        for addr in ["192.0.0.0/16", "0.0.0.0/0", "2001::/16"] {
+            parse(
+                Path::new("x.toml"),
+                &format!(
+                    "[[radius.clients]]\nname = \"vpn\"\naddress = \"{addr}\"\nsecret = \"s\"\n"
+                ),
+            )
+            .unwrap();
+        }
     }
 
     #[test]
@@ -805,11 +854,31 @@ level = "debug"
 ",
         )
         .unwrap();
-        parse(
-            Path::new("vip-bridge.toml"),
-            include_str!("../../packaging/vip-bridge.toml"),
-        )
-        .unwrap();
+        // The packaged example is refused until its NAS placeholder is filled in; then it
+        // loads (its secret file lives where the package generates it: here, a temp dir).
+        let packaged = include_str!("../../packaging/vip-bridge.toml");
+        let e = parse(Path::new("vip-bridge.toml"), packaged)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("radius.clients[0].address") && e.contains("placeholder"),
+            "{e}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("vpn.secret"), "a-long-generated-secret\n").unwrap();
+        let filled = packaged
+            .replace("address = \"192.0.2.1\"", "address = \"10.1.2.3\"")
+            .replace("/etc/vip-bridge/", &format!("{}/", dir.path().display()));
+        let cfg = parse(&dir.path().join("vip-bridge.toml"), &filled).unwrap();
+        let r = cfg.radius.unwrap();
+        assert_eq!(r.listen.len(), 2);
+        assert_eq!(
+            r.clients
+                .lookup("10.1.2.3".parse().unwrap())
+                .unwrap()
+                .secret(),
+            b"a-long-generated-secret"
+        );
         // The bounds themselves are allowed.
         let ok = |text: &str| {
             if let Err(e) = parse(Path::new("x.toml"), text) {

@@ -23,6 +23,7 @@ use crate::radius::{RadiusServer, Stats};
 /// `vip-bridge serve`: runs until SIGTERM or SIGINT, then exits cleanly.
 pub async fn run(config_path: &Path, ready_file: Option<&Path>) -> Result<()> {
     let cfg = config::load(config_path)?;
+    preflight(&cfg)?;
     init_logging(&cfg.log)?;
     let mut registry = new_registry();
     let engine = Engine::with_metrics(&cfg.core, Metrics::new(&mut registry))?;
@@ -37,6 +38,42 @@ pub async fn run(config_path: &Path, ready_file: Option<&Path>) -> Result<()> {
         shutdown,
     )
     .await
+}
+
+/// Everything `serve` would refuse before it binds a socket, beyond what loading the file
+/// checks: a configuration that serves nothing, and whatever building the engine refuses (the
+/// VIP certificate, key and CA files, the State key...). `check-config` runs exactly this too,
+/// so the packaged unit's pre-start check fails where `serve` would.
+pub fn preflight(cfg: &Loaded) -> Result<()> {
+    let radius_clients = cfg.radius.as_ref().map(|r| r.clients.len());
+    if cfg.pam.is_none() && radius_clients.unwrap_or(0) == 0 {
+        let what = match radius_clients {
+            Some(_) => "[radius] has no [[radius.clients]] and there is no [pam] section",
+            None => "there is neither a [radius] nor a [pam] section",
+        };
+        return Err(Error::Check(format!(
+            "{}: the configuration serves nothing: {what}; add a [[radius.clients]] entry \
+             (a VPN, firewall or Wi-Fi controller: name, address, secret_file) and/or a [pam] \
+             section (SSH, sudo: see /usr/share/doc/vip-bridge/pam_vip.md)",
+            cfg.path.display()
+        )));
+    }
+    let vip = &cfg.core.vip;
+    if vip.cert_file.is_none() && vip.pkcs12_file.is_none() {
+        if let Some(url) = [&vip.auth_url, &vip.query_url, &vip.management_url]
+            .into_iter()
+            .find(|u| crate::tools::is_production(u))
+        {
+            return Err(Error::Check(format!(
+                "{}: vip: production VIP ({url}) requires a client certificate: set \
+                 vip.cert_file + vip.key_file, or vip.pkcs12_file (see \"The VIP certificate\" \
+                 in the README)",
+                cfg.path.display()
+            )));
+        }
+    }
+    Engine::check(&cfg.core)?;
+    Ok(())
 }
 
 /// The registry every metric goes into; names are prefixed `vip_bridge_`.

@@ -26,7 +26,7 @@ pub struct Report {
 }
 
 /// Host names of production VIP (the pilot hosts start with `pilot-`).
-fn is_production(url: &str) -> bool {
+pub(crate) fn is_production(url: &str) -> bool {
     let host = url
         .split("://")
         .nth(1)
@@ -41,6 +41,8 @@ fn is_production(url: &str) -> bool {
 /// for its time over the configured mutual TLS.
 pub async fn check_config(path: &Path, offline: bool) -> Result<Report> {
     let loaded = config::load(path)?;
+    // What `serve` would refuse, `check-config` refuses too (the unit's pre-start check).
+    crate::daemon::preflight(&loaded)?;
     // The raw file again, for the file names the validated form no longer keeps.
     let raw: Config = vip_core::config::load_toml(path)?;
     let mut r = Report::default();
@@ -60,21 +62,16 @@ pub async fn check_config(path: &Path, offline: bool) -> Result<Report> {
         );
     }
 
-    let has_cert = vip.cert_file.is_some() || vip.pkcs12_file.is_some();
-    if !has_cert {
-        let prod = [&vip.auth_url, &vip.query_url, &vip.management_url]
-            .iter()
-            .any(|u| is_production(u));
-        if prod {
-            return Err(Error::Check(format!(
-                "{}: vip: production VIP ({}) requires a client certificate: set vip.cert_file + \
-                 vip.key_file, or vip.pkcs12_file",
-                path.display(),
-                vip.auth_url
-            )));
-        }
+    if vip.cert_file.is_none() && vip.pkcs12_file.is_none() {
         r.warnings
             .push("vip: no client certificate configured (only a test VIP accepts that)".into());
+    }
+    if loaded.core.engine.state_key_file.is_none() {
+        r.warnings.push(
+            "engine.state_key_file is not set: a random State key per process; a login cannot \
+             continue on another instance or after a restart (create one: openssl rand -hex 32)"
+                .into(),
+        );
     }
 
     // Files the configuration names: (key, path, secret?)
@@ -139,17 +136,13 @@ pub async fn check_config(path: &Path, offline: bool) -> Result<Report> {
     if let Some(w) = readable_by_others(path) {
         r.warnings.push(format!("{}: {w}", path.display()));
     }
-    let mut missing_vip_files = Vec::new();
     for (key, file, secret) in &files {
         match std::fs::metadata(file) {
-            Err(e) => {
-                if key.starts_with("vip.") {
-                    missing_vip_files.push(format!("{key} = {}: {e}", file.display()));
-                } else {
-                    r.warnings
-                        .push(format!("{key} = {}: cannot read: {e}", file.display()));
-                }
-            }
+            // The VIP and State key files were read by the preflight: a RADIUS secret file
+            // that vanished since is all this can be.
+            Err(e) => r
+                .warnings
+                .push(format!("{key} = {}: cannot read: {e}", file.display())),
             Ok(_) if *secret => {
                 if let Some(w) = readable_by_others(file) {
                     r.warnings.push(format!("{key} = {}: {w}", file.display()));
@@ -158,16 +151,7 @@ pub async fn check_config(path: &Path, offline: bool) -> Result<Report> {
             Ok(_) => {}
         }
     }
-    if offline {
-        for m in missing_vip_files {
-            r.warnings.push(format!(
-                "{m} (offline: not checked further; `serve` will refuse to start without it)"
-            ));
-        }
-    } else {
-        if let Some(m) = missing_vip_files.into_iter().next() {
-            return Err(Error::Check(m));
-        }
+    if !offline {
         r.lines.push(server_time(vip).await?);
     }
     let clients = loaded.radius.as_ref().map(|r| r.clients.len()).unwrap_or(0);
@@ -555,52 +539,140 @@ secret = "éééééééééééééééé"
         }
     }
 
-    #[tokio::test]
-    async fn offline_check_warns_and_refuses() {
+    /// A private config at `dir/vb.toml` with `body`; returns its path.
+    fn write_private(dir: &Path, name: &str, body: &str, mode: u32) -> PathBuf {
         use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().unwrap();
-        let cfg = dir.path().join("vb.toml");
-        // Production URL without a certificate: refused, even offline.
-        std::fs::write(&cfg, "[engine]\nstate_ttl = \"3m\"\n").unwrap();
-        std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o600)).unwrap();
-        let e = check_config(&cfg, true).await.unwrap_err().to_string();
-        assert!(e.contains("client certificate"), "{e}");
+        let p = dir.join(name);
+        std::fs::write(&p, body).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+        p
+    }
 
-        // Missing certificate files: warnings offline, an error online.
-        let key = dir.path().join("state.key");
-        std::fs::write(&key, "00".repeat(32)).unwrap();
-        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
-        std::fs::write(
-            &cfg,
-            format!(
-                "[vip]\ncert_file = \"/nonexistent/c.pem\"\nkey_file = \"/nonexistent/k.pem\"\n\
-                 [engine]\nstate_key_file = \"{}\"\n",
-                key.display()
+    const PAM_ON: &str = "[pam]\nsocket = \"/run/vip-bridge-test/pam.sock\"\n";
+
+    /// What `serve` refuses before binding, `check-config` refuses too, offline or not: the
+    /// packaged unit's pre-start check must fail where the daemon would.
+    #[tokio::test]
+    async fn check_config_refuses_what_serve_refuses() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let certs = vip_sim::certs::generate(&d.join("certs")).unwrap();
+        let test_vip = format!(
+            "[vip]\nauth_url = \"https://127.0.0.1:1/a\"\nquery_url = \"https://127.0.0.1:1/q\"\n\
+             management_url = \"https://127.0.0.1:1/m\"\ncert_file = \"{}\"\nkey_file = \"{}\"\n\
+             ca_file = \"{}\"\n",
+            certs.client_cert.display(),
+            certs.client_key.display(),
+            certs.ca_cert.display()
+        );
+        let key = write_private(d, "state.key", &"00".repeat(32), 0o600);
+        let bad_key = write_private(d, "bad.key", "not hex", 0o600);
+        let engine = |k: &Path| format!("[engine]\nstate_key_file = \"{}\"\n", k.display());
+        let cases: Vec<(&str, String, &str)> = vec![
+            (
+                "nothing served",
+                format!("{test_vip}{}", engine(&key)),
+                "serves nothing",
             ),
-        )
-        .unwrap();
-        std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o644)).unwrap();
+            (
+                "radius without clients",
+                format!("{test_vip}{}[radius]\nlisten = [\"127.0.0.1:0\"]\n", engine(&key)),
+                "has no [[radius.clients]]",
+            ),
+            (
+                "production VIP without a certificate",
+                format!("{}{PAM_ON}", engine(&key)),
+                "requires a client certificate",
+            ),
+            (
+                "missing certificate files",
+                format!(
+                    "[vip]\nauth_url = \"https://127.0.0.1:1/a\"\nquery_url = \"https://127.0.0.1:1/q\"\n\
+                     management_url = \"https://127.0.0.1:1/m\"\ncert_file = \"/nonexistent/c.pem\"\n\
+                     key_file = \"/nonexistent/k.pem\"\n{}{PAM_ON}",
+                    engine(&key)
+                ),
+                "/nonexistent/c.pem",
+            ),
+            (
+                "missing State key",
+                format!("{test_vip}{}{PAM_ON}", engine(&d.join("absent.key"))),
+                "engine.state_key_file",
+            ),
+            (
+                "malformed State key",
+                format!("{test_vip}{}{PAM_ON}", engine(&bad_key)),
+                "64 hexadecimal characters",
+            ),
+        ];
+        for (what, body, expect) in cases {
+            let cfg = write_private(d, "vb.toml", &body, 0o600);
+            let offline = check_config(&cfg, true).await;
+            let e = offline
+                .expect_err(&format!("{what}: check-config --offline accepted it"))
+                .to_string();
+            assert!(e.contains(expect), "{what}: {e}");
+            let serve = config::load(&cfg).and_then(|l| crate::daemon::preflight(&l));
+            let e2 = serve
+                .expect_err(&format!("{what}: serve's preflight accepted it"))
+                .to_string();
+            assert_eq!(e, e2, "{what}: check-config and serve disagree");
+        }
+
+        // The same with everything in place: OK offline, warnings only for modes.
+        let cfg = write_private(
+            d,
+            "vb.toml",
+            &format!("{test_vip}{}{PAM_ON}", engine(&key)),
+            0o644,
+        );
         let r = check_config(&cfg, true).await.unwrap();
         assert!(r.lines[0].contains("OK"), "{r:?}");
         let all = r.warnings.join("\n");
         assert!(
-            all.contains("vip.cert_file") && all.contains("offline"),
+            all.contains(&format!("{}: mode 0644", cfg.display())),
             "{all}"
         );
+        let cfg = write_private(
+            d,
+            "vb.toml",
+            &format!("{test_vip}{}{PAM_ON}", engine(&key)),
+            0o600,
+        );
+        let r = check_config(&cfg, true).await.unwrap();
+        assert!(!r.warnings.iter().any(|w| w.contains("readable")), "{r:?}");
+    }
+
+    #[tokio::test]
+    async fn readable_key_files_are_warned_about() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let certs = vip_sim::certs::generate(&d.join("certs")).unwrap();
+        let key = write_private(d, "state.key", &"00".repeat(32), 0o644);
+        std::fs::set_permissions(&certs.client_key, std::fs::Permissions::from_mode(0o644))
+            .unwrap();
+        let cfg = write_private(
+            d,
+            "vb.toml",
+            &format!(
+                "[vip]\nauth_url = \"https://127.0.0.1:1/a\"\nquery_url = \"https://127.0.0.1:1/q\"\n\
+                 management_url = \"https://127.0.0.1:1/m\"\ncert_file = \"{}\"\nkey_file = \"{}\"\n\
+                 [engine]\nstate_key_file = \"{}\"\n{PAM_ON}",
+                certs.client_cert.display(),
+                certs.client_key.display(),
+                key.display()
+            ),
+            0o600,
+        );
+        let r = check_config(&cfg, true).await.unwrap();
+        let all = r.warnings.join("\n");
         assert!(
             all.contains("engine.state_key_file") && all.contains("readable by every user"),
             "{all}"
         );
-        assert!(
-            all.contains(&format!("{}: mode 0644", cfg.display())),
-            "{all}"
-        );
-        let e = check_config(&cfg, false).await.unwrap_err().to_string();
-        assert!(e.contains("vip.cert_file"), "{e}");
-
-        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
-        std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o600)).unwrap();
-        let r = check_config(&cfg, true).await.unwrap();
-        assert!(!r.warnings.iter().any(|w| w.contains("readable")), "{r:?}");
+        assert!(all.contains("vip.key_file"), "{all}");
+        // Online, the unreachable VIP (port 1) is an error.
+        assert!(check_config(&cfg, false).await.is_err());
     }
 }

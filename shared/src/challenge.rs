@@ -88,12 +88,12 @@ pub enum StateError {
 /// Problems loading the sealing key.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
-    #[error("{path}: cannot read the State key: {source}")]
+    #[error("engine.state_key_file = {path}: cannot read the State key: {source}; create one with `openssl rand -hex 32 > {path}` (mode 0640, group vip-bridge), or remove the key to use a random key per process")]
     Read {
         path: String,
         source: std::io::Error,
     },
-    #[error("{path}: the State key must be 64 hexadecimal characters (32 bytes); create one with `openssl rand -hex 32 > {path}`")]
+    #[error("engine.state_key_file = {path}: the State key must be 64 hexadecimal characters (32 bytes); create one with `openssl rand -hex 32 > {path}`")]
     Format { path: String },
 }
 

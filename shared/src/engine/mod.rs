@@ -137,19 +137,22 @@ impl Engine {
         let _ = self.metrics.set(metrics);
     }
 
-    /// Builds the engine over any [`Backend`].
-    pub fn with_backend(
-        cfg: &EngineConfig,
-        backend: Arc<dyn Backend>,
-    ) -> Result<Arc<Engine>, EngineError> {
-        // Push States live as long as a push may; code States as long as `state_ttl`.
-        let max_ttl = cfg.state_ttl.max(Duration::from_secs(660));
+    /// Everything building the engine from `core` would refuse (the VIP client's URLs,
+    /// certificate, key and CA files, the State key, the poll interval, the throttles),
+    /// checked without starting anything or calling VIP. `check-config` and `serve` both run
+    /// it, so a pre-start check catches what the daemon would refuse.
+    pub fn check(core: &CoreConfig) -> Result<(), EngineError> {
+        Self::parts(&core.engine)?;
+        crate::vip::VipClient::new(&core.vip)?;
+        Ok(())
+    }
+
+    /// The State sealer and throttles `cfg` describes, or why they cannot be built.
+    fn parts(cfg: &EngineConfig) -> Result<(StateSealer, Throttles), EngineError> {
+        let max_ttl = Self::max_state_ttl(cfg);
         let sealer = match &cfg.state_key_file {
             Some(path) => StateSealer::from_key_file(path, max_ttl)?,
-            None => {
-                warn!("engine.state_key_file is not set: using a random State key; logins cannot continue on another instance or after a restart");
-                StateSealer::random(max_ttl)
-            }
+            None => StateSealer::random(max_ttl),
         };
         if cfg.poll_interval < Duration::from_millis(100) {
             return Err(EngineError::Config(format!(
@@ -158,6 +161,24 @@ impl Engine {
             )));
         }
         let throttles = Throttles::new(&cfg.throttle).map_err(EngineError::Config)?;
+        Ok((sealer, throttles))
+    }
+
+    /// Push States live as long as a push may; code States as long as `state_ttl`.
+    fn max_state_ttl(cfg: &EngineConfig) -> Duration {
+        cfg.state_ttl.max(Duration::from_secs(660))
+    }
+
+    /// Builds the engine over any [`Backend`].
+    pub fn with_backend(
+        cfg: &EngineConfig,
+        backend: Arc<dyn Backend>,
+    ) -> Result<Arc<Engine>, EngineError> {
+        let max_ttl = Self::max_state_ttl(cfg);
+        let (sealer, throttles) = Self::parts(cfg)?;
+        if cfg.state_key_file.is_none() {
+            warn!("engine.state_key_file is not set: using a random State key; logins cannot continue on another instance or after a restart");
+        }
         Ok(Arc::new(Engine {
             pushes: PushBoard::new(backend.clone(), cfg.poll_interval, max_ttl),
             backend,
