@@ -22,6 +22,9 @@ pub struct Client {
     pub policy_name: String,
     pub policy: Arc<LoginPolicy>,
     pub require_message_authenticator: bool,
+    /// Its place in the [`ClientTable`] (0 outside one): the key of per-client tables
+    /// sized at start, such as the drop-warning limiters.
+    position: usize,
 }
 
 impl Client {
@@ -42,7 +45,13 @@ impl Client {
             policy_name,
             policy,
             require_message_authenticator,
+            position: 0,
         }
+    }
+
+    /// Its place in the table it belongs to: `0..table.len()`.
+    pub fn position(&self) -> usize {
+        self.position
     }
 
     /// The shared secret, for User-Password decryption and Response Authenticators.
@@ -100,7 +109,14 @@ impl ClientTable {
     pub fn new(mut clients: Vec<Client>) -> ClientTable {
         clients.sort_by_key(|c| std::cmp::Reverse(c.net.prefix_len()));
         ClientTable {
-            clients: clients.into_iter().map(Arc::new).collect(),
+            clients: clients
+                .into_iter()
+                .enumerate()
+                .map(|(position, mut c)| {
+                    c.position = position;
+                    Arc::new(c)
+                })
+                .collect(),
         }
     }
 
@@ -155,6 +171,19 @@ mod tests {
         assert_eq!(name("::ffff:10.1.2.3").as_deref(), Some("host"));
         assert_eq!(name("2001:db8::1").as_deref(), Some("v6"));
         assert_eq!(name("2001:db9::1"), None);
+    }
+
+    #[test]
+    fn positions_number_the_table_from_zero() {
+        let table = ClientTable::new(vec![
+            client("all", "0.0.0.0/0"),
+            client("host", "10.1.2.3"),
+            client("lan", "10.0.0.0/8"),
+        ]);
+        let positions: Vec<usize> = table.iter().map(|c| c.position()).collect();
+        assert_eq!(positions, vec![0, 1, 2]);
+        let host = table.lookup("10.1.2.3".parse().unwrap()).unwrap();
+        assert_eq!(host.position(), 0);
     }
 
     #[test]

@@ -77,6 +77,44 @@ impl Malformed {
             Malformed::BadUserPassword => "bad_user_password",
         }
     }
+
+    /// What was wrong, for an admin's log line (says nothing of the bytes themselves).
+    pub fn describe(self) -> &'static str {
+        match self {
+            Malformed::TooShort => "shorter than the 20-octet RADIUS header",
+            Malformed::BadLength => "its Length field is outside 20..4096",
+            Malformed::Truncated => {
+                "shorter than its Length field says (cut in transit, or not RADIUS)"
+            }
+            Malformed::BadAttribute => "an attribute length is below 2 or runs past the packet",
+            Malformed::BadMessageAuthenticatorAttr => {
+                "Message-Authenticator is not 16 octets, or appears more than once"
+            }
+            Malformed::BadUserPassword => {
+                "User-Password is not 16 to 128 octets in steps of 16 (RFC 2865 section 5.2)"
+            }
+        }
+    }
+}
+
+/// What a packet of this code is and why this port does not serve it, for the admin's log
+/// line; `None` for the codes served here (Access-Request, Status-Server).
+pub fn unsupported_code(code: u8) -> Option<&'static str> {
+    Some(match code {
+        CODE_ACCESS_REQUEST | CODE_STATUS_SERVER => return None,
+        4 | 5 => {
+            "Accounting: vip-bridge serves authentication only; send accounting to an \
+             accounting server, or turn it off for this server at the NAS"
+        }
+        40 | 43 => {
+            "Disconnect/CoA: vip-bridge does not take dynamic authorization; \
+             check the NAS's CoA/Disconnect target"
+        }
+        CODE_ACCESS_ACCEPT | CODE_ACCESS_REJECT | CODE_ACCESS_CHALLENGE | 41 | 42 | 44 | 45 => {
+            "a reply, sent to a server port: check which port the peer expects replies on"
+        }
+        _ => "not a RADIUS authentication request (this port serves Access-Request and Status-Server)",
+    })
 }
 
 /// What the receive loop needs from one datagram, found in a single pass over the raw bytes.
@@ -372,6 +410,18 @@ mod tests {
     const VECTOR_SECRET: &[u8] = b"testing123";
     const VECTOR_REQUEST: &str = include_str!("testdata/ma_request.hex");
     const VECTOR_REPLY: &str = include_str!("testdata/ma_reply.hex");
+
+    #[test]
+    fn unsupported_codes_are_named_and_served_ones_are_not() {
+        assert_eq!(unsupported_code(CODE_ACCESS_REQUEST), None);
+        assert_eq!(unsupported_code(CODE_STATUS_SERVER), None);
+        assert!(unsupported_code(4).unwrap().starts_with("Accounting"));
+        assert!(unsupported_code(43).unwrap().starts_with("Disconnect/CoA"));
+        assert!(unsupported_code(CODE_ACCESS_ACCEPT)
+            .unwrap()
+            .starts_with("a reply"));
+        assert!(unsupported_code(255).unwrap().starts_with("not a RADIUS"));
+    }
 
     #[test]
     fn verifies_a_known_message_authenticator() {

@@ -7,6 +7,7 @@
 //! flood of first rounds cannot starve users who are half-way through a login. When no permit
 //! is free the request is dropped and counted; the NAS retransmits.
 
+use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,6 +21,7 @@ use tracing::{debug, info, warn, Instrument};
 use vip_core::engine::{
     AuthRequest, Authenticate, ClientInfo, FrontDoor, Outcome, Reject, RejectReason,
 };
+use vip_core::log_limit::{OncePerSecond, OncePerSecondPerKey};
 use vip_core::log_text::Escaped;
 use vip_core::secret::Secret;
 
@@ -53,6 +55,50 @@ struct Shared {
     unverifiable_warning: vip_core::log_limit::OncePerSecond,
     /// Replies that do not fit a packet with the request's Proxy-States.
     unfit_warning: vip_core::log_limit::OncePerSecond,
+    /// One limiter for every unknown source: a stranger choosing source addresses must not
+    /// choose how many limiters we keep (the line names the address of the packet it shows).
+    unknown_client_warning: OncePerSecond,
+    /// One limiter per configured client and [`DropCause`]: bounded by the client table.
+    drop_warnings: OncePerSecondPerKey,
+}
+
+impl Shared {
+    /// `Some(suppressed)` when the warning for `client` and `cause` may be printed now.
+    fn drop_warning(&self, client: &Client, cause: DropCause) -> Option<u64> {
+        self.drop_warnings
+            .pass(client.position() * DropCause::COUNT + cause as usize)
+    }
+}
+
+/// Why a request from a known client was dropped unanswered: each has its own warning line
+/// (and limiter), since each has a different fix. The counters are in [`Stats`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum DropCause {
+    Malformed,
+    UnsupportedCode,
+    BadMessageAuthenticator,
+    MissingMessageAuthenticator,
+    StatusServerWithoutMessageAuthenticator,
+    ProxyStateWithoutMessageAuthenticator,
+    Undecodable,
+}
+
+impl DropCause {
+    const COUNT: usize = 7;
+}
+
+/// `client NAME (SOURCE-IP)` at the start of a drop warning.
+struct ClientAt<'a>(&'a Client, IpAddr);
+
+impl fmt::Display for ClientAt<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "client {} ({})",
+            Escaped(&self.0.name),
+            self.1.to_canonical()
+        )
+    }
 }
 
 /// Bound RADIUS sockets, ready to run.
@@ -82,6 +128,7 @@ impl RadiusServer {
         }
         let general_permits = u32::try_from(settings.max_in_flight).unwrap_or(u32::MAX / 2);
         let reserved_permits = (general_permits / 4).max(1);
+        let drop_warnings = OncePerSecondPerKey::new(settings.clients.len() * DropCause::COUNT);
         let shared = Arc::new(Shared {
             clients: settings.clients,
             dedup: Dedup::new(
@@ -96,6 +143,8 @@ impl RadiusServer {
             overload_warning: vip_core::log_limit::OncePerSecond::new(),
             unverifiable_warning: vip_core::log_limit::OncePerSecond::new(),
             unfit_warning: vip_core::log_limit::OncePerSecond::new(),
+            unknown_client_warning: OncePerSecond::new(),
+            drop_warnings,
             general_permits,
             reserved_permits,
         });
@@ -206,42 +255,102 @@ fn handle_datagram(
 ) {
     let stats = &shared.stats;
     Stats::inc(&stats.received);
+    // Every drop below is a warning (rate-limited): a NAS whose requests vanish only says
+    // "no reply", so the line must name the likely reason and the fix. No line quotes the
+    // packet's bytes.
     let Some(client) = shared.clients.lookup(peer.ip()) else {
         Stats::inc(&stats.dropped_unknown_client);
-        debug!(%peer, "dropped: unknown client");
+        if let Some(suppressed) = shared.unknown_client_warning.pass() {
+            let ip = peer.ip().to_canonical();
+            warn!(
+                suppressed,
+                "unknown client {ip}: add it to [[radius.clients]] (address = \"{ip}\")"
+            );
+        }
         return;
     };
+    let at = ClientAt(client, peer.ip());
     let (info, packet) = match pkt::check(datagram) {
         Ok(v) => v,
         Err(why) => {
             Stats::inc(&stats.dropped_malformed);
-            debug!(%peer, client = %client.name, why = why.as_str(), "dropped: malformed");
+            if let Some(suppressed) = shared.drop_warning(client, DropCause::Malformed) {
+                warn!(
+                    suppressed,
+                    "{at}: malformed request dropped: {}; check what sends to this port from \
+                     that address",
+                    why.describe()
+                );
+            }
             return;
         }
     };
-    if info.code != pkt::CODE_ACCESS_REQUEST && info.code != pkt::CODE_STATUS_SERVER {
+    if let Some(what) = pkt::unsupported_code(info.code) {
         Stats::inc(&stats.dropped_unsupported_code);
-        debug!(%peer, client = %client.name, code = info.code, "dropped: unsupported code");
+        if let Some(suppressed) = shared.drop_warning(client, DropCause::UnsupportedCode) {
+            warn!(
+                suppressed,
+                "{at}: request with code {} dropped: {what}", info.code
+            );
+        }
         return;
     }
     match info.message_authenticator {
         Some(off) if !pkt::verify_message_authenticator(&client.mac, packet, off) => {
             Stats::inc(&stats.dropped_bad_message_authenticator);
-            debug!(%peer, client = %client.name, id = info.identifier,
-                "dropped: bad Message-Authenticator (wrong secret?)");
+            if let Some(suppressed) =
+                shared.drop_warning(client, DropCause::BadMessageAuthenticator)
+            {
+                warn!(
+                    suppressed,
+                    "{at}: Message-Authenticator does not verify: wrong shared secret? \
+                     Set the same secret at the NAS and in this client's [[radius.clients]] entry"
+                );
+            }
             return;
         }
         Some(_) => {}
-        None if info.code == pkt::CODE_STATUS_SERVER || client.require_message_authenticator => {
+        None if info.code == pkt::CODE_STATUS_SERVER => {
             Stats::inc(&stats.dropped_missing_message_authenticator);
-            debug!(%peer, client = %client.name, id = info.identifier,
-                "dropped: no Message-Authenticator");
+            if let Some(suppressed) =
+                shared.drop_warning(client, DropCause::StatusServerWithoutMessageAuthenticator)
+            {
+                warn!(
+                    suppressed,
+                    "{at}: Status-Server without Message-Authenticator dropped: RFC 5997 requires \
+                     it, whatever require_message_authenticator says; turn Message-Authenticator \
+                     on for the NAS's server checks"
+                );
+            }
+            return;
+        }
+        None if client.require_message_authenticator => {
+            Stats::inc(&stats.dropped_missing_message_authenticator);
+            if let Some(suppressed) =
+                shared.drop_warning(client, DropCause::MissingMessageAuthenticator)
+            {
+                warn!(
+                    suppressed,
+                    "{at}: request without Message-Authenticator dropped: turn \
+                     Message-Authenticator on at the NAS; a NAS or proxy that cannot send it \
+                     (radsecproxy 1.9 forwarding a NAS that sends none, ocserv/radcli, OpenVPN \
+                     radiusplugin) needs require_message_authenticator = false for this client"
+                );
+            }
             return;
         }
         None if info.has_proxy_state => {
             Stats::inc(&stats.dropped_proxy_state_without_message_authenticator);
-            debug!(%peer, client = %client.name, id = info.identifier,
-                "dropped: Proxy-State without Message-Authenticator");
+            if let Some(suppressed) =
+                shared.drop_warning(client, DropCause::ProxyStateWithoutMessageAuthenticator)
+            {
+                warn!(
+                    suppressed,
+                    "{at}: request with Proxy-State but without Message-Authenticator dropped: \
+                     a proxied request must be signed even when require_message_authenticator \
+                     = false; turn Message-Authenticator on at the proxy"
+                );
+            }
             return;
         }
         None => {}
@@ -469,9 +578,18 @@ async fn process(
     let outcome = match decode(&client, &info, &packet) {
         Err(DecodeError::Malformed) => {
             Stats::inc(&stats.dropped_malformed);
-            debug!(%peer, "dropped: attributes cannot be decoded");
+            if let Some(suppressed) = guard.shared.drop_warning(&client, DropCause::Undecodable) {
+                warn!(
+                    suppressed,
+                    "{}: request dropped: its attributes cannot be decoded; check what \
+                     sends to this port from that address",
+                    ClientAt(&client, peer.ip())
+                );
+            }
             return;
         }
+        // A password that is not text is answered with a Reject and no guess: garbage after
+        // decoding may mean a wrong secret, or a NAS sending something other than the code.
         Err(DecodeError::BadInput(m)) => local_reject(m),
         Ok(mut d) => match d.user.take() {
             None => local_reject("A user name is required."),

@@ -739,3 +739,282 @@ async fn user_passwords_decode_locally_and_bad_text_is_rejected() {
     );
     assert_eq!(h.fake.calls.load(Ordering::SeqCst), 2);
 }
+
+/// Captures the log lines of one test (current-thread runtime: the server's tasks log on the
+/// test's thread, so a thread-local subscriber sees them).
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if let Ok(mut v) = self.0.lock() {
+            v.extend_from_slice(buf);
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// While alive, the test's thread logs into a [`Captured`].
+struct Capturing {
+    _default: tracing::subscriber::DefaultGuard,
+    /// A second live dispatcher: with only one, tracing asks the *registering* thread's
+    /// subscriber whether a callsite is wanted, so a concurrent test without one (on another
+    /// thread) could turn off a warning for good before this test emits it.
+    _second: tracing::Dispatch,
+}
+
+impl Captured {
+    /// Logs at `info`, the daemon's default level, into `self` until the guard is dropped.
+    fn install(&self) -> Capturing {
+        let second = tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default());
+        let writer = self.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::INFO)
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        let guard = tracing::subscriber::set_default(subscriber);
+        // Callsites first hit by concurrent tests (no subscriber) must be re-asked.
+        tracing::callsite::rebuild_interest_cache();
+        Capturing {
+            _default: guard,
+            _second: second,
+        }
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+
+    /// The WARN lines containing `needle`.
+    fn warnings(&self, needle: &str) -> Vec<String> {
+        self.text()
+            .lines()
+            .filter(|l| l.contains(" WARN ") && l.contains(needle))
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+/// The `suppressed=N` field of a warning line.
+fn suppressed(line: &str) -> u64 {
+    let (_, rest) = line
+        .rsplit_once("suppressed=")
+        .unwrap_or_else(|| panic!("no suppressed= in {line}"));
+    rest.trim().parse().unwrap()
+}
+
+const BAD_MA: &str = "client nas (127.0.0.1): Message-Authenticator does not verify: wrong \
+     shared secret? Set the same secret at the NAS and in this client's [[radius.clients]] entry";
+const MISSING_MA: &str = "client nas (127.0.0.1): request without Message-Authenticator \
+     dropped: turn Message-Authenticator on at the NAS; a NAS or proxy that cannot send it \
+     (radsecproxy 1.9 forwarding a NAS that sends none, ocserv/radcli, OpenVPN radiusplugin) \
+     needs require_message_authenticator = false for this client";
+
+fn unix_second() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// Sleeps into the next wall-clock second: the log limiter's window.
+async fn next_second() {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1050 - u64::from(now.subsec_millis()))).await;
+}
+
+#[test]
+fn drop_causes_fit_their_table() {
+    // Each cause is a slot of its client's row: a variant past COUNT would take the next
+    // client's slot.
+    assert_eq!(DropCause::Undecodable as usize + 1, DropCause::COUNT);
+}
+
+#[tokio::test]
+async fn every_drop_is_a_warning_that_names_the_fix() {
+    let log = Captured::default();
+    let _guard = log.install();
+    let h = start(8).await;
+    let sock = client_sock("127.0.0.1").await;
+    let quiet = Duration::from_millis(250);
+    let wrong_secret = "n0t-the-secret";
+    let marker = "mallory-marker";
+
+    let mut r = Req::access(1, marker, "123456");
+    r.secret = wrong_secret;
+    assert!(exchange_quiet(&sock, h.addr, &r.encode(), quiet).await);
+    let mut r = Req::access(2, marker, "123456");
+    r.ma = false;
+    assert!(exchange_quiet(&sock, h.addr, &r.encode(), quiet).await);
+    let mut status = Req::access(3, marker, "123456");
+    status.code = pkt::CODE_STATUS_SERVER;
+    status.ma = false;
+    assert!(exchange_quiet(&sock, h.addr, &status.encode(), quiet).await);
+    let good = Req::access(4, marker, "123456").encode();
+    assert!(exchange_quiet(&sock, h.addr, &good[..good.len() - 3], quiet).await);
+    let mut acct = Req::access(5, marker, "123456");
+    acct.code = 4;
+    assert!(exchange_quiet(&sock, h.addr, &acct.encode(), quiet).await);
+    let stranger = client_sock("127.0.0.2").await;
+    let req = Req::access(6, marker, "123456").encode();
+    assert!(exchange_quiet(&stranger, h.addr, &req, quiet).await);
+    let legacy = client_sock("127.0.0.3").await;
+    let mut proxied = Req::access(7, marker, "123456");
+    proxied.secret = LEGACY_SECRET;
+    proxied.ma = false;
+    proxied.proxy = vec![b"p"];
+    assert!(exchange_quiet(&legacy, h.addr, &proxied.encode(), quiet).await);
+
+    assert_eq!(log.warnings(BAD_MA).len(), 1, "{}", log.text());
+    assert_eq!(log.warnings(MISSING_MA).len(), 1, "{}", log.text());
+    for needle in [
+        "client nas (127.0.0.1): Status-Server without Message-Authenticator dropped: RFC 5997 \
+         requires it",
+        "client nas (127.0.0.1): malformed request dropped: shorter than its Length field says",
+        "client nas (127.0.0.1): request with code 4 dropped: Accounting: vip-bridge serves \
+         authentication only",
+        "unknown client 127.0.0.2: add it to [[radius.clients]] (address = \"127.0.0.2\")",
+        "client legacy (127.0.0.3): request with Proxy-State but without Message-Authenticator \
+         dropped",
+    ] {
+        let lines = log.warnings(needle);
+        assert_eq!(lines.len(), 1, "{needle}\n{}", log.text());
+        assert_eq!(suppressed(&lines[0]), 0, "{}", lines[0]);
+    }
+    let s = &h.stats;
+    assert_eq!(Stats::get(&s.dropped_bad_message_authenticator), 1);
+    assert_eq!(Stats::get(&s.dropped_missing_message_authenticator), 2);
+    assert_eq!(Stats::get(&s.dropped_malformed), 1);
+    assert_eq!(Stats::get(&s.dropped_unsupported_code), 1);
+    assert_eq!(Stats::get(&s.dropped_unknown_client), 1);
+    assert_eq!(
+        Stats::get(&s.dropped_proxy_state_without_message_authenticator),
+        1
+    );
+
+    // Answered requests add no warning: a legacy client omitting Message-Authenticator as
+    // allowed, and a password that is not text (no guess at a wrong secret from that).
+    let before = log.warnings("").len();
+    let mut r = Req::access(8, "alice", "123456");
+    r.secret = LEGACY_SECRET;
+    r.ma = false;
+    let reply = exchange(&legacy, h.addr, &r.encode()).await.expect("reply");
+    assert_eq!(reply[0], pkt::CODE_ACCESS_ACCEPT);
+    let mut r = Req::access(9, "alice", "x");
+    r.password = None;
+    let hidden = AVP::from_user_password(2, &[0xff, 0xfe, b'1'], SECRET.as_bytes(), &r.auth)
+        .unwrap()
+        .encode_bytes();
+    r.extra.push((pkt::ATTR_USER_PASSWORD, hidden));
+    let reply = exchange(&sock, h.addr, &r.encode()).await.expect("reply");
+    assert_eq!(reply[0], pkt::CODE_ACCESS_REJECT);
+    assert_eq!(log.warnings("").len(), before, "{}", log.text());
+
+    // Nothing the stranger sent, and no secret, is in the log (LEGACY_SECRET is also a
+    // client name, so it is not looked for).
+    let text = log.text();
+    for absent in [marker, wrong_secret, SECRET, "123456"] {
+        assert!(!text.contains(absent), "{absent} logged:\n{text}");
+    }
+}
+
+#[tokio::test]
+async fn a_flood_is_one_line_a_second_per_client_and_cause_with_the_count_held_back() {
+    let log = Captured::default();
+    let _guard = log.install();
+    let h = start(8).await;
+    let sock = client_sock("127.0.0.1").await;
+    let mut sent = 0u64;
+    next_second().await;
+    let first_second = unix_second();
+    for i in 0..200u32 {
+        let mut r = Req::access(i as u8, "alice", "123456");
+        r.secret = "wrong";
+        sock.send_to(&r.encode(), h.addr).await.unwrap();
+        sent += 1;
+        if i % 20 == 0 {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+    // The same client's other cause, in the same second, still gets its own line.
+    let mut r = Req::access(200, "alice", "123456");
+    r.ma = false;
+    assert!(exchange_quiet(&sock, h.addr, &r.encode(), Duration::from_millis(300)).await);
+    let seconds = unix_second() - first_second + 1;
+    assert_eq!(log.warnings(MISSING_MA).len(), 1, "{}", log.text());
+    // One line per second the flood lasted (one, unless this machine is very slow).
+    let flood = log.warnings(BAD_MA);
+    assert!(
+        !flood.is_empty() && flood.len() as u64 <= seconds,
+        "{seconds} s\n{}",
+        log.text()
+    );
+    assert_eq!(suppressed(&flood[0]), 0, "{}", flood[0]);
+
+    // In a later second the next line carries what was held back.
+    next_second().await;
+    let mut r = Req::access(201, "alice", "123456");
+    r.secret = "wrong";
+    assert!(exchange_quiet(&sock, h.addr, &r.encode(), Duration::from_millis(300)).await);
+    sent += 1;
+    let lines = log.warnings(BAD_MA);
+    assert_eq!(lines.len(), flood.len() + 1, "{}", log.text());
+    assert!(suppressed(lines.last().unwrap()) > 0, "{}", log.text());
+    // Every drop is a line or counted in a later line's suppressed=, and counted in Stats.
+    let held: u64 = lines.iter().map(|l| suppressed(l)).sum();
+    assert_eq!(lines.len() as u64 + held, sent, "{}", log.text());
+    assert_eq!(Stats::get(&h.stats.dropped_bad_message_authenticator), sent);
+}
+
+#[tokio::test]
+async fn strangers_share_one_limiter_whatever_their_addresses() {
+    let log = Captured::default();
+    let _guard = log.install();
+    let h = start(8).await;
+    let req = Req::access(1, "alice", "123456").encode();
+    let mut strangers = Vec::new();
+    next_second().await;
+    let first_second = unix_second();
+    for host in 10..50 {
+        let s = client_sock(&format!("127.0.0.{host}")).await;
+        s.send_to(&req, h.addr).await.unwrap();
+        strangers.push(s);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let seconds = unix_second() - first_second + 1;
+    // Forty addresses: one line a second (one, unless this machine is very slow), not one
+    // per address.
+    let burst = log.warnings("unknown client 127.0.0.");
+    assert!(
+        !burst.is_empty() && burst.len() as u64 <= seconds,
+        "{seconds} s\n{}",
+        log.text()
+    );
+    assert!(
+        burst[0].contains(
+            "unknown client 127.0.0.10: add it to [[radius.clients]] (address = \"127.0.0.10\")"
+        ),
+        "{}",
+        burst[0]
+    );
+    next_second().await;
+    let late = client_sock("127.0.0.77").await;
+    assert!(exchange_quiet(&late, h.addr, &req, Duration::from_millis(300)).await);
+    let lines = log.warnings("unknown client 127.0.0.");
+    let last = lines.last().unwrap();
+    assert!(
+        last.contains(
+            "unknown client 127.0.0.77: add it to [[radius.clients]] (address = \"127.0.0.77\")"
+        ),
+        "{last}"
+    );
+    let held: u64 = lines.iter().map(|l| suppressed(l)).sum();
+    assert_eq!(lines.len() as u64 + held, 41, "{}", log.text());
+    assert_eq!(Stats::get(&h.stats.dropped_unknown_client), 41);
+}
