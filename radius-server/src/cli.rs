@@ -82,8 +82,9 @@ pub struct TestAuthArgs {
 pub struct DemoArgs {
     #[command(subcommand)]
     pub action: Option<DemoCommand>,
-    /// RADIUS port on 127.0.0.1 (0 picks a free one).
-    #[arg(long, default_value_t = 18120)]
+    /// RADIUS port (UDP) on 127.0.0.1; 0 picks a free one. The demo's simulator answers
+    /// `demo code USER --sms` on the same port number over TCP.
+    #[arg(long, default_value_t = DEMO_PORT)]
     pub port: u16,
     /// Keep certificates, configuration and the PAM socket here instead of a temporary
     /// directory (created if missing; not removed).
@@ -93,12 +94,31 @@ pub struct DemoArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum DemoCommand {
-    /// Print a demo user's current security code (from the public demo TOTP secret).
+    /// Print a demo user's current security code (from the public demo TOTP secret), or with
+    /// --sms the code a running demo last texted the user.
     Code {
-        /// alice, bob or carol.
-        user: String,
+        // Named `user` because that is what the caller matches on; it carries the options too.
+        #[command(flatten)]
+        user: DemoCodeArgs,
     },
 }
+
+/// `vip-bridge demo code USER [--sms [--port N]]`.
+#[derive(Debug, Args)]
+pub struct DemoCodeArgs {
+    /// alice, bob or carol.
+    pub user: String,
+    /// Print the code the running demo's simulator last "sent" to the user by SMS (after a
+    /// login typed `sms`), asked of that demo process, instead of the token's current code.
+    #[arg(long)]
+    pub sms: bool,
+    /// With --sms: the --port the demo runs with (its simulator answers on that TCP port).
+    #[arg(long, default_value_t = DEMO_PORT, requires = "sms")]
+    pub port: u16,
+}
+
+/// The demo's default RADIUS port (UDP), also the TCP port `demo code --sms` asks.
+pub const DEMO_PORT: u16 = 18120;
 
 #[cfg(test)]
 mod tests {
@@ -162,9 +182,33 @@ mod tests {
             Command::Demo(DemoArgs {
                 action: Some(DemoCommand::Code { user }),
                 ..
-            }) => assert_eq!(user, "alice"),
+            }) => assert!(user.user == "alice" && !user.sms && user.port == DEMO_PORT),
             other => panic!("{other:?}"),
         }
+        let cli = Cli::try_parse_from([
+            "vip-bridge",
+            "demo",
+            "code",
+            "alice",
+            "--sms",
+            "--port",
+            "18777",
+        ])
+        .unwrap();
+        match cli.command {
+            Command::Demo(DemoArgs {
+                action: Some(DemoCommand::Code { user }),
+                ..
+            }) => assert!(user.user == "alice" && user.sms && user.port == 18777),
+            other => panic!("{other:?}"),
+        }
+        // --port only means something with --sms; `demo --port` before a subcommand is refused.
+        assert!(
+            Cli::try_parse_from(["vip-bridge", "demo", "code", "alice", "--port", "1"]).is_err()
+        );
+        assert!(
+            Cli::try_parse_from(["vip-bridge", "demo", "--port", "1", "code", "alice"]).is_err()
+        );
     }
 
     #[test]
