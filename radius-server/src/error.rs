@@ -35,7 +35,8 @@ pub enum Error {
     /// `check-config` / `test-auth` found a problem (the message says which).
     #[error("{0}")]
     Check(String),
-    #[error("VIP: {0}")]
+    /// VIP's errors name VIP (or the `vip.*` key) themselves.
+    #[error(transparent)]
     Vip(#[from] vip_core::vip::VipError),
     #[error("{what}: {source}")]
     Io {
@@ -47,3 +48,21 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vip_errors_are_not_prefixed_twice() {
+        let e = Error::from(vip_core::vip::VipError::Unreachable {
+            url: "https://vip.example/q".into(),
+            cause: "connection refused".into(),
+            request_id: String::new(),
+        });
+        assert_eq!(
+            e.to_string(),
+            "VIP unreachable at https://vip.example/q: connection refused"
+        );
+    }
+}

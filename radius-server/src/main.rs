@@ -1,8 +1,8 @@
 //! `vip-bridge`: thin edge: parse the command line, run, print errors as one line, exit 1.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::{CommandFactory, Parser};
 
 use vip_bridge::cli::{Cli, Command, DemoCommand};
@@ -14,6 +14,7 @@ use vip_bridge::tools::{TestAuthEnd, Typed};
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    plain_text_unless_terminal();
     match run(Cli::parse()) {
         Ok(code) => code,
         Err(e) => {
@@ -24,12 +25,26 @@ fn main() -> ExitCode {
     }
 }
 
+/// Colour codes only for a terminal: when stderr is a pipe, a file or the journal, set
+/// `NO_COLOR` (<https://no-color.org>) before anything prints, so that every log layer any
+/// subcommand installs (tracing-subscriber honours it) and clap write plain text. The daemon's
+/// own logging decides the same way explicitly. `NO_COLOR` or `CLICOLOR_FORCE` already set by
+/// the user win. Runs first in `main`, before any thread exists.
+fn plain_text_unless_terminal() {
+    let user_chose = ["NO_COLOR", "CLICOLOR_FORCE"]
+        .iter()
+        .any(|v| std::env::var_os(v).is_some_and(|x| !x.is_empty()));
+    if !user_chose && !std::io::stderr().is_terminal() {
+        std::env::set_var("NO_COLOR", "1");
+    }
+}
+
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("vip-bridge")
         .build()
-        .context("cannot start the async runtime")
+        .map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}"))
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -74,7 +89,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Man => {
             clap_mangen::Man::new(Cli::command())
                 .render(&mut std::io::stdout())
-                .context("cannot write the man page")?;
+                .map_err(|e| anyhow::anyhow!("cannot write the man page: {e}"))?;
         }
     }
     Ok(ExitCode::SUCCESS)

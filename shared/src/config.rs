@@ -27,20 +27,30 @@ pub struct CoreConfig {
 /// A configuration problem: which file, where, and what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("{path}: cannot read: {source}")]
+    /// The file (or a directory on its path) does not exist.
+    #[error("{}: no such file; {MISSING_HINT}", path.display())]
+    Missing { path: PathBuf },
+    #[error("{}: cannot read: {source}", path.display())]
     Read {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{path}: {message}")]
+    /// Not TOML, or TOML that does not fit: `message` names the key and line where known.
+    #[error("{}: {message}", path.display())]
     Parse { path: PathBuf, message: String },
-    #[error("{path}: {key}: {message}")]
+    #[error("{}: {key}: {message}", path.display())]
     Invalid {
         path: PathBuf,
         key: String,
         message: String,
     },
 }
+
+/// What to do when the configuration file is not there.
+pub const MISSING_HINT: &str = "the vip-bridge package installs an example as \
+     /etc/vip-bridge/vip-bridge.toml (from packaging/vip-bridge.toml in the source), \
+     `vip-bridge demo --dir DIR` writes a complete working one to DIR/vip-bridge.toml, \
+     or pass --config FILE (or set VIP_BRIDGE_CONFIG)";
 
 impl CoreConfig {
     /// The policy called `name`; `default` falls back to the built-in defaults.
@@ -56,6 +66,7 @@ impl CoreConfig {
     /// when the daemon starts and printed by `check-config`.
     pub fn warnings(&self) -> Vec<String> {
         let mut out = Vec::new();
+        out.extend(self.engine.throttle.codes_per_user_warning());
         for (name, p) in &self.policies {
             for w in p.warnings() {
                 out.push(format!("policies.{name}: {w}"));
@@ -191,11 +202,17 @@ pub fn read_at_most(path: &Path, max: usize) -> std::io::Result<zeroize::Zeroizi
 /// Configuration files larger than this are refused.
 pub const MAX_CONFIG_BYTES: usize = 1 << 20;
 
-/// Reads and parses a TOML file into `T`. toml's own messages carry the line, column and key.
+/// Reads and parses a TOML file into `T`. Errors name the file, and the key and line where
+/// the problem is (see [`parse_toml`]).
 pub fn load_toml<T: DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
-    let read = |source| ConfigError::Read {
-        path: path.to_owned(),
-        source,
+    let read = |source: std::io::Error| match source.kind() {
+        std::io::ErrorKind::NotFound => ConfigError::Missing {
+            path: path.to_owned(),
+        },
+        _ => ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        },
     };
     let raw = read_at_most(path, MAX_CONFIG_BYTES).map_err(read)?;
     let text = std::str::from_utf8(&raw).map_err(|e| {
@@ -208,11 +225,238 @@ pub fn load_toml<T: DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
 }
 
 /// Parses TOML text; `path` names the source in errors.
+///
+/// A value of the wrong type or form is reported as `KEY (line N): PROBLEM`, with the dotted
+/// key (`engine.throttle.codes_per_user.per`, `radius.clients[1].secret`) found from the
+/// error's position; a bad duration also says how to write one. Syntax errors keep toml's own
+/// message (line, column and the offending text).
 pub fn parse_toml<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T, ConfigError> {
     toml::from_str(text).map_err(|e| ConfigError::Parse {
         path: path.to_owned(),
-        message: e.to_string().trim_end().to_owned(),
+        message: describe_toml_error(text, &e),
     })
+}
+
+/// The message of a toml error, with the key, line and, for durations, an example.
+fn describe_toml_error(text: &str, e: &toml::de::Error) -> String {
+    let problem = e.message().trim_end();
+    let located = e
+        .span()
+        .and_then(|span| locate::key_at(text, &span).map(|key| (key, span)));
+    let Some((key, span)) = located else {
+        // A syntax error (or no position): toml's own message shows the line and the text.
+        let mut out = e.to_string().trim_end().to_owned();
+        if is_duration_error(problem) {
+            out.push_str(&duration_hint(None));
+        }
+        return out;
+    };
+    let line = text
+        .get(..span.start)
+        .map(|before| before.matches('\n').count() + 1)
+        .unwrap_or(1);
+    let mut out = format!("{key} (line {line}): {problem}");
+    if is_duration_error(problem) {
+        out.push_str(&duration_hint(Some(&key)));
+    }
+    out
+}
+
+/// Whether serde's message is humantime_serde refusing a value ("expected a duration").
+fn is_duration_error(problem: &str) -> bool {
+    problem.contains("expected a duration")
+}
+
+/// How to write a duration, with the key's own name in the example when known.
+fn duration_hint(key: Option<&str>) -> String {
+    let example = match key.and_then(|k| k.rsplit('.').next()) {
+        Some(leaf) if !leaf.is_empty() && !leaf.contains(['[', '"']) => {
+            format!("{leaf} = \"5s\"")
+        }
+        _ => "\"5s\"".to_owned(),
+    };
+    format!(
+        "; a duration is a quoted number with a unit, e.g. {example}, \"250ms\", \"2m\" or \"1h 30m\""
+    )
+}
+
+/// Finds the key a toml error points at: the document is parsed again into a tree of keys
+/// with the byte span of each value, and the innermost value around the error's span names it.
+mod locate {
+    use std::fmt;
+    use std::ops::Range;
+
+    use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+
+    // toml's (serde_spanned's) protocol for asking a value for its position: a struct of this
+    // name with these fields. Should a toml upgrade change it, values come back without a span
+    // and errors lose their key, nothing else (a unit test notices).
+    const SPANNED: &str = "$__serde_spanned_private_Spanned";
+    const START: &str = "$__serde_spanned_private_start";
+    const END: &str = "$__serde_spanned_private_end";
+    const VALUE: &str = "$__serde_spanned_private_value";
+    const FIELDS: &[&str] = &[START, END, VALUE];
+
+    /// A value, its span when toml knows it, and what is inside.
+    #[derive(Default)]
+    struct Located {
+        span: Option<Range<usize>>,
+        children: Vec<(Step, Located)>,
+    }
+
+    enum Step {
+        Key(String),
+        Index(usize),
+    }
+
+    /// The dotted key (with `[i]` for array elements) of the innermost value whose span holds
+    /// `at`; `None` when no value does (a syntax error, or the root table itself).
+    pub(super) fn key_at(text: &str, at: &Range<usize>) -> Option<String> {
+        let root: Located = toml::from_str(text).ok()?;
+        let mut best: Option<(usize, Vec<&Step>)> = None;
+        let mut path = Vec::new();
+        search(&root, at, &mut path, &mut best);
+        best.map(|(_, steps)| render(&steps))
+    }
+
+    fn search<'a>(
+        node: &'a Located,
+        at: &Range<usize>,
+        path: &mut Vec<&'a Step>,
+        best: &mut Option<(usize, Vec<&'a Step>)>,
+    ) {
+        for (step, child) in &node.children {
+            path.push(step);
+            if let Some(span) = &child.span {
+                if span.start <= at.start && at.end <= span.end {
+                    let width = span.end - span.start;
+                    // Innermost wins; on a tie the deeper path (a key inside an empty table).
+                    if best
+                        .as_ref()
+                        .is_none_or(|(w, p)| width < *w || (width == *w && path.len() > p.len()))
+                    {
+                        *best = Some((width, path.clone()));
+                    }
+                }
+            }
+            // Implicit tables (`[a.b]` without `[a]`) have no span: always look inside.
+            search(child, at, path, best);
+            path.pop();
+        }
+    }
+
+    fn render(steps: &[&Step]) -> String {
+        let mut out = String::new();
+        for step in steps {
+            match step {
+                Step::Key(k) => {
+                    if !out.is_empty() {
+                        out.push('.');
+                    }
+                    let bare = !k.is_empty()
+                        && k.chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+                    if bare {
+                        out.push_str(k);
+                    } else {
+                        out.push('"');
+                        for c in k.chars() {
+                            match c {
+                                '"' => out.push_str("\\\""),
+                                '\\' => out.push_str("\\\\"),
+                                c if c.is_control() => out.push('?'),
+                                c => out.push(c),
+                            }
+                        }
+                        out.push('"');
+                    }
+                }
+                Step::Index(i) => {
+                    out.push_str(&format!("[{i}]"));
+                }
+            }
+        }
+        out
+    }
+
+    impl<'de> Deserialize<'de> for Located {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            d.deserialize_struct(SPANNED, FIELDS, LocatedVisitor)
+        }
+    }
+
+    /// The value inside a span: deserialised without asking for a span again.
+    struct Inner(Located);
+
+    impl<'de> Deserialize<'de> for Inner {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            d.deserialize_any(LocatedVisitor).map(Inner)
+        }
+    }
+
+    struct LocatedVisitor;
+
+    impl<'de> Visitor<'de> for LocatedVisitor {
+        type Value = Located;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("any TOML value")
+        }
+
+        fn visit_bool<E: de::Error>(self, _: bool) -> Result<Located, E> {
+            Ok(Located::default())
+        }
+        fn visit_i64<E: de::Error>(self, _: i64) -> Result<Located, E> {
+            Ok(Located::default())
+        }
+        fn visit_u64<E: de::Error>(self, _: u64) -> Result<Located, E> {
+            Ok(Located::default())
+        }
+        fn visit_f64<E: de::Error>(self, _: f64) -> Result<Located, E> {
+            Ok(Located::default())
+        }
+        fn visit_str<E: de::Error>(self, _: &str) -> Result<Located, E> {
+            Ok(Located::default())
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Located, A::Error> {
+            let mut children = Vec::new();
+            while let Some(v) = seq.next_element::<Located>()? {
+                children.push((Step::Index(children.len()), v));
+            }
+            Ok(Located {
+                span: None,
+                children,
+            })
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Located, A::Error> {
+            let mut children = Vec::new();
+            let mut start = None;
+            let mut end = None;
+            while let Some(key) = map.next_key::<String>()? {
+                match key.as_str() {
+                    START => start = Some(map.next_value::<usize>()?),
+                    END => end = Some(map.next_value::<usize>()?),
+                    VALUE => {
+                        let Inner(mut inner) = map.next_value::<Inner>()?;
+                        if let (Some(s), Some(e)) = (start, end) {
+                            inner.span = Some(s..e);
+                        }
+                        return Ok(inner);
+                    }
+                    _ => {
+                        let v = map.next_value::<Located>()?;
+                        children.push((Step::Key(key), v));
+                    }
+                }
+            }
+            Ok(Located {
+                span: None,
+                children,
+            })
+        }
+    }
 }
 
 #[cfg(test)]
@@ -230,6 +474,131 @@ mod tests {
         // A device that never ends is refused, not read until memory runs out.
         let e = read_at_most(Path::new("/dev/zero"), 4096).unwrap_err();
         assert!(e.to_string().contains("longer than 4096"), "{e}");
+    }
+
+    fn parse_err(text: &str) -> String {
+        parse_toml::<CoreConfig>(Path::new("/etc/vb.toml"), text)
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn a_missing_file_says_so_and_what_to_do() {
+        let dir = tempfile::tempdir().unwrap();
+        for p in [dir.path().join("nope.toml"), dir.path().join("no/dir.toml")] {
+            let e = load_toml::<CoreConfig>(&p).unwrap_err();
+            assert!(matches!(e, ConfigError::Missing { .. }), "{e:?}");
+            let e = e.to_string();
+            assert!(
+                e.starts_with(&format!("{}: no such file; ", p.display())),
+                "{e}"
+            );
+            assert!(e.contains("/etc/vip-bridge/vip-bridge.toml"), "{e}");
+            assert!(e.contains("vip-bridge demo --dir DIR"), "{e}");
+            assert!(e.contains("--config FILE"), "{e}");
+            assert!(!e.contains("os error"), "{e}");
+        }
+        // Other read errors keep the system's reason.
+        let e = load_toml::<CoreConfig>(dir.path()).unwrap_err();
+        assert!(matches!(e, ConfigError::Read { .. }), "{e:?}");
+    }
+
+    #[test]
+    fn a_bad_duration_names_the_key_and_line_and_shows_how_to_write_one() {
+        for (text, key, line) in [
+            ("[vip]\ntimeout = 5\n", "vip.timeout", 2),
+            ("[vip]\ntimeout = \"5 secs please\"\n", "vip.timeout", 2),
+            (
+                "[vip]\n\n# c\nhealth_check_interval = \"30\"\n",
+                "vip.health_check_interval",
+                4,
+            ),
+            ("[engine]\nstate_ttl = 1.5\n", "engine.state_ttl", 2),
+            // An implicit table ([engine] never written) and an inline table.
+            (
+                "[engine.throttle]\ncodes_per_user = { count = 3, per = 5 }\n",
+                "engine.throttle.codes_per_user.per",
+                2,
+            ),
+            (
+                "engine.poll_interval = \"-1s\"\n",
+                "engine.poll_interval",
+                1,
+            ),
+            (
+                "[policies.\"a b\"]\npush_timeout = \"1 fortnight\"\n",
+                "policies.\"a b\".push_timeout",
+                2,
+            ),
+        ] {
+            let e = parse_err(text);
+            assert!(
+                e.starts_with(&format!("/etc/vb.toml: {key} (line {line}): ")),
+                "{text}: {e}"
+            );
+            assert!(e.contains("expected a duration"), "{e}");
+            let leaf = if key.ends_with("per") {
+                "per"
+            } else {
+                key.rsplit('.').next().unwrap()
+            };
+            assert!(
+                e.contains(&format!("e.g. {leaf} = \"5s\", \"250ms\", \"2m\"")),
+                "{e}"
+            );
+            assert!(!e.contains('\n'), "one line: {e}");
+        }
+    }
+
+    #[test]
+    fn other_type_errors_name_the_key_too_and_syntax_errors_keep_tomls_message() {
+        let e = parse_err("[vip]\nmax_in_flight = \"many\"\n");
+        assert!(
+            e.starts_with("/etc/vb.toml: vip.max_in_flight (line 2): invalid type"),
+            "{e}"
+        );
+        assert!(!e.contains("duration"), "{e}");
+        let e = parse_err("[vip]\ntimeout = \n");
+        assert!(e.contains("line 2"), "{e}");
+        // A good file parses, durations included.
+        parse_toml::<CoreConfig>(
+            Path::new("x"),
+            "[vip]\ntimeout = \"5 seconds\"\n[engine.throttle]\ncodes_per_user = { count = 3, per = \"2m\" }\n",
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn keys_are_found_in_arrays_of_tables() {
+        #[derive(Debug, Deserialize)]
+        struct Doc {
+            #[allow(dead_code)]
+            clients: Vec<Client>,
+        }
+        #[derive(Debug, Deserialize)]
+        struct Client {
+            #[allow(dead_code)]
+            #[serde(with = "humantime_serde")]
+            wait: Duration,
+        }
+        let text = "[[clients]]\nwait = \"1s\"\n\n[[clients]]\nwait = true\n";
+        let e = parse_toml::<Doc>(Path::new("d.toml"), text)
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("d.toml: clients[1].wait (line 5): "), "{e}");
+    }
+
+    #[test]
+    fn a_code_limit_at_vips_lockout_is_a_warning() {
+        assert!(CoreConfig::default().warnings().is_empty());
+        let c: CoreConfig = parse_toml(
+            Path::new("x"),
+            "[engine.throttle]\ncodes_per_user = { count = 10, per = \"5m\" }\n",
+        )
+        .unwrap();
+        let w = c.warnings();
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].starts_with("engine.throttle.codes_per_user.count = 10: VIP locks a credential after 10 consecutive bad codes by default: a stranger could lock users out"), "{w:?}");
     }
 
     #[test]

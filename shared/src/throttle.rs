@@ -18,11 +18,39 @@ pub struct RateLimit {
 pub struct ThrottleConfig {
     /// Pushes started per user (stops push bombing). VIP itself locks push after >5 an hour.
     pub push_per_user: RateLimit,
-    /// Security-code attempts per user. Refills steadily, so an attacker cannot lock a real user
-    /// out of code entry for longer than one refill interval.
+    /// Security-code attempts per user; default 5 per 10 minutes (a burst of 5, then one
+    /// more every 2 minutes).
+    ///
+    /// Why so few: VIP locks a credential after [`VIP_LOCKOUT_CODES`] consecutive bad codes
+    /// (by default; the account's policy may differ), and a locked user cannot log in until an
+    /// administrator unlocks them. A stranger who knows only a user name must not get there
+    /// in one burst: the burst stays at half of VIP's count. A sustained guessing attack is
+    /// slowed to one code per 2 minutes, so a user's own good login in between resets VIP's
+    /// count, and every refused attempt shows in the throttle metric
+    /// (`vip_bridge_throttled_total{limit="codes_per_user"}`) for an alert. The limit refills
+    /// steadily, so an attacker cannot lock a real user out of code entry for longer than one
+    /// refill interval either. `check-config` warns when `count` reaches VIP's lockout count.
     pub codes_per_user: RateLimit,
     /// Requests per RADIUS client / PAM service.
     pub requests_per_client: RateLimit,
+}
+
+/// Consecutive bad security codes after which VIP locks a credential (its default policy).
+pub const VIP_LOCKOUT_CODES: u32 = 10;
+
+impl ThrottleConfig {
+    /// The warning for a code limit that lets one burst reach VIP's lockout, naming the key;
+    /// `None` when `codes_per_user.count` stays below [`VIP_LOCKOUT_CODES`].
+    pub fn codes_per_user_warning(&self) -> Option<String> {
+        let count = self.codes_per_user.count;
+        (count >= VIP_LOCKOUT_CODES).then(|| {
+            format!(
+                "engine.throttle.codes_per_user.count = {count}: VIP locks a credential after \
+                 {VIP_LOCKOUT_CODES} consecutive bad codes by default: a stranger could lock \
+                 users out; keep it below {VIP_LOCKOUT_CODES} (the default is 5 per \"10m\")"
+            )
+        })
+    }
 }
 
 impl Default for ThrottleConfig {
@@ -33,8 +61,8 @@ impl Default for ThrottleConfig {
                 per: Duration::from_secs(300),
             },
             codes_per_user: RateLimit {
-                count: 10,
-                per: Duration::from_secs(300),
+                count: 5,
+                per: Duration::from_secs(600),
             },
             requests_per_client: RateLimit {
                 count: 2000,
@@ -165,6 +193,48 @@ mod tests {
             t.allow(Limit::Code, "alice"),
             "one token back after per/count"
         );
+    }
+
+    #[test]
+    fn the_default_code_burst_stays_below_vips_lockout() {
+        let d = ThrottleConfig::default().codes_per_user;
+        assert_eq!((d.count, d.per), (5, Duration::from_secs(600)));
+        assert!(d.count < VIP_LOCKOUT_CODES);
+        // One more every 2 minutes after the burst.
+        assert_eq!(d.per / d.count, Duration::from_secs(120));
+        let t = Throttles::new(&ThrottleConfig::default()).unwrap();
+        assert!((0..5).all(|_| t.allow(Limit::Code, "alice")));
+        assert!(
+            !t.allow(Limit::Code, "alice"),
+            "the sixth code of a burst is refused"
+        );
+        assert_eq!(ThrottleConfig::default().codes_per_user_warning(), None);
+    }
+
+    #[test]
+    fn a_code_limit_reaching_vips_lockout_is_warned_about() {
+        let with = |count| ThrottleConfig {
+            codes_per_user: RateLimit {
+                count,
+                per: Duration::from_secs(300),
+            },
+            ..ThrottleConfig::default()
+        };
+        assert_eq!(with(9).codes_per_user_warning(), None);
+        for count in [10, 11, 1000] {
+            let w = with(count).codes_per_user_warning().unwrap();
+            assert!(
+                w.starts_with(&format!("engine.throttle.codes_per_user.count = {count}: ")),
+                "{w}"
+            );
+            assert!(
+                w.contains(
+                    "VIP locks a credential after 10 consecutive bad codes by default: a \
+                     stranger could lock users out"
+                ),
+                "{w}"
+            );
+        }
     }
 
     #[test]

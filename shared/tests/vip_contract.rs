@@ -684,12 +684,25 @@ fn assert_refused(e: &VipError) {
     );
 }
 
+/// `e` is a TLS refusal whose message says `cause` (and the URL it was for).
+fn assert_refused_because(e: &VipError, cause: &str) {
+    assert_refused(e);
+    let m = e.to_string();
+    assert!(m.starts_with("VIP TLS handshake with https://"), "{m}");
+    assert!(m.contains(cause), "expected {cause:?} in: {m}");
+    assert!(!m.contains("Some(") && !m.contains("VIP: VIP"), "{m}");
+}
+
 #[tokio::test]
 async fn client_without_certificate_is_refused() {
     let env = start().await;
     let c = VipClient::new(&env.base_cfg()).unwrap();
     let e = c.get_server_time().await.unwrap_err();
-    assert_refused(&e);
+    assert_refused_because(
+        &e,
+        "VIP asked for a client certificate and none is configured (certificate_required): \
+         set vip.cert_file + vip.key_file, or vip.pkcs12_file",
+    );
     assert_eq!(env.sim.counters().calls("getServerTime"), 0);
     env.sim.shutdown().await;
 }
@@ -704,16 +717,208 @@ async fn client_certificate_from_another_ca_is_refused() {
         ..env.base_cfg()
     })
     .unwrap();
-    assert_refused(&c.get_server_time().await.unwrap_err());
-    // And a client that does not trust the server's CA refuses the server.
+    // Another CA of the same name as the simulator's: its signature does not verify.
+    assert_refused_because(
+        &c.get_server_time().await.unwrap_err(),
+        "VIP refused our client certificate (decrypt_error): revoked, expired, or not the one \
+         issued for this account in VIP Manager? check vip.cert_file / vip.pkcs12_file",
+    );
+    // A CA the simulator has never heard of.
+    let [_, _, _, stranger, stranger_key] = own_pki(&env.dir.path().join("own"), &[], 2099);
+    let c = VipClient::new(&VipConfig {
+        cert_file: Some(stranger),
+        key_file: Some(stranger_key),
+        ..env.base_cfg()
+    })
+    .unwrap();
+    assert_refused_because(
+        &c.get_server_time().await.unwrap_err(),
+        "VIP refused our client certificate (unknown_ca): revoked, expired, or not the one \
+         issued for this account in VIP Manager? check vip.cert_file / vip.pkcs12_file",
+    );
+    // And a client that does not trust the server's CA refuses the server: our side, not VIP's.
     let c = VipClient::new(&VipConfig {
         ca_file: Some(other.ca_cert.clone()),
         ..env.pem_cfg()
     })
     .unwrap();
     let e = c.get_server_time().await.unwrap_err();
-    assert_refused(&e);
+    assert_refused_because(&e, "the server's certificate is not trusted (");
+    assert_refused_because(
+        &e,
+        &format!("check vip.ca_file ({})", other.ca_cert.display()),
+    );
+    assert!(!e.to_string().contains("client certificate"), "{e}");
     assert_eq!(env.sim.counters().calls("getServerTime"), 0);
+    env.sim.shutdown().await;
+}
+
+/// A PKI of the test's own (the simulator's `gen-certs` keeps its CA key to itself): a CA, a
+/// server certificate for `server_names`, and a client certificate valid until `client_until`
+/// (year). Returns (ca.pem, server.pem, server.key, client.pem, client.key).
+fn own_pki(
+    dir: &std::path::Path,
+    server_names: &[&str],
+    client_until: i32,
+) -> [std::path::PathBuf; 5] {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+        KeyUsagePurpose,
+    };
+    std::fs::create_dir_all(dir).unwrap();
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.distinguished_name
+        .push(DnType::CommonName, "contract test CA");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    ca.not_before = rcgen::date_time_ymd(2019, 1, 1);
+    ca.not_after = rcgen::date_time_ymd(2099, 1, 1);
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let leaf = |names: Vec<String>, eku: ExtendedKeyUsagePurpose, until: i32| {
+        let key = KeyPair::generate().unwrap();
+        let mut p = CertificateParams::new(names).unwrap();
+        p.extended_key_usages = vec![eku];
+        p.not_before = rcgen::date_time_ymd(2019, 1, 1);
+        p.not_after = rcgen::date_time_ymd(until, 1, 1);
+        (p.signed_by(&key, &ca_cert, &ca_key).unwrap(), key)
+    };
+    let names = server_names.iter().map(|n| n.to_string()).collect();
+    let (server, server_key) = leaf(names, ExtendedKeyUsagePurpose::ServerAuth, 2099);
+    let (client, client_key) = leaf(vec![], ExtendedKeyUsagePurpose::ClientAuth, client_until);
+    let files = [
+        ("ca.pem", ca_cert.pem()),
+        ("server.pem", server.pem()),
+        ("server.key", server_key.serialize_pem()),
+        ("client.pem", client.pem()),
+        ("client.key", client_key.serialize_pem()),
+    ];
+    files.map(|(name, text)| {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    })
+}
+
+async fn sim_with(ca: &std::path::Path, cert: &std::path::Path, key: &std::path::Path) -> Sim {
+    let toml = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n[tls]\ncert = '{}'\nkey = '{}'\nclient_ca = '{}'\n",
+        cert.display(),
+        key.display(),
+        ca.display(),
+    );
+    Sim::start(SimConfig::from_toml_str(&toml).unwrap())
+        .await
+        .unwrap()
+}
+
+fn cfg_for(
+    sim: &Sim,
+    ca: &std::path::Path,
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> VipConfig {
+    VipConfig {
+        query_url: format!("{}/vipuserservices/QueryService_1_10", sim.base_url()),
+        cert_file: Some(cert.to_owned()),
+        key_file: Some(key.to_owned()),
+        ca_file: Some(ca.to_owned()),
+        timeout: Duration::from_secs(5),
+        ..VipConfig::default()
+    }
+}
+
+#[tokio::test]
+async fn an_expired_client_certificate_is_named_by_vips_alert() {
+    let dir = tempfile::tempdir().unwrap();
+    let [ca, server, server_key, client, client_key] =
+        own_pki(dir.path(), &["127.0.0.1", "localhost"], 2020);
+    let sim = sim_with(&ca, &server, &server_key).await;
+    let c = VipClient::new(&cfg_for(&sim, &ca, &client, &client_key)).unwrap();
+    assert_refused_because(
+        &c.get_server_time().await.unwrap_err(),
+        "VIP refused our client certificate (certificate_expired): revoked, expired, or not \
+         the one issued for this account in VIP Manager?",
+    );
+    assert_eq!(sim.counters().total_calls(), 0);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_server_certificate_for_another_name_is_a_hostname_mismatch() {
+    let dir = tempfile::tempdir().unwrap();
+    let [ca, server, server_key, client, client_key] =
+        own_pki(dir.path(), &["vip.example.invalid"], 2099);
+    let sim = sim_with(&ca, &server, &server_key).await;
+    let c = VipClient::new(&cfg_for(&sim, &ca, &client, &client_key)).unwrap();
+    let e = c.get_server_time().await.unwrap_err();
+    assert_refused_because(
+        &e,
+        "the server's certificate is not valid for the name 127.0.0.1 (it is for \
+         vip.example.invalid): ",
+    );
+    assert!(!e.to_string().contains("DnsName"), "{e}");
+    assert_refused_because(
+        &e,
+        "check the host in vip.auth_url / vip.query_url / vip.management_url",
+    );
+    assert_eq!(sim.counters().total_calls(), 0);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn unusable_identity_files_are_named_when_the_client_is_built() {
+    let env = start().await;
+    let config_err = |cfg: VipConfig| match VipClient::new(&cfg) {
+        Err(e @ VipError::Config { .. }) => e.to_string(),
+        Err(e) => panic!("expected a Config error, got {e}"),
+        Ok(_) => panic!("expected a Config error, got a client"),
+    };
+    let missing = env.dir.path().join("missing.pem");
+    let e = config_err(VipConfig {
+        cert_file: Some(missing.clone()),
+        ..env.pem_cfg()
+    });
+    assert_eq!(
+        e,
+        format!(
+            "cannot read vip.cert_file: no such file ({})",
+            missing.display()
+        )
+    );
+    let other = vip_sim::certs::generate(&env.dir.path().join("other")).unwrap();
+    let e = config_err(VipConfig {
+        key_file: Some(other.client_key.clone()),
+        ..env.pem_cfg()
+    });
+    assert!(
+        e.starts_with(
+            "the client certificate and private key do not match: vip.key_file is not the key \
+             of vip.cert_file"
+        ),
+        "{e}"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let locked = env.dir.path().join("locked.key");
+        std::fs::copy(&env.certs.client_key, &locked).unwrap();
+        std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o000)).unwrap();
+        // Root reads it anyway: only an unprivileged run can see the refusal.
+        if std::fs::read(&locked).is_err() {
+            let e = config_err(VipConfig {
+                key_file: Some(locked.clone()),
+                ..env.pem_cfg()
+            });
+            assert!(
+                e.starts_with("cannot read vip.key_file: permission denied: "),
+                "{e}"
+            );
+        }
+    }
     env.sim.shutdown().await;
 }
 

@@ -1,8 +1,9 @@
 //! `vip-sim`: run the VIP User Services simulator, or generate its test certificates.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -33,17 +34,33 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Writes ca.pem, server.pem, server.key, client.pem, client.key, client.p12 and
-    /// client.p12.password into DIR, and prints the PKCS#12 password.
+    /// client.p12.password into DIR. Lists on stderr each file, what it is and the config key
+    /// that takes it, with the CA's fingerprint and the validity; prints only the PKCS#12
+    /// password on stdout (for scripts).
     GenCerts {
         /// Output directory (created if missing).
         dir: PathBuf,
     },
 }
 
+/// Errors are one line on stderr, `vip-sim: what: why`, and exit status 1 (never a Rust
+/// `Debug` dump or a backtrace, whatever `RUST_BACKTRACE` says).
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("vip-sim: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn run() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        // Colour codes only for a terminal: a log file or pipe gets plain text.
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
@@ -53,6 +70,8 @@ async fn main() -> anyhow::Result<()> {
     if let Some(Command::GenCerts { dir }) = cli.command {
         let paths = vip_sim::certs::generate(&dir)
             .with_context(|| format!("generating certificates in {}", dir.display()))?;
+        eprint!("{}", paths.summary());
+        eprintln!("The PKCS#12 passphrase follows on stdout (it is also in client.p12.password).");
         println!("{}", paths.p12_password);
         return Ok(());
     }

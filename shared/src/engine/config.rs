@@ -22,6 +22,10 @@ pub struct EngineConfig {
     /// How long getUserInfo answers are cached (challenge menus, SMS/voice numbers).
     #[serde(with = "humantime_serde")]
     pub user_info_ttl: Duration,
+    /// Rate limits (`[engine.throttle]`). The code limit defaults to 5 per 10 minutes because
+    /// VIP locks a credential after 10 consecutive bad codes: a stranger's burst must stay
+    /// below that, and a sustained attack is slowed to one code per 2 minutes and counted in
+    /// the throttle metric (see [`ThrottleConfig::codes_per_user`]).
     pub throttle: ThrottleConfig,
 }
 

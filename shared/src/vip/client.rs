@@ -48,7 +48,7 @@ impl VipClient {
         let query_url = parse_url("query_url", &cfg.query_url)?;
         let management_url = parse_url("management_url", &cfg.management_url)?;
         let ids = RequestIds::new(&cfg.request_id_prefix)
-            .map_err(|e| VipError::config(e.to_string(), None))?;
+            .map_err(|e| VipError::config(format!("vip.request_id_prefix: {e}"), None))?;
         let transport = Transport::new(cfg)?;
         Ok(VipClient {
             inner: Arc::new(Inner {

@@ -70,10 +70,11 @@ pub enum VipError {
         cause: String,
         request_id: String,
     },
-    /// The TLS handshake failed on trust: VIP refused our client certificate (revoked, expired,
-    /// from the wrong account) or its certificate is not trusted by our roots / `ca_file`.
-    /// A configuration problem, not an outage: fail-open never applies to it.
-    #[error("VIP TLS handshake with {url} refused: {cause}; check vip.cert_file / vip.pkcs12_file (revoked or expired?) and vip.ca_file")]
+    /// The TLS handshake failed on trust: VIP refused our client certificate (its alert:
+    /// revoked, expired, unknown CA, none sent), or we refused VIP's certificate (not trusted
+    /// by our roots / `ca_file`, wrong host name, expired). `cause` says which, and which key
+    /// to check. A configuration problem, not an outage: fail-open never applies to it.
+    #[error("VIP TLS handshake with {url} failed: {cause}")]
     TlsRefused {
         url: String,
         cause: String,
@@ -89,8 +90,10 @@ pub enum VipError {
         cause: String,
         request_id: String,
     },
-    /// The client could not be set up (certificates, keys, URLs).
-    #[error("VIP client configuration: {what}{}",
+    /// The client could not be set up (certificates, keys, URLs). `what` names the `vip.*`
+    /// key; callers add their own context ("cannot start the auth engine: VIP client: ..."),
+    /// so this adds no prefix of its own.
+    #[error("{what}{}",
         path.as_ref().map(|p| format!(" ({})", p.display())).unwrap_or_default())]
     Config { what: String, path: Option<PathBuf> },
 }

@@ -35,6 +35,18 @@ pub(crate) struct Transport {
     max_in_flight: usize,
     timeout: Duration,
     metrics: OnceLock<Arc<Metrics>>,
+    /// What a TLS failure is explained against (is a client certificate configured, which CA
+    /// bundle trusts VIP).
+    tls_setup: TlsSetup,
+}
+
+/// The parts of `[vip]` a TLS failure's explanation names.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct TlsSetup {
+    /// A client certificate (PEM or PKCS#12) is configured.
+    pub(crate) has_identity: bool,
+    /// `vip.ca_file`, or `None` for the system roots.
+    pub(crate) ca_file: Option<std::path::PathBuf>,
 }
 
 /// How long the trust probe waits for VIP's alert after its handshake. A server that accepted
@@ -45,10 +57,13 @@ const PROBE_ALERT_WAIT: Duration = Duration::from_millis(1500);
 impl Transport {
     pub(crate) fn new(cfg: &VipConfig) -> Result<Transport, VipError> {
         if cfg.max_in_flight == 0 {
-            return Err(VipError::config("max_in_flight must be at least 1", None));
+            return Err(VipError::config(
+                "vip.max_in_flight must be at least 1",
+                None,
+            ));
         }
         if cfg.timeout.is_zero() {
-            return Err(VipError::config("timeout must be more than zero", None));
+            return Err(VipError::config("vip.timeout must be more than zero", None));
         }
         let tls = tls_config(cfg)?;
         let http = reqwest::Client::builder()
@@ -65,7 +80,7 @@ impl Transport {
             .build()
             .map_err(|e| {
                 VipError::config(
-                    format!("cannot build the HTTPS client: {}", chain(&e)),
+                    format!("cannot build the HTTPS client for VIP: {}", chain(&e)),
                     None,
                 )
             })?;
@@ -77,6 +92,10 @@ impl Transport {
             max_in_flight: cfg.max_in_flight,
             timeout: cfg.timeout,
             metrics: OnceLock::new(),
+            tls_setup: TlsSetup {
+                has_identity: cfg.pkcs12_file.is_some() || cfg.cert_file.is_some(),
+                ca_file: cfg.ca_file.clone(),
+            },
         })
     }
 
@@ -165,11 +184,11 @@ impl Transport {
             .send()
             .await
             .map_err(|e| {
-                if is_tls_trust_failure(&e) {
+                if let Some(tls) = find_rustls(&e) {
                     Exchange::Failed(VipError::TlsRefused {
                         request_id: String::new(),
                         url: url.to_string(),
-                        cause: chain(&e),
+                        cause: explain_tls(tls, url, &self.tls_setup),
                     })
                 } else if is_local_exhaustion(&e) {
                     Exchange::Failed(VipError::Exhausted {
@@ -184,11 +203,11 @@ impl Transport {
         let status = resp.status();
         let mut buf = Vec::new();
         while let Some(chunk) = resp.chunk().await.map_err(|e| {
-            if is_tls_trust_failure(&e) {
+            if let Some(tls) = find_rustls(&e) {
                 Exchange::Failed(VipError::TlsRefused {
                     request_id: String::new(),
                     url: url.to_string(),
-                    cause: chain(&e),
+                    cause: explain_tls(tls, url, &self.tls_setup),
                 })
             } else {
                 Exchange::Broken(format!("reading the answer: {}", chain(&e)))
@@ -230,8 +249,9 @@ impl Transport {
     }
 
     /// Opens a fresh TLS connection with our client certificate, sends nothing, and listens
-    /// briefly: `Some(why)` when VIP (or whatever answers there) refuses the handshake or
-    /// alerts right after it, `None` when it cannot be reached or says nothing.
+    /// briefly: `Some(why)` (explained, see [`explain_tls`]) when VIP (or whatever answers
+    /// there) refuses the handshake or alerts right after it, `None` when it cannot be reached
+    /// or says nothing.
     async fn probe_trust(&self, url: &Url) -> Option<String> {
         use tokio::io::AsyncReadExt;
         let host = url
@@ -244,11 +264,11 @@ impl Transport {
         let connector = tokio_rustls::TlsConnector::from(self.tls.clone());
         let mut tls = match connector.connect(name, tcp).await {
             Ok(t) => t,
-            Err(e) => return is_tls_trust_failure(&e).then(|| chain(&e)),
+            Err(e) => return find_rustls(&e).map(|t| explain_tls(t, url, &self.tls_setup)),
         };
         let mut byte = [0u8; 1];
         match tokio::time::timeout(PROBE_ALERT_WAIT, tls.read(&mut byte)).await {
-            Ok(Err(e)) if is_tls_trust_failure(&e) => Some(chain(&e)),
+            Ok(Err(e)) => find_rustls(&e).map(|t| explain_tls(t, url, &self.tls_setup)),
             _ => None,
         }
     }
@@ -260,22 +280,205 @@ enum Exchange {
     Failed(VipError),
 }
 
-/// Whether a rustls error sits anywhere in the chain: the handshake reached TLS and failed on
+/// The rustls error anywhere in the chain, if any: the handshake reached TLS and failed on
 /// certificates or alerts, which no retry or fail-open fixes. (`io::Error::source` skips the
 /// error it wraps, so each io::Error is opened with `get_ref`.)
-fn is_tls_trust_failure(e: &(dyn std::error::Error + 'static)) -> bool {
-    if e.downcast_ref::<rustls::Error>().is_some() {
-        return true;
+fn find_rustls<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+        return Some(tls);
     }
     if let Some(inner) = e
         .downcast_ref::<std::io::Error>()
         .and_then(|io| io.get_ref())
     {
-        if is_tls_trust_failure(inner) {
-            return true;
+        if let Some(tls) = find_rustls(inner) {
+            return Some(tls);
         }
     }
-    e.source().is_some_and(is_tls_trust_failure)
+    e.source().and_then(find_rustls)
+}
+
+/// What a TLS failure with VIP means, in the admin's terms: which side refused what, and the
+/// key to look at. Our side refusing VIP's certificate (not trusted, wrong name, expired) is
+/// told apart from VIP refusing ours (its alert), and a missing client certificate from a
+/// refused one.
+pub(crate) fn explain_tls(e: &rustls::Error, url: &Url, setup: &TlsSetup) -> String {
+    use rustls::{AlertDescription as A, CertificateError as C};
+    let host = url.host_str().unwrap_or("the host");
+    let ca = match &setup.ca_file {
+        Some(p) => format!("check vip.ca_file ({}): it must hold the CA that issued VIP's certificate", p.display()),
+        None => "check vip.ca_file: it is not set, so the system's CA roots are used, and they do not include VIP's issuer".to_owned(),
+    };
+    match e {
+        rustls::Error::AlertReceived(alert) => {
+            let name = alert_name(*alert);
+            match alert {
+                A::BadCertificate
+                | A::UnsupportedCertificate
+                | A::CertificateRevoked
+                | A::CertificateExpired
+                | A::CertificateUnknown
+                | A::UnknownCA
+                | A::AccessDenied
+                | A::CertificateRequired
+                | A::NoCertificate
+                | A::DecryptError
+                    if !setup.has_identity =>
+                {
+                    format!(
+                        "VIP asked for a client certificate and none is configured ({name}): \
+                         set vip.cert_file + vip.key_file, or vip.pkcs12_file, to the \
+                         certificate issued for this account in VIP Manager"
+                    )
+                }
+                A::BadCertificate
+                | A::UnsupportedCertificate
+                | A::CertificateRevoked
+                | A::CertificateExpired
+                | A::CertificateUnknown
+                | A::UnknownCA
+                | A::AccessDenied
+                | A::CertificateRequired
+                | A::NoCertificate
+                // Our certificate's signature (or our proof of its key) did not verify: one
+                // from another CA that has the same name as VIP's.
+                | A::DecryptError => format!(
+                    "VIP refused our client certificate ({name}): revoked, expired, or not the \
+                     one issued for this account in VIP Manager? check vip.cert_file / \
+                     vip.pkcs12_file"
+                ),
+                A::HandshakeFailure | A::ProtocolVersion | A::InsufficientSecurity => format!(
+                    "VIP ended the TLS handshake ({name}): no TLS version or cipher suite in \
+                     common, or it refused our client certificate (check vip.cert_file / \
+                     vip.pkcs12_file)"
+                ),
+                _ => format!("VIP ended the TLS handshake with the alert {name}"),
+            }
+        }
+        rustls::Error::InvalidCertificate(c) => match (c, cert_problem(c)) {
+            (C::NotValidForName | C::NotValidForNameContext { .. }, _) => {
+                let names = match c {
+                    C::NotValidForNameContext { presented, .. } if !presented.is_empty() => {
+                        let names: Vec<&str> =
+                            presented.iter().map(|p| presented_name(p)).collect();
+                        format!(" (it is for {})", names.join(", "))
+                    }
+                    _ => String::new(),
+                };
+                format!(
+                    "the server's certificate is not valid for the name {host}{names}: check \
+                     the host in vip.auth_url / vip.query_url / vip.management_url"
+                )
+            }
+            (
+                C::Expired
+                | C::ExpiredContext { .. }
+                | C::NotValidYet
+                | C::NotValidYetContext { .. },
+                cert,
+            ) => format!(
+                "the server's certificate is expired or not yet valid ({cert}): check this \
+                 machine's clock (timedatectl); if it is right, {host} is not serving VIP's \
+                 certificate"
+            ),
+            (C::Revoked, cert) => format!(
+                "the server's certificate is not trusted ({cert}): {host} is not serving VIP's \
+                 current certificate"
+            ),
+            (_, cert) => format!("the server's certificate is not trusted ({cert}): {ca}"),
+        },
+        rustls::Error::NoCertificatesPresented => {
+            format!("the server presented no certificate: {host} is not VIP")
+        }
+        rustls::Error::PeerIncompatible(_) => {
+            "the TLS handshake failed: the server and we have no TLS version or cipher suite in \
+             common (VIP speaks TLS 1.2 and 1.3)"
+                .to_owned()
+        }
+        rustls::Error::PeerMisbehaved(_) | rustls::Error::InvalidMessage(_) => format!(
+            "the TLS handshake failed: {host} does not speak TLS as VIP does (not VIP, or a \
+             proxy in between?)"
+        ),
+        other => format!("TLS failure: {other}"),
+    }
+}
+
+/// Why a certificate was refused, in words (rustls writes some of these as Rust identifiers).
+#[allow(deprecated)] // UnsupportedSignatureAlgorithm: older rustls releases still send it
+fn cert_problem(c: &rustls::CertificateError) -> String {
+    use rustls::CertificateError as C;
+    let text = match c {
+        C::BadEncoding => "it is not a well-formed certificate",
+        C::Expired => "it has expired",
+        C::NotValidYet => "it is not valid yet",
+        C::Revoked => "it is revoked",
+        C::UnhandledCriticalExtension => "it has a critical extension we do not know",
+        C::UnknownIssuer => "issued by a CA we do not trust",
+        C::UnknownRevocationStatus => "its revocation status is unknown",
+        C::ExpiredRevocationList => "the revocation list has expired",
+        C::BadSignature => "its signature does not verify",
+        C::UnsupportedSignatureAlgorithm
+        | C::UnsupportedSignatureAlgorithmContext { .. }
+        | C::UnsupportedSignatureAlgorithmForPublicKeyContext { .. } => {
+            "signed with an algorithm we do not support"
+        }
+        C::NotValidForName => "it is not valid for this name",
+        C::InvalidPurpose => "it is not a server certificate (extended key usage)",
+        C::InvalidOcspResponse => "its OCSP response is invalid",
+        C::ApplicationVerificationFailure => "refused by our verifier",
+        // The `...Context` variants and `Other` write prose.
+        other => return other.to_string(),
+    };
+    text.to_owned()
+}
+
+/// A name a certificate presents, as rustls lists it (`DnsName("vip.example")`,
+/// `IpAddress(192.0.2.1)`): just the name.
+fn presented_name(p: &str) -> &str {
+    let inner = match p.split_once('(') {
+        Some((kind, rest)) if kind.chars().all(|c| c.is_ascii_alphanumeric()) => {
+            rest.strip_suffix(')').unwrap_or(rest)
+        }
+        _ => p,
+    };
+    inner.trim_matches('"')
+}
+
+/// The TLS name of an alert (RFC 8446 §6), as openssl and server logs write it.
+fn alert_name(a: rustls::AlertDescription) -> String {
+    use rustls::AlertDescription as A;
+    let name = match a {
+        A::CloseNotify => "close_notify",
+        A::UnexpectedMessage => "unexpected_message",
+        A::BadRecordMac => "bad_record_mac",
+        A::RecordOverflow => "record_overflow",
+        A::HandshakeFailure => "handshake_failure",
+        A::NoCertificate => "no_certificate",
+        A::BadCertificate => "bad_certificate",
+        A::UnsupportedCertificate => "unsupported_certificate",
+        A::CertificateRevoked => "certificate_revoked",
+        A::CertificateExpired => "certificate_expired",
+        A::CertificateUnknown => "certificate_unknown",
+        A::IllegalParameter => "illegal_parameter",
+        A::UnknownCA => "unknown_ca",
+        A::AccessDenied => "access_denied",
+        A::DecodeError => "decode_error",
+        A::DecryptError => "decrypt_error",
+        A::ProtocolVersion => "protocol_version",
+        A::InsufficientSecurity => "insufficient_security",
+        A::InternalError => "internal_error",
+        A::InappropriateFallback => "inappropriate_fallback",
+        A::UserCanceled => "user_canceled",
+        A::MissingExtension => "missing_extension",
+        A::UnsupportedExtension => "unsupported_extension",
+        A::UnrecognisedName => "unrecognized_name",
+        A::BadCertificateStatusResponse => "bad_certificate_status_response",
+        A::UnknownPSKIdentity => "unknown_psk_identity",
+        A::CertificateRequired => "certificate_required",
+        A::NoApplicationProtocol => "no_application_protocol",
+        other => return format!("alert {}", u8::from(other)),
+    };
+    name.to_owned()
 }
 
 /// Whether this process ran out of descriptors or memory somewhere in the chain: overload
@@ -330,16 +533,29 @@ fn tls_config(cfg: &VipConfig) -> Result<rustls::ClientConfig, VipError> {
     let roots = root_store(cfg)?;
     let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-        .map_err(|e| VipError::config(format!("TLS setup: {e}"), None))?
+        .map_err(|e| VipError::config(format!("cannot set up TLS for VIP: {e}"), None))?
         .with_root_certificates(roots);
     let config = match load_identity(cfg)? {
         Some((id, path)) => builder
             .with_client_auth_cert(id.chain, id.key)
             .map_err(|e| {
-                VipError::config(
-                    format!("client certificate and key are unusable together: {e}"),
-                    Some(&path),
-                )
+                let keys = if cfg.pkcs12_file.is_some() {
+                    "the private key in vip.pkcs12_file is not the key of its certificate"
+                } else if cfg.key_file.is_some() {
+                    "vip.key_file is not the key of vip.cert_file"
+                } else {
+                    "the private key in vip.cert_file is not the key of its certificate"
+                };
+                let what = match e {
+                    rustls::Error::InconsistentKeys(_) => format!(
+                        "the client certificate and private key do not match: {keys}; use the \
+                         key made with this certificate (VIP Manager's download holds both)"
+                    ),
+                    other => format!(
+                        "the client certificate and private key are unusable together ({keys}?): {other}"
+                    ),
+                };
+                VipError::config(what, Some(&path))
             })?,
         None => {
             tracing::warn!(
@@ -355,12 +571,12 @@ fn root_store(cfg: &VipConfig) -> Result<rustls::RootCertStore, VipError> {
     let mut roots = rustls::RootCertStore::empty();
     match &cfg.ca_file {
         Some(path) => {
-            let pem = read(path, "CA file")?;
-            let certs = pem_certs(&pem, path, "CA file")?;
+            let pem = read(path, "vip.ca_file")?;
+            let certs = pem_certs(&pem, path, "vip.ca_file")?;
             for c in certs {
                 roots.add(c).map_err(|e| {
                     VipError::config(
-                        format!("CA file holds an unusable certificate: {e}"),
+                        format!("vip.ca_file holds an unusable certificate: {e}"),
                         Some(path),
                     )
                 })?;
@@ -372,7 +588,7 @@ fn root_store(cfg: &VipConfig) -> Result<rustls::RootCertStore, VipError> {
             if added == 0 {
                 return Err(VipError::config(
                     format!(
-                        "no system CA certificates found ({} errors); set vip.ca_file",
+                        "no system CA certificates found ({} errors) to check VIP's certificate with; set vip.ca_file",
                         found.errors.len()
                     ),
                     None,
@@ -386,9 +602,20 @@ fn root_store(cfg: &VipConfig) -> Result<rustls::RootCertStore, VipError> {
 /// Certificates, keys and CA bundles are a few KiB; a bundle of every CA is under 1 MiB.
 const MAX_PKI_FILE_BYTES: usize = 1 << 20;
 
-fn read(path: &Path, what: &str) -> Result<Zeroizing<Vec<u8>>, VipError> {
-    crate::config::read_at_most(path, MAX_PKI_FILE_BYTES)
-        .map_err(|e| VipError::config(format!("cannot read {what}: {e}"), Some(path)))
+/// Reads the file of config key `key` (`vip.cert_file`...): errors name the key and the path.
+fn read(path: &Path, key: &str) -> Result<Zeroizing<Vec<u8>>, VipError> {
+    crate::config::read_at_most(path, MAX_PKI_FILE_BYTES).map_err(|e| {
+        let why = match e.kind() {
+            std::io::ErrorKind::NotFound => "no such file".to_owned(),
+            std::io::ErrorKind::PermissionDenied => {
+                "permission denied: the user the bridge runs as (vip-bridge when packaged) \
+                 must be able to read it, e.g. owner root, group vip-bridge, mode 0640"
+                    .to_owned()
+            }
+            _ => e.to_string(),
+        };
+        VipError::config(format!("cannot read {key}: {why}"), Some(path))
+    })
 }
 
 fn pem_certs(
@@ -418,12 +645,15 @@ const DECRYPT_HINT: &str = "the private key is encrypted, which is not supported
      with `openssl pkcs8 -topk8 -nocrypt -in key.pem -out key-plain.pem` (and protect that file), \
      or use the .p12 file with vip.pkcs12_file and its passphrase";
 
-fn pem_key(pem: &[u8], path: &Path) -> Result<Option<PrivateKeyDer<'static>>, VipError> {
+fn pem_key(pem: &[u8], path: &Path, key: &str) -> Result<Option<PrivateKeyDer<'static>>, VipError> {
     if is_encrypted_pem(pem) {
-        return Err(VipError::config(DECRYPT_HINT, Some(path)));
+        return Err(VipError::config(
+            format!("{key}: {DECRYPT_HINT}"),
+            Some(path),
+        ));
     }
     rustls_pemfile::private_key(&mut BufReader::new(pem))
-        .map_err(|e| VipError::config(format!("key file is not valid PEM: {e}"), Some(path)))
+        .map_err(|e| VipError::config(format!("{key} is not valid PEM: {e}"), Some(path)))
 }
 
 /// The configured client identity and the file to name in errors about it.
@@ -436,26 +666,26 @@ pub(crate) fn load_identity(
             Ok(Some((load_p12(p12, &password)?, p12.clone())))
         }
         (Some(p12), _, _) => Err(VipError::config(
-            "set either pkcs12_file or cert_file + key_file, not both",
+            "set either vip.pkcs12_file or vip.cert_file + vip.key_file, not both",
             Some(p12),
         )),
         (None, Some(cert), key) => {
-            let cert_pem = read(cert, "certificate file")?;
-            let chain = pem_certs(&cert_pem, cert, "certificate file")?;
+            let cert_pem = read(cert, "vip.cert_file")?;
+            let chain = pem_certs(&cert_pem, cert, "vip.cert_file")?;
             let key = match key {
                 Some(k) => {
-                    let key_pem = read(k, "key file")?;
-                    pem_key(&key_pem, k)?.ok_or_else(|| {
+                    let key_pem = read(k, "vip.key_file")?;
+                    pem_key(&key_pem, k, "vip.key_file")?.ok_or_else(|| {
                         VipError::config(
-                            "key file holds no PEM private key (PKCS#8, PKCS#1 or SEC1)",
+                            "vip.key_file holds no PEM private key (PKCS#8, PKCS#1 or SEC1)",
                             Some(k),
                         )
                     })?
                 }
                 // The key may sit in the certificate file itself.
-                None => pem_key(&cert_pem, cert)?.ok_or_else(|| {
+                None => pem_key(&cert_pem, cert, "vip.cert_file")?.ok_or_else(|| {
                     VipError::config(
-                        "cert_file holds no private key and key_file is not set",
+                        "vip.cert_file holds no private key and vip.key_file is not set",
                         Some(cert),
                     )
                 })?,
@@ -463,7 +693,7 @@ pub(crate) fn load_identity(
             Ok(Some((Identity { chain, key }, cert.clone())))
         }
         (None, None, Some(key)) => Err(VipError::config(
-            "key_file is set but cert_file is not",
+            "vip.key_file is set but vip.cert_file is not",
             Some(key),
         )),
         (None, None, None) => Ok(None),
@@ -473,14 +703,14 @@ pub(crate) fn load_identity(
 fn p12_password(cfg: &VipConfig) -> Result<Zeroizing<String>, VipError> {
     match (&cfg.pkcs12_password, &cfg.pkcs12_password_file) {
         (Some(_), Some(f)) => Err(VipError::config(
-            "set either pkcs12_password or pkcs12_password_file, not both",
+            "set either vip.pkcs12_password or vip.pkcs12_password_file, not both",
             Some(f),
         )),
         (Some(p), None) => Ok(Zeroizing::new(p.expose().to_owned())),
         (None, Some(f)) => {
-            let raw = read(f, "PKCS#12 passphrase file")?;
+            let raw = read(f, "vip.pkcs12_password_file")?;
             let text = std::str::from_utf8(&raw)
-                .map_err(|_| VipError::config("PKCS#12 passphrase file is not UTF-8", Some(f)))?;
+                .map_err(|_| VipError::config("vip.pkcs12_password_file is not UTF-8", Some(f)))?;
             let text = text.strip_suffix('\n').unwrap_or(text);
             let text = text.strip_suffix('\r').unwrap_or(text);
             Ok(Zeroizing::new(text.to_owned()))
@@ -492,31 +722,34 @@ fn p12_password(cfg: &VipConfig) -> Result<Zeroizing<String>, VipError> {
 
 pub(crate) fn load_p12(path: &Path, password: &str) -> Result<Identity, VipError> {
     use p12_keystore::error::Error as P12Error;
-    let der = read(path, "PKCS#12 file")?;
+    let der = read(path, "vip.pkcs12_file")?;
     let store = p12_keystore::KeyStore::from_pkcs12(&der, password).map_err(|e| {
         let what = match e {
-            P12Error::MacError(_) => {
-                "wrong PKCS#12 passphrase (integrity check failed)".to_string()
-            }
+            P12Error::MacError(_) => "wrong passphrase for vip.pkcs12_file (integrity check \
+                 failed): check vip.pkcs12_password / vip.pkcs12_password_file"
+                .to_string(),
             P12Error::Pkcs5Error(_) | P12Error::UnpadError | P12Error::InvalidLength => {
-                "cannot decrypt the PKCS#12 file: wrong passphrase?".to_string()
+                "cannot decrypt vip.pkcs12_file: wrong passphrase? check vip.pkcs12_password / \
+                 vip.pkcs12_password_file"
+                    .to_string()
             }
             P12Error::UnsupportedEncryptionScheme
             | P12Error::UnsupportedMacAlgorithm
             | P12Error::UnsupportedContentType => format!(
-                "PKCS#12 file uses an unsupported scheme ({e}); re-export it with \
-                 `openssl pkcs12 -export` (AES-256/SHA-256) or use PEM cert_file + key_file"
+                "vip.pkcs12_file: the PKCS#12 file uses an unsupported scheme ({e}); re-export \
+                 it with `openssl pkcs12 -export` (AES-256/SHA-256) or use PEM vip.cert_file + \
+                 vip.key_file"
             ),
             P12Error::DerError(_) | P12Error::InvalidVersion => {
-                format!("not a PKCS#12 (DER) file: {e}")
+                format!("vip.pkcs12_file is not a PKCS#12 (DER) file: {e}")
             }
-            other => format!("unreadable PKCS#12 file: {other}"),
+            other => format!("vip.pkcs12_file: unreadable PKCS#12 file: {other}"),
         };
         VipError::config(what, Some(path))
     })?;
     let (_alias, kc) = store.private_key_chain().ok_or_else(|| {
         VipError::config(
-            "PKCS#12 file holds no private key with its certificate",
+            "vip.pkcs12_file: the PKCS#12 file holds no private key with its certificate",
             Some(path),
         )
     })?;
@@ -527,7 +760,7 @@ pub(crate) fn load_p12(path: &Path, password: &str) -> Result<Identity, VipError
         .collect();
     if chain.is_empty() {
         return Err(VipError::config(
-            "PKCS#12 file holds no certificate",
+            "vip.pkcs12_file: the PKCS#12 file holds no certificate",
             Some(path),
         ));
     }
@@ -633,6 +866,129 @@ mod tests {
     }
 
     #[test]
+    fn tls_failures_name_their_cause_and_the_key_to_check() {
+        use rustls::{AlertDescription as A, CertificateError as C, Error as E};
+        let url = Url::parse("https://vip.example.test/x").unwrap();
+        let with_cert = TlsSetup {
+            has_identity: true,
+            ca_file: Some(PathBuf::from("/etc/vip-bridge/vip-ca.pem")),
+        };
+        let explain = |e: E, s: &TlsSetup| explain_tls(&e, &url, s);
+        // VIP refused our certificate: its alert, by its TLS name.
+        for (alert, name) in [
+            (A::BadCertificate, "bad_certificate"),
+            (A::CertificateRevoked, "certificate_revoked"),
+            (A::CertificateExpired, "certificate_expired"),
+            (A::UnknownCA, "unknown_ca"),
+            (A::CertificateRequired, "certificate_required"),
+            (A::CertificateUnknown, "certificate_unknown"),
+        ] {
+            let m = explain(E::AlertReceived(alert), &with_cert);
+            assert_eq!(
+                m,
+                format!(
+                    "VIP refused our client certificate ({name}): revoked, expired, or not the \
+                     one issued for this account in VIP Manager? check vip.cert_file / \
+                     vip.pkcs12_file"
+                )
+            );
+        }
+        // ... or asked for one and none is configured.
+        let m = explain(
+            E::AlertReceived(A::CertificateRequired),
+            &TlsSetup::default(),
+        );
+        assert!(
+            m.contains("none is configured (certificate_required)"),
+            "{m}"
+        );
+        assert!(
+            m.contains("set vip.cert_file + vip.key_file, or vip.pkcs12_file"),
+            "{m}"
+        );
+        // We refused VIP's certificate: not trusted, wrong name, expired.
+        let m = explain(E::InvalidCertificate(C::UnknownIssuer), &with_cert);
+        assert!(
+            m.starts_with("the server's certificate is not trusted ("),
+            "{m}"
+        );
+        assert!(
+            m.contains("check vip.ca_file (/etc/vip-bridge/vip-ca.pem)"),
+            "{m}"
+        );
+        let m = explain(E::InvalidCertificate(C::BadSignature), &TlsSetup::default());
+        assert!(
+            m.contains("check vip.ca_file: it is not set, so the system's CA roots"),
+            "{m}"
+        );
+        let m = explain(E::InvalidCertificate(C::NotValidForName), &with_cert);
+        assert!(
+            m.starts_with("the server's certificate is not valid for the name vip.example.test"),
+            "{m}"
+        );
+        assert!(m.contains("vip.auth_url"), "{m}");
+        let m = explain(E::InvalidCertificate(C::Expired), &with_cert);
+        assert!(m.contains("expired or not yet valid"), "{m}");
+        assert!(m.contains("clock"), "{m}");
+        // Never a Rust identifier where words belong.
+        for e in [
+            E::AlertReceived(A::CertificateRevoked),
+            E::AlertReceived(A::Unknown(201)),
+            E::InvalidCertificate(C::UnknownIssuer),
+            E::InvalidCertificate(C::Revoked),
+            E::InvalidCertificate(C::BadEncoding),
+        ] {
+            let m = explain(e, &with_cert);
+            for ident in [
+                "UnknownIssuer",
+                "CertificateRevoked",
+                "Revoked",
+                "BadEncoding",
+                "Unknown(",
+            ] {
+                assert!(!m.contains(ident), "{m}");
+            }
+        }
+        assert!(explain(E::AlertReceived(A::Unknown(201)), &with_cert).contains("alert 201"));
+    }
+
+    #[test]
+    fn presented_names_lose_their_rust_wrapping() {
+        assert_eq!(presented_name("DnsName(\"vip.example\")"), "vip.example");
+        assert_eq!(presented_name("IpAddress(192.0.2.1)"), "192.0.2.1");
+        assert_eq!(presented_name("vip.example"), "vip.example");
+        assert_eq!(presented_name("a (b)"), "a (b)");
+    }
+
+    #[test]
+    fn config_errors_have_no_prefix_of_their_own() {
+        // The engine says "VIP client: "; the message names the key and the file.
+        let p = pki();
+        let missing = p.dir.path().join("nope.pem");
+        let e = VipClient::new(&VipConfig {
+            cert_file: Some(missing.clone()),
+            ..cfg(&p)
+        })
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            e,
+            format!(
+                "cannot read vip.cert_file: no such file ({})",
+                missing.display()
+            )
+        );
+        let e = VipClient::new(&VipConfig {
+            request_id_prefix: "bad-prefix".into(),
+            ..cfg(&p)
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(e.starts_with("vip.request_id_prefix: "), "{e}");
+        assert!(!e.contains("VIP: VIP") && !e.contains("Some("), "{e}");
+    }
+
+    #[test]
     fn pem_identity_loads() {
         let p = pki();
         VipClient::new(&cfg(&p)).unwrap();
@@ -653,29 +1009,41 @@ mod tests {
     fn missing_files_are_named() {
         let p = pki();
         let missing = p.dir.path().join("nope.pem");
-        for c in [
-            VipConfig {
-                cert_file: Some(missing.clone()),
-                ..cfg(&p)
-            },
-            VipConfig {
-                key_file: Some(missing.clone()),
-                ..cfg(&p)
-            },
-            VipConfig {
-                ca_file: Some(missing.clone()),
-                ..cfg(&p)
-            },
-            VipConfig {
-                cert_file: None,
-                key_file: None,
-                pkcs12_file: Some(missing.clone()),
-                ..cfg(&p)
-            },
+        for (key, c) in [
+            (
+                "vip.cert_file",
+                VipConfig {
+                    cert_file: Some(missing.clone()),
+                    ..cfg(&p)
+                },
+            ),
+            (
+                "vip.key_file",
+                VipConfig {
+                    key_file: Some(missing.clone()),
+                    ..cfg(&p)
+                },
+            ),
+            (
+                "vip.ca_file",
+                VipConfig {
+                    ca_file: Some(missing.clone()),
+                    ..cfg(&p)
+                },
+            ),
+            (
+                "vip.pkcs12_file",
+                VipConfig {
+                    cert_file: None,
+                    key_file: None,
+                    pkcs12_file: Some(missing.clone()),
+                    ..cfg(&p)
+                },
+            ),
         ] {
             let (what, path) = config_err(&c);
             assert_eq!(path.as_deref(), Some(missing.as_path()), "{what}");
-            assert!(what.contains("cannot read"), "{what}");
+            assert_eq!(what, format!("cannot read {key}: no such file"));
         }
     }
 
@@ -724,7 +1092,11 @@ mod tests {
             key_file: Some(k),
             ..cfg(&p)
         });
-        assert!(what.contains("unusable together"), "{what}");
+        assert!(what.contains("do not match"), "{what}");
+        assert!(
+            what.contains("vip.key_file is not the key of vip.cert_file"),
+            "{what}"
+        );
     }
 
     #[test]
