@@ -1,14 +1,19 @@
 """Helpers for the PAM end-to-end tests (tests/test_pam_*.py): a vip-sim and a PAM-only
 vip-bridge as processes, pam_vip.so located among the built binaries, local test users,
 pamtester under libpam-wrapper (so /etc/pam.d is untouched), and cleanup of everything a test
-writes outside its temporary directory (/etc/pam.d/<unique>, /etc/sudoers.d/<unique>).
+writes outside its temporary directory (/etc/pam.d/<unique>, /etc/sudoers.d/<unique>), the
+shipped PAM / sshd recipes (packaging/) installed with named, mechanical substitutions only, and
+local accounts.
 
-Local users: created with `useradd -m` when missing and **left in place** (their Unix passwords
-stay locked; they can only log in through the test services, which exist only while a test runs).
-All names start with `vb` so they are easy to spot and remove: `userdel -r vbalice`.
+Local users: `ensure_user` creates them with `useradd -m` when missing and **leaves them in
+place** (their Unix passwords stay locked; they can only log in through the test services, which
+exist only while a test runs). `Accounts` creates users (with passwords, keys, groups) for one
+test module and removes them afterwards. All names start with `vb` so they are easy to spot and
+remove: `userdel -r vbalice`.
 """
 
 import base64
+import errno
 import grp
 import hashlib
 import json
@@ -24,6 +29,15 @@ if TESTS not in sys.path:
     sys.path.insert(0, TESTS)
 
 import harness  # noqa: E402  (tests/harness.py, owned by the RADIUS engineer; used read-only)
+
+REPO = os.path.dirname(TESTS)
+PACKAGING = os.path.join(REPO, "packaging")
+# What the shipped recipes (packaging/pam.d, packaging/pam-configs) say, and what the tests
+# substitute (see recipe()).
+SHIPPED_SOCKET = "/run/vip-bridge/pam.sock"
+EXEMPT_GROUP = "vip-bridge-exempt"
+
+CI = os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
 
 WRAPPER_CANDIDATES = [
     "/usr/lib/x86_64-linux-gnu/libpam_wrapper.so",
@@ -206,10 +220,16 @@ class Pamtester:
             f.write(pam_lines(module, args))
         return name
 
-    def run(self, service, user, answers, timeout=40):
+    def service_text(self, name, text):
+        """A service file with exactly this content."""
+        with open(os.path.join(self.dir, name), "w") as f:
+            f.write(text)
+        return name
+
+    def run(self, service, user, answers, timeout=40, operations=("authenticate",)):
         """Feeds all answers at once; returns (exit code, stdout + stderr)."""
         data = "".join(a + "\n" for a in answers).encode()
-        p = subprocess.run(["pamtester", "-v", service, user, "authenticate"], input=data,
+        p = subprocess.run(["pamtester", "-v", service, user] + list(operations), input=data,
                            env=self.env, capture_output=True, timeout=timeout)
         return p.returncode, (p.stdout + p.stderr).decode("utf-8", "replace")
 
@@ -256,3 +276,190 @@ class SystemFile:
 
 def have(*programs):
     return all(shutil.which(p) for p in programs)
+
+
+def need(ok, what):
+    """A missing peer: skipped on a developer's machine, a failure under CI=true."""
+    if ok:
+        return
+    import pytest
+
+    if CI:
+        pytest.fail("%s (CI=true: the PAM tests must run)" % what)
+    pytest.skip(what)
+
+
+# ---------------------------------------------------------------------------------------------
+# The shipped recipes
+
+
+def packaging_path(*parts):
+    return os.path.join(PACKAGING, *parts)
+
+
+def read_packaging(*parts):
+    with open(packaging_path(*parts)) as f:
+        return f.read()
+
+
+def substitute(text, old, new, what):
+    """One mechanical substitution, named by the test (`what`); fails when `old` is absent, so a
+    recipe that changed is noticed instead of being tested as it was."""
+    if old not in text:
+        raise AssertionError("cannot substitute %s: %r is not in the recipe" % (what, old))
+    return text.replace(old, new)
+
+
+def recipe(text, socket, module):
+    """A shipped PAM recipe (a /etc/pam.d file or a pam-configs profile) made to run against the
+    test daemon. Exactly two substitutions, nothing else changes:
+      1. the daemon's socket: `socket=/run/vip-bridge/pam.sock` -> `socket=<socket>`;
+      2. the module: `pam_vip.so socket=` -> `<module, absolute path> socket=` (the built
+         libpam_vip.so is not installed in the system's security directory)."""
+    text = substitute(text, "socket=" + SHIPPED_SOCKET, "socket=" + socket, "the socket path")
+    text = substitute(text, "pam_vip.so socket=", module + " socket=",
+                      "pam_vip.so -> the built module")
+    for line in text.splitlines():
+        fields = line.split()
+        if fields and not line.lstrip().startswith("#") and "pam_vip.so" in fields:
+            raise AssertionError("a pam_vip.so line was not substituted: %r" % line)
+    return text
+
+
+def recipe_lines(text):
+    """The PAM lines of a /etc/pam.d file: no comments, no blank lines, whitespace collapsed."""
+    out = []
+    for line in text.splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            out.append(" ".join(line.split()))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Local accounts
+
+
+def _shadow_hash(user):
+    with open("/etc/shadow") as f:
+        for line in f:
+            fields = line.rstrip("\n").split(":")
+            if fields[0] == user:
+                return fields[1]
+    return None
+
+
+def _run(argv, data=None):
+    p = subprocess.run(argv, input=data, capture_output=True, timeout=60)
+    if p.returncode != 0:
+        raise RuntimeError("%s failed (%d): %s" % (" ".join(argv), p.returncode,
+                                                   (p.stdout + p.stderr).decode(errors="replace")))
+
+
+class Accounts:
+    """Local users and groups for one test module; remove() undoes everything: users and groups
+    it created are deleted (`userdel -r`, `groupdel`); a user or group that existed before is
+    left, with its password hash, the group memberships it was given and its ~/.ssh restored."""
+
+    def __init__(self):
+        self.created_users = []
+        self.created_groups = []
+        self.memberships = []      # (user, group) added to accounts that existed before
+        self.saved_hashes = {}     # user -> shadow hash, for users that existed before
+        self.saved_ssh = []        # (directory, authorized_keys text or None, dir existed)
+
+    def group(self, name):
+        """The group `name` (created unless it exists); its gid."""
+        try:
+            return grp.getgrnam(name).gr_gid
+        except KeyError:
+            pass
+        _run(["groupadd", name])
+        self.created_groups.append(name)
+        return grp.getgrnam(name).gr_gid
+
+    def user(self, name, password=None, groups=()):
+        """The local user `name` (created with a home, shell /bin/sh, unless it exists), with
+        `password` as its Unix password (else locked) and a member of `groups` (which must
+        exist: see group())."""
+        try:
+            pwd.getpwnam(name)
+            existed = True
+        except KeyError:
+            existed = False
+        if existed:
+            if name not in self.saved_hashes and name not in self.created_users:
+                self.saved_hashes[name] = _shadow_hash(name)
+        else:
+            _run(["useradd", "-m", "-s", "/bin/sh", name])
+            self.created_users.append(name)
+        if password is not None:
+            _run(["chpasswd"], ("%s:%s\n" % (name, password)).encode())
+        for g in groups:
+            if name not in grp.getgrnam(g).gr_mem:
+                _run(["usermod", "-a", "-G", g, name])
+                if name not in self.created_users:
+                    self.memberships.append((name, g))
+        return pwd.getpwnam(name)
+
+    def authorize_key(self, name, public_key_line):
+        """~name/.ssh/authorized_keys holds exactly this key (modes sshd's StrictModes accepts)."""
+        pw = pwd.getpwnam(name)
+        ssh_dir = os.path.join(pw.pw_dir, ".ssh")
+        keys = os.path.join(ssh_dir, "authorized_keys")
+        if name not in self.created_users and not any(d == ssh_dir for d, _, _ in self.saved_ssh):
+            old = None
+            if os.path.exists(keys):
+                with open(keys) as f:
+                    old = f.read()
+            self.saved_ssh.append((ssh_dir, old, os.path.isdir(ssh_dir)))
+        os.makedirs(ssh_dir, mode=0o700, exist_ok=True)
+        with open(keys, "w") as f:
+            f.write(public_key_line.strip() + "\n")
+        for p, mode in ((ssh_dir, 0o700), (keys, 0o600)):
+            os.chown(p, pw.pw_uid, pw.pw_gid)
+            os.chmod(p, mode)
+
+    def remove(self):
+        """Undoes everything; raises at the end if something could not be undone."""
+        errors = []
+        for ssh_dir, old, existed in self.saved_ssh:
+            try:
+                keys = os.path.join(ssh_dir, "authorized_keys")
+                if old is not None:
+                    with open(keys, "w") as f:
+                        f.write(old)
+                elif existed:
+                    os.unlink(keys)
+                else:
+                    shutil.rmtree(ssh_dir)
+            except OSError as e:
+                if e.errno != errno.ENOENT:
+                    errors.append("%s: %s" % (ssh_dir, e))
+        for name, g in self.memberships:
+            p = subprocess.run(["gpasswd", "-d", name, g], capture_output=True, timeout=60)
+            if p.returncode != 0:
+                errors.append("gpasswd -d %s %s: %s" % (name, g, p.stderr.decode(errors="replace")))
+        for name, h in self.saved_hashes.items():
+            if h is not None:
+                p = subprocess.run(["usermod", "-p", h, name], capture_output=True, timeout=60)
+                if p.returncode != 0:
+                    errors.append("usermod -p %s: %s" % (name, p.stderr.decode(errors="replace")))
+        for name in self.created_users:
+            # -r: the home (and any key written there) and the mail spool go too.
+            subprocess.run(["userdel", "-r", name], capture_output=True, timeout=60)
+            try:
+                pwd.getpwnam(name)
+                errors.append("user %s still exists" % name)
+            except KeyError:
+                pass
+        for g in self.created_groups:
+            subprocess.run(["groupdel", g], capture_output=True, timeout=60)
+            try:
+                grp.getgrnam(g)
+                errors.append("group %s still exists" % g)
+            except KeyError:
+                pass
+        self.created_users, self.created_groups, self.memberships = [], [], []
+        self.saved_hashes, self.saved_ssh = {}, []
+        if errors:
+            raise RuntimeError("could not undo the test accounts: " + "; ".join(errors))
