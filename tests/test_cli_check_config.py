@@ -192,6 +192,19 @@ def test_test_auth_code_and_challenge(sim, certs):
     assert rc == 2 and "CHALLENGE" in out and "not a terminal" in out, out + err
 
 
+def test_test_auth_push_really_pushes(sim, certs):
+    # The README's examples: --push sends a push, also under a policy whose first round is the
+    # factor menu (mode = "challenge"): test-auth then picks push from the menu.
+    s, workdir = sim
+    cfg = write(workdir, "push.toml", bridge_toml(s, certs))
+    for policy in ("default", "menu"):
+        before = s.calls("authenticateUserWithPush")
+        rc, out, err = vb("test-auth", "--config", cfg, "frank", "--push", "--policy", policy)
+        assert rc == 0 and "ACCEPT" in out and "factor push" in out, (policy, out + err)
+        assert s.calls("authenticateUserWithPush") == before + 1, policy
+        assert ("answering the menu" in out) == (policy == "menu"), out
+
+
 def test_help_version_and_man():
     rc, out, _ = vb("--version")
     assert rc == 0 and out.startswith("vip-bridge ")
@@ -200,8 +213,8 @@ def test_help_version_and_man():
         assert rc == 0 and "Usage:" in out, sub
     rc, out, _ = vb("man")
     assert rc == 0 and ".TH vip-bridge" in out, out[:200]
-    with open(os.path.join(REPO, "packaging", "vip-bridge.1")) as f:
-        assert f.read() == out, "packaging/vip-bridge.1 is stale: vip-bridge man > packaging/vip-bridge.1"
+    with open(os.path.join(REPO, "packaging", "man", "vip-bridge.1")) as f:
+        assert f.read() == out, "packaging/man is stale: vip-bridge man packaging/man"
 
 
 def test_check_otp_for_logins_is_warned_about(sim, certs):

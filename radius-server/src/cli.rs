@@ -47,9 +47,13 @@ pub enum Command {
     TestAuth(TestAuthArgs),
     /// A complete bridge in one process against a built-in VIP simulator, to try it out.
     Demo(DemoArgs),
-    /// Print the man page (roff) on stdout.
+    /// Write the man pages (roff): vip-bridge(1) and one per command into DIR, or
+    /// vip-bridge(1) on stdout without DIR.
     #[command(hide = true)]
-    Man,
+    Man {
+        /// The directory to write every page into (created if missing).
+        dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -54,7 +54,7 @@ pub fn preflight(cfg: &Loaded) -> Result<()> {
         return Err(Error::Check(format!(
             "{}: the configuration serves nothing: {what}; add a [[radius.clients]] entry \
              (a VPN, firewall or Wi-Fi controller: name, address, secret_file) and/or a [pam] \
-             section (SSH, sudo: see /usr/share/doc/vip-bridge/pam_vip.md)",
+             section (SSH, sudo: see /usr/share/doc/vip-bridge/pam-module/README.md)",
             cfg.path.display()
         )));
     }
@@ -209,10 +209,11 @@ pub async fn serve(
         if let Some(file) = &ready_file {
             write_ready_file(file, &radius_addrs, pam_socket.as_deref(), metrics_addr)?;
         }
+        let or_off = |s: String| if s.is_empty() { "off".to_owned() } else { s };
         info!(
-            radius = ?radius_addrs.iter().map(ToString::to_string).collect::<Vec<_>>(),
-            pam = %pam_socket.as_deref().map(|p| p.display().to_string()).unwrap_or_default(),
-            metrics = %metrics_addr.map(|a| a.to_string()).unwrap_or_default(),
+            radius = %or_off(radius_addrs.iter().map(ToString::to_string).collect::<Vec<_>>().join(" ")),
+            pam = %or_off(pam_socket.as_deref().map(|p| p.display().to_string()).unwrap_or_default()),
+            metrics = %or_off(metrics_addr.map(|a| a.to_string()).unwrap_or_default()),
             "ready"
         );
     }

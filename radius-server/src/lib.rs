@@ -6,6 +6,8 @@
 //! - [`radius`]: the RADIUS front door;
 //! - [`metrics_http`]: the `[metrics]` endpoint and the RADIUS counters as metrics;
 //! - [`pam_door`]: the PAM front door (Unix socket for pam_vip.so);
+//! - [`tools`]: `check-config` and `test-auth`; [`demo`]: `vip-bridge demo`;
+//! - [`manpages`]: the man pages, rendered from the command line;
 //! - [`error`]: the crate's error type.
 
 // Tests may unwrap; the crate itself may not (workspace lint).
@@ -16,6 +18,7 @@ pub mod config;
 pub mod daemon;
 pub mod demo;
 pub mod error;
+pub mod manpages;
 pub mod metrics_http;
 pub mod pam_door;
 pub mod radius;

@@ -1,9 +1,9 @@
 //! `vip-bridge`: thin edge: parse the command line, run, print errors as one line, exit 1.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
-use clap::{CommandFactory, Parser};
+use clap::Parser;
 
 use vip_bridge::cli::{Cli, Command, DemoCommand};
 use vip_bridge::tools::{TestAuthEnd, Typed};
@@ -86,10 +86,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Some(DemoCommand::Code { user }) => println!("{}", vip_bridge::demo::code(user)?),
             None => runtime()?.block_on(vip_bridge::demo::run(&d))?,
         },
-        Command::Man => {
-            clap_mangen::Man::new(Cli::command())
-                .render(&mut std::io::stdout())
-                .map_err(|e| anyhow::anyhow!("cannot write the man page: {e}"))?;
+        Command::Man { dir: Some(dir) } => {
+            for page in vip_bridge::manpages::write_all(&dir)? {
+                println!("{}", page.display());
+            }
+        }
+        Command::Man { dir: None } => {
+            let pages = vip_bridge::manpages::render()?;
+            if let Some((_, main_page)) = pages.first() {
+                std::io::stdout()
+                    .write_all(main_page)
+                    .map_err(|e| anyhow::anyhow!("cannot write the man page: {e}"))?;
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -309,6 +309,7 @@ pub async fn test_auth(
         .with(
             tracing_subscriber::fmt::layer()
                 .with_writer(std::io::stderr)
+                .with_ansi(std::io::stderr().is_terminal())
                 .with_filter(filter),
         )
         .with(rounds.clone());
@@ -327,12 +328,21 @@ pub async fn test_auth(
             .cloned()
             .unwrap_or_else(|| fallback.to_owned())
     };
+    let keyword = match typed {
+        Typed::Push => Some(first(&policy.push_keywords, "push")),
+        Typed::Sms => Some(first(&policy.sms_keywords, "sms")),
+        Typed::Voice => Some(first(&policy.voice_keywords, "voice")),
+        Typed::Code(_) | Typed::Nothing => None,
+    };
+    // A policy with mode = "challenge" answers the first round with its factor menu whatever
+    // was typed: --push / --sms / --voice then pick that factor from the menu, as a user would.
+    let mut menu_answer = keyword
+        .clone()
+        .filter(|_| policy.mode == vip_core::engine::PasswordMode::Challenge);
     let mut secret = match typed {
         Typed::Code(c) => Some(Secret::new(c)),
-        Typed::Push => Some(Secret::new(first(&policy.push_keywords, "push"))),
-        Typed::Sms => Some(Secret::new(first(&policy.sms_keywords, "sms"))),
-        Typed::Voice => Some(Secret::new(first(&policy.voice_keywords, "voice"))),
         Typed::Nothing => None,
+        Typed::Push | Typed::Sms | Typed::Voice => keyword.map(Secret::new),
     };
     let engine = Engine::new(&cfg.core)?;
     let io = |source| Error::Io {
@@ -407,6 +417,12 @@ pub async fn test_auth(
             }
             Outcome::Challenge(c) => {
                 writeln!(out, "CHALLENGE: {}", c.prompt).map_err(io)?;
+                if let Some(word) = menu_answer.take() {
+                    writeln!(out, "> {word}   (answering the menu)").map_err(io)?;
+                    secret = Some(Secret::new(word));
+                    state = Some(c.state);
+                    continue;
+                }
                 if !std::io::stdin().is_terminal() {
                     writeln!(
                         out,

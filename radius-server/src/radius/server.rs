@@ -686,6 +686,16 @@ enum Unfit {
     TooLong,
 }
 
+impl Unfit {
+    /// The log's words for it.
+    fn as_str(self) -> &'static str {
+        match self {
+            Unfit::BadState => "the State is empty or longer than one attribute",
+            Unfit::TooLong => "the fixed attributes and Proxy-States exceed 4096 octets",
+        }
+    }
+}
+
 /// The reply to send (and to cache): the intended one when it fits, with the Reply-Message
 /// text shortened to the room the other attributes leave; else an Access-Reject without
 /// Reply-Message, which always fits (it is never longer than the request: a request with
@@ -707,7 +717,7 @@ fn answer(
         warn!(
             client = %client.name,
             code,
-            problem = ?why,
+            problem = why.as_str(),
             proxy_states = pkt::proxy_states(packet).len(),
             suppressed,
             "the reply does not fit one RADIUS packet (4096 octets) with the request's \
