@@ -34,6 +34,9 @@ cargo build --release -p vip-bridge -p pam_vip >&2
 # The man pages ship from packaging/man/ (a test keeps them equal to `vip-bridge man`).
 # --multiarch=foreign: assets under usr/lib/ go to usr/lib/<triple>/ of the target (the PAM
 # module's security/ directory); the daemon's interface does not depend on the architecture.
+# cargo-deb then warns that a multiarch package holds both a library and binaries: that rule
+# is for Multi-Arch: same (co-installable) packages; this one is foreign, and pam_vip.so is a
+# plug-in for this machine's PAM, not a library other packages link.
 say "cargo deb"
 deb=$(cargo deb -p vip-bridge --no-build --multiarch=foreign --output "$target_dir/debian/" \
     | tail -n 1)
