@@ -266,11 +266,30 @@ fn write_state_key(path: &Path) -> std::io::Result<()> {
     f.write_all(format!("{}\n", hex::encode(key)).as_bytes())
 }
 
-/// Where pam_vip.so is: next to this binary (a cargo build), or installed.
+/// The system's library directories: Debian's multiarch ones (`/usr/lib/<triple>`, whatever
+/// the architecture), then `/usr/lib`.
+fn library_dirs() -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib")
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok())
+                .filter(|e| e.file_name().to_string_lossy().contains("-linux-"))
+                .map(|e| e.path())
+                .collect()
+        })
+        .unwrap_or_default();
+    dirs.sort();
+    dirs.push(PathBuf::from("/usr/lib"));
+    dirs
+}
+
+/// Where pam_vip.so is: next to this binary (a cargo build), or installed (the package puts it
+/// in the multiarch security directory).
 fn pam_module(exe_dir: Option<&Path>) -> Option<PathBuf> {
-    let mut c = vec![PathBuf::from(
-        "/usr/lib/x86_64-linux-gnu/security/pam_vip.so",
-    )];
+    let mut c: Vec<PathBuf> = library_dirs()
+        .into_iter()
+        .map(|d| d.join("security/pam_vip.so"))
+        .collect();
     if let Some(d) = exe_dir {
         c.insert(0, d.join("libpam_vip.so"));
     }
@@ -278,13 +297,10 @@ fn pam_module(exe_dir: Option<&Path>) -> Option<PathBuf> {
 }
 
 fn pam_wrapper() -> Option<PathBuf> {
-    [
-        "/usr/lib/x86_64-linux-gnu/libpam_wrapper.so",
-        "/usr/lib/libpam_wrapper.so",
-    ]
-    .iter()
-    .map(PathBuf::from)
-    .find(|p| p.exists())
+    library_dirs()
+        .into_iter()
+        .map(|d| d.join("libpam_wrapper.so"))
+        .find(|p| p.exists())
 }
 
 fn local_user_exists(name: &str) -> bool {
