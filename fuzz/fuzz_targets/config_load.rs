@@ -7,6 +7,13 @@
 //!
 //! The config path is in a directory that does not exist, so relative `secret_file`s are
 //! never found; absolute ones are read from this machine (run the fuzzer unprivileged).
+//!
+//! Inputs whose `log.level` holds a span field-value pattern (`[span{field=value}]`) are
+//! skipped: tracing-subscriber compiles such a pattern into a DFA, and in the first campaign
+//! that determinization (in regex-automata, not our code) took ~90% of all executions
+//! (perf), cutting the target from ~4,000 to ~150-400 executions a second. `log.level`
+//! itself is still fuzzed (directives, targets, levels, malformed filters); only the value
+//! patterns, which our code never looks into, are left out.
 
 #![no_main]
 
@@ -18,6 +25,9 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
+    if log_level_has_value_pattern(text) {
+        return;
+    }
     let path = Path::new("/nonexistent/vip-fuzz/vip-bridge.toml");
     match vip_bridge::config::parse(path, text) {
         Ok(loaded) => {
@@ -34,3 +44,14 @@ fuzz_target!(|data: &[u8]| {
         }
     }
 });
+
+/// Whether the input's `[log] level` (when it parses as TOML at all) has a `{`.
+fn log_level_has_value_pattern(text: &str) -> bool {
+    let Ok(doc) = text.parse::<toml::Table>() else {
+        return false;
+    };
+    doc.get("log")
+        .and_then(|log| log.get("level"))
+        .and_then(|level| level.as_str())
+        .is_some_and(|level| level.contains('{'))
+}
