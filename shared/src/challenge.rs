@@ -6,6 +6,8 @@
 //! compact binary one rather than JSON:
 //!
 //! ```text
+//! State     = base64url-no-pad(token)     (printable: NASes that keep State as a C string
+//!                                          cut binary ones at the first zero octet)
 //! token     = version(1) || nonce(24) || AEAD(plaintext, aad = version)
 //! plaintext = expires_unix_ms(8) || user_tag(16) || client_tag(8) || step(1) || fields
 //! fields    = len(1)-prefixed strings, per step
@@ -13,11 +15,15 @@
 //! `user_tag` / `client_tag` are truncated SHA-256 digests of the lower-cased user name and of the
 //! front door + client name: they bind the State without spending bytes on long names.
 //! The nonce doubles as the token's identity for single use: an opened token's nonce is
-//! remembered until the token would have expired anyway.
+//! remembered until the token would have expired anyway. Binary tokens (issued before States
+//! were printable) are still opened until they expire: they start with the version octet,
+//! which base64url never does.
 
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
 use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
 use chacha20poly1305::{Key, XChaCha20Poly1305, XNonce};
 use sha2::{Digest, Sha256};
@@ -206,10 +212,13 @@ impl StateSealer {
         token.push(VERSION);
         token.extend_from_slice(&nonce);
         token.extend_from_slice(&sealed);
-        if token.len() > MAX_TOKEN_LEN {
+        // Printable (base64url, no padding): some NASes keep State as a C string (radcli in
+        // ocserv cuts it at the first zero octet), so binary States came back truncated.
+        let text = URL_SAFE_NO_PAD.encode(&token);
+        if text.len() > MAX_TOKEN_LEN {
             return Err(StateError::TooLong);
         }
-        Ok(token)
+        Ok(text.into_bytes())
     }
 
     /// Opens `token` for `user` at `client` and marks it used: a second `open` of the same token
@@ -243,7 +252,23 @@ impl StateSealer {
     }
 
     fn decrypt(&self, token: &[u8]) -> Result<([u8; NONCE_LEN], Decoded), StateError> {
-        if token.len() < 1 + NONCE_LEN + TAG_LEN || token.len() > MAX_TOKEN_LEN {
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(StateError::Forged);
+        }
+        // Tokens are base64url text; binary ones (issued before, up to `state_ttl` ago)
+        // start with the version octet, which is not a base64url character.
+        let binary;
+        let token = if token.first() == Some(&VERSION) {
+            token
+        } else {
+            binary = Zeroizing::new(
+                URL_SAFE_NO_PAD
+                    .decode(token)
+                    .map_err(|_| StateError::Forged)?,
+            );
+            &binary[..]
+        };
+        if token.len() < 1 + NONCE_LEN + TAG_LEN {
             return Err(StateError::Forged);
         }
         if token[0] != VERSION {
@@ -523,5 +548,62 @@ mod tests {
             pin: None,
         };
         assert!(!format!("{step:?}").contains("123456"));
+    }
+
+    #[test]
+    fn states_are_printable_and_never_hold_a_zero_octet() {
+        let sealer = StateSealer::random(Duration::from_secs(600));
+        let steps = [
+            Step::Menu,
+            Step::SentCode { voice: true },
+            Step::NextCode {
+                first_code: Secret::new("123456"),
+                pin: Some(Secret::new("4321")),
+            },
+            Step::Push {
+                transaction_id: "d8b0b1d6a3c24a1b".into(),
+                number: Some("42".into()),
+            },
+        ];
+        for i in 0..200 {
+            let step = &steps[i % steps.len()];
+            let token = sealer
+                .seal("alice", "radius:vpn", step, Duration::from_secs(60))
+                .unwrap();
+            assert!(token.len() <= MAX_TOKEN_LEN);
+            assert!(
+                token
+                    .iter()
+                    .all(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_'),
+                "{token:?}"
+            );
+            // What radcli does to a State: keep it up to the first zero octet. Nothing lost.
+            let cut: Vec<u8> = token.iter().copied().take_while(|b| *b != 0).collect();
+            assert_eq!(cut, token);
+            assert!(sealer.open(&cut, "alice", "radius:vpn").is_ok());
+        }
+    }
+
+    #[test]
+    fn binary_states_issued_before_still_open_until_they_expire() {
+        let sealer = StateSealer::random(Duration::from_secs(600));
+        let text = sealer
+            .seal("alice", "radius:vpn", &Step::Menu, Duration::from_secs(60))
+            .unwrap();
+        // The binary form is what seal() returned before States were printable.
+        let binary = URL_SAFE_NO_PAD.decode(&text).unwrap();
+        assert_eq!(binary[0], VERSION);
+        assert!(sealer.is_live(&binary));
+        assert!(sealer.open(&binary, "alice", "radius:vpn").is_ok());
+        // One token, two spellings: still single use.
+        assert!(matches!(
+            sealer.open(&text, "alice", "radius:vpn"),
+            Err(StateError::Replayed)
+        ));
+        // Not base64url and not binary: forged.
+        assert!(matches!(
+            sealer.open(b"not base64!", "alice", "radius:vpn"),
+            Err(StateError::Forged)
+        ));
     }
 }

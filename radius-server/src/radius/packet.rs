@@ -174,8 +174,12 @@ pub fn check(datagram: &[u8]) -> Result<(RawInfo, &[u8]), Malformed> {
             }
             ATTR_PROXY_STATE => info.has_proxy_state = true,
             ATTR_STATE if info.state.is_none() => info.state = Some((off + 2, value.len())),
+            // An empty value (attribute length 2) is how radcli (ocserv) sends "the user just
+            // pressed Enter": the empty password, as FreeRADIUS reads it. Otherwise RFC 2865
+            // §5.2: 16 to 128 octets in steps of 16.
             ATTR_USER_PASSWORD
-                if value.len() < 16 || value.len() > 128 || value.len() % 16 != 0 =>
+                if !value.is_empty()
+                    && (value.len() < 16 || value.len() > 128 || value.len() % 16 != 0) =>
             {
                 return Err(Malformed::BadUserPassword)
             }

@@ -468,6 +468,9 @@ fn send_now(stats: &Stats, sock: &UdpSocket, reply: &[u8], peer: SocketAddr) {
 pub struct Decoded {
     user: Option<String>,
     password: Option<Secret>,
+    /// The User-Password attribute had a value: hidden with the shared secret, so it says the
+    /// sender knows it. An empty attribute (radcli's Enter) or none proves nothing.
+    password_hidden: bool,
     has_chap: bool,
     state: Option<Vec<u8>>,
     nas_ip: Option<IpAddr>,
@@ -527,6 +530,7 @@ pub fn decode(client: &Client, info: &RawInfo, packet: &[u8]) -> Result<Decoded,
         .into_iter()
         .find(|(_, t, _)| *t == pkt::ATTR_USER_PASSWORD)
         .map(|(_, _, v)| v);
+    let password_hidden = hidden.is_some_and(|h| !h.is_empty());
     let password = match hidden {
         None => None,
         Some(hidden) => {
@@ -548,6 +552,7 @@ pub fn decode(client: &Client, info: &RawInfo, packet: &[u8]) -> Result<Decoded,
     Ok(Decoded {
         user,
         password,
+        password_hidden,
         has_chap: p.lookup(rfc2865::CHAP_PASSWORD_TYPE).is_some(),
         state: rfc2865::lookup_state(&p),
         nas_ip,
@@ -597,13 +602,19 @@ async fn process(
                 tracing::Span::current().record("user", tracing::field::display(Escaped(&user)));
                 if d.password.is_none() && d.has_chap {
                     local_reject("CHAP cannot carry a security code; configure PAP.")
-                } else if d.password.is_none() && info.message_authenticator.is_none() {
+                } else if !d.password_hidden
+                    && info.message_authenticator.is_none()
+                    && d.state.is_none()
+                {
                     // Nothing in this request proves the shared secret (a client allowed to
-                    // omit Message-Authenticator, and no User-Password): anyone could have
-                    // sent it, so it starts nothing (no push, no VIP call).
+                    // omit Message-Authenticator, and no User-Password value): anyone could
+                    // have sent it, so it starts nothing (no push, no VIP call). A request
+                    // with a State continues a login whose first round was proven: the engine
+                    // opens the sealed, single-use State (bound to this user and client)
+                    // before anything else, so an empty answer there ("press Enter") works.
                     Stats::inc(&stats.unverifiable);
                     if guard.shared.unverifiable_warning.allow() {
-                        warn!(%peer, client = %client.name, "refused a request with neither Message-Authenticator nor User-Password: nothing proves it came from the client (at most one such line per second)");
+                        warn!(%peer, client = %client.name, "refused a request with neither Message-Authenticator nor a User-Password value (nor a State): nothing proves it came from the client (at most one such line per second)");
                     }
                     local_reject("A password is required.")
                 } else {

@@ -1018,3 +1018,55 @@ async fn strangers_share_one_limiter_whatever_their_addresses() {
     assert_eq!(lines.len() as u64 + held, 41, "{}", log.text());
     assert_eq!(Stats::get(&h.stats.dropped_unknown_client), 41);
 }
+
+/// radcli (ocserv) sends "the user just pressed Enter" as a User-Password attribute with no
+/// value (length 2). It is the empty password, not a malformed packet; but it proves nothing
+/// about the shared secret, so from a client without Message-Authenticator it only continues a
+/// login (with a State), never starts one.
+#[tokio::test]
+async fn an_empty_user_password_attribute_is_the_empty_answer() {
+    let h = start(8).await;
+    let empty = || {
+        let mut r = Req::access(1, "alice", "");
+        r.password = None;
+        r.extra = vec![(pkt::ATTR_USER_PASSWORD, vec![])];
+        r
+    };
+    // Signed (Message-Authenticator): answered by the engine with the empty answer.
+    let sock = client_sock("127.0.0.1").await;
+    let reply = exchange(&sock, h.addr, &empty().encode())
+        .await
+        .expect("an empty User-Password is answered, not dropped");
+    assert_eq!(reply[0], pkt::CODE_ACCESS_REJECT);
+    assert_eq!(h.fake.calls.load(Ordering::SeqCst), 1);
+    assert_eq!(Stats::get(&h.stats.dropped_malformed), 0);
+
+    // A client without Message-Authenticator: no State, nothing proves the sender: refused
+    // here, the engine never sees it.
+    let legacy = client_sock("127.0.0.3").await;
+    let mut r = empty();
+    r.id = 2;
+    r.secret = LEGACY_SECRET;
+    r.ma = false;
+    let reply = exchange(&legacy, h.addr, &r.encode())
+        .await
+        .expect("refused with a reply");
+    assert_eq!(reply[0], pkt::CODE_ACCESS_REJECT);
+    assert_eq!(h.fake.calls.load(Ordering::SeqCst), 1, "the engine saw it");
+    assert_eq!(Stats::get(&h.stats.unverifiable), 1);
+
+    // The same with a State: it continues a login, so the engine gets the empty answer.
+    let mut r = empty();
+    r.id = 3;
+    r.secret = LEGACY_SECRET;
+    r.ma = false;
+    r.state = Some(b"S1");
+    let reply = exchange(&legacy, h.addr, &r.encode())
+        .await
+        .expect("answered");
+    assert_eq!(reply[0], pkt::CODE_ACCESS_REJECT);
+    assert_eq!(h.fake.calls.load(Ordering::SeqCst), 2);
+    assert_eq!(Stats::get(&h.stats.unverifiable), 1);
+    let seen = h.fake.seen.lock().unwrap().len();
+    assert_eq!(seen, 2);
+}
