@@ -1,0 +1,1 @@
+"""Helpers for the VPN end-to-end tests (real VPN servers in front of vip-bridge)."""
