@@ -84,6 +84,9 @@ impl Default for LogConfig {
 pub struct RadiusConfig {
     /// UDP addresses to listen on (IPv4 and IPv6; port 0 picks a free port).
     pub listen: Vec<SocketAddr>,
+    /// UDP addresses for Accounting-Request (RFC 2866). Absent: every `listen` address with
+    /// the port + 1 (port 0 stays 0); empty: accounting off.
+    pub accounting_listen: Option<Vec<SocketAddr>>,
     /// How long answers are kept to resend on retransmits (RFC 5080: 5 to 30 s).
     #[serde(with = "humantime_serde")]
     pub response_cache_ttl: Duration,
@@ -109,6 +112,7 @@ impl Default for RadiusConfig {
                 SocketAddr::from(([127, 0, 0, 1], 1812)),
                 SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, 1812)),
             ],
+            accounting_listen: None,
             response_cache_ttl: Duration::from_secs(15),
             max_in_flight: 4096,
             response_cache_size: 65_536,
@@ -146,6 +150,8 @@ pub struct ClientConfig {
 #[derive(Debug)]
 pub struct RadiusSettings {
     pub listen: Vec<SocketAddr>,
+    /// Empty: accounting off.
+    pub accounting_listen: Vec<SocketAddr>,
     pub response_cache_ttl: Duration,
     pub response_cache_size: u64,
     pub max_in_flight: usize,
@@ -327,6 +333,7 @@ fn resolve_radius(path: &Path, core: &CoreConfig, r: RadiusConfig) -> Result<Rad
     if r.listen.is_empty() {
         return Err(invalid(path, "radius.listen", "give at least one address").into());
     }
+    let accounting_listen = accounting_addresses(path, &r.listen, r.accounting_listen)?;
     let ttl = r.response_cache_ttl;
     if !(65_536..=268_435_456).contains(&r.receive_buffer) {
         return Err(invalid(
@@ -444,12 +451,53 @@ fn resolve_radius(path: &Path, core: &CoreConfig, r: RadiusConfig) -> Result<Rad
     }
     Ok(RadiusSettings {
         listen: r.listen,
+        accounting_listen,
         response_cache_ttl: ttl,
         response_cache_size: r.response_cache_size,
         max_in_flight: r.max_in_flight,
         receive_buffer: r.receive_buffer,
         clients: ClientTable::new(clients),
     })
+}
+
+/// `radius.accounting_listen`, resolved: as given, or by default each `listen` address with the
+/// port + 1 (RFC 2866's 1813 next to 1812; port 0, any free port, stays 0).
+fn accounting_addresses(
+    path: &Path,
+    listen: &[SocketAddr],
+    given: Option<Vec<SocketAddr>>,
+) -> Result<Vec<SocketAddr>> {
+    let addrs = match given {
+        Some(a) => a,
+        None => listen
+            .iter()
+            .map(|a| {
+                let port = match a.port() {
+                    0 => Some(0),
+                    p => p.checked_add(1),
+                };
+                port.map(|p| SocketAddr::new(a.ip(), p)).ok_or_else(|| {
+                    invalid(
+                        path,
+                        "radius.accounting_listen",
+                        format!(
+                            "the default (each radius.listen port + 1) does not exist for {a}; \
+                             set it, or accounting_listen = [] for no accounting"
+                        ),
+                    )
+                })
+            })
+            .collect::<std::result::Result<_, _>>()?,
+    };
+    if let Some(a) = addrs.iter().find(|a| a.port() != 0 && listen.contains(a)) {
+        return Err(invalid(
+            path,
+            "radius.accounting_listen",
+            format!("{a} is also in radius.listen: accounting needs its own port"),
+        )
+        .into());
+    }
+    Ok(addrs)
 }
 
 /// The longest secret file read: far above any RADIUS secret, it stops a misnamed file
@@ -527,6 +575,14 @@ level = "debug"
         let cfg = parse(&dir.path().join("vb.toml"), &text).unwrap();
         let r = cfg.radius.unwrap();
         assert_eq!(r.listen.len(), 2);
+        // Port 0 stays 0 in the default accounting addresses.
+        assert_eq!(
+            r.accounting_listen,
+            vec![
+                "127.0.0.1:0".parse::<SocketAddr>().unwrap(),
+                "[::1]:0".parse().unwrap()
+            ]
+        );
         assert_eq!(r.response_cache_ttl, Duration::from_secs(20));
         assert_eq!(r.max_in_flight, 8);
         assert_eq!(cfg.log.format, LogFormat::Json);
@@ -545,9 +601,52 @@ level = "debug"
         let r = cfg.radius.unwrap();
         assert_eq!(r.response_cache_ttl, Duration::from_secs(15));
         assert_eq!(r.listen.len(), 2);
+        assert_eq!(
+            r.accounting_listen,
+            vec![
+                "127.0.0.1:1813".parse::<SocketAddr>().unwrap(),
+                "[::1]:1813".parse().unwrap()
+            ]
+        );
         assert_eq!(cfg.shutdown_timeout, Duration::from_secs(10));
         assert_eq!(cfg.log.format, LogFormat::Text);
         assert!(parse(Path::new("x.toml"), "").unwrap().radius.is_none());
+    }
+
+    #[test]
+    fn accounting_listen_default_off_and_given() {
+        let radius = |keys: &str| {
+            parse(
+                Path::new("x.toml"),
+                &format!("[radius]\n{keys}\n{CLIENT}secret = \"s\"\n"),
+            )
+            .unwrap()
+            .radius
+            .unwrap()
+            .accounting_listen
+        };
+        let a = |s: &str| s.parse::<SocketAddr>().unwrap();
+        assert_eq!(
+            radius("listen = [\"0.0.0.0:11812\"]"),
+            vec![a("0.0.0.0:11813")]
+        );
+        assert!(radius("accounting_listen = []").is_empty());
+        assert_eq!(
+            radius("accounting_listen = [\"127.0.0.1:1646\"]"),
+            vec![a("127.0.0.1:1646")]
+        );
+        let e = parse_err(&format!(
+            "[radius]\nlisten = [\"127.0.0.1:65535\"]\n{CLIENT}secret = \"s\"\n"
+        ));
+        assert!(e.contains("radius.accounting_listen"), "{e}");
+        let e = parse_err(&format!(
+            "[radius]\nlisten = [\"127.0.0.1:1812\"]\naccounting_listen = [\"127.0.0.1:1812\"]\n\
+             {CLIENT}secret = \"s\"\n"
+        ));
+        assert!(
+            e.contains("radius.accounting_listen") && e.contains("own port"),
+            "{e}"
+        );
     }
 
     #[test]

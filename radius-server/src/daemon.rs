@@ -16,7 +16,7 @@ use vip_core::metrics::Metrics;
 
 use crate::config::{self, Loaded, LogConfig, LogFormat};
 use crate::error::{Error, Result};
-use crate::metrics_http::{self, RadiusCollector};
+use crate::metrics_http::{self, AccountingCollector, RadiusCollector};
 use crate::pam_door;
 use crate::radius::{RadiusServer, Stats};
 
@@ -145,19 +145,6 @@ pub async fn serve(
     }
     let stats = Arc::new(Stats::default());
     registry.register_collector(Box::new(RadiusCollector(stats.clone())));
-    let metrics_listener = match metrics {
-        Some(addr) => Some(metrics_http::bind(addr).await?),
-        None => None,
-    };
-    let metrics_addr = metrics_listener.as_ref().and_then(|l| l.local_addr().ok());
-    let metrics_task = metrics_listener.map(|l| {
-        tokio::spawn(metrics_http::serve(
-            l,
-            Arc::new(registry),
-            shutdown.subscribe(),
-        ))
-    });
-
     let radius = match radius {
         Some(settings) => {
             for c in settings.clients.iter() {
@@ -179,6 +166,25 @@ pub async fn serve(
         None => None,
     };
     let radius_addrs = radius.as_ref().map(|r| r.local_addrs()).unwrap_or_default();
+    let accounting_addrs = radius
+        .as_ref()
+        .map(|r| r.accounting_addrs())
+        .unwrap_or_default();
+    if let Some(r) = &radius {
+        registry.register_collector(Box::new(AccountingCollector(r.accounting())));
+    }
+    let metrics_listener = match metrics {
+        Some(addr) => Some(metrics_http::bind(addr).await?),
+        None => None,
+    };
+    let metrics_addr = metrics_listener.as_ref().and_then(|l| l.local_addr().ok());
+    let metrics_task = metrics_listener.map(|l| {
+        tokio::spawn(metrics_http::serve(
+            l,
+            Arc::new(registry),
+            shutdown.subscribe(),
+        ))
+    });
 
     let core = Arc::new(core);
     let pam_socket = pam.as_ref().map(|p| p.socket.clone());
@@ -207,11 +213,24 @@ pub async fn serve(
 
     if pam_listening {
         if let Some(file) = &ready_file {
-            write_ready_file(file, &radius_addrs, pam_socket.as_deref(), metrics_addr)?;
+            write_ready_file(
+                file,
+                &radius_addrs,
+                &accounting_addrs,
+                pam_socket.as_deref(),
+                metrics_addr,
+            )?;
         }
         let or_off = |s: String| if s.is_empty() { "off".to_owned() } else { s };
+        let joined = |a: &[std::net::SocketAddr]| {
+            a.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
         info!(
-            radius = %or_off(radius_addrs.iter().map(ToString::to_string).collect::<Vec<_>>().join(" ")),
+            radius = %or_off(joined(&radius_addrs)),
+            accounting = %or_off(joined(&accounting_addrs)),
             pam = %or_off(pam_socket.as_deref().map(|p| p.display().to_string()).unwrap_or_default()),
             metrics = %or_off(metrics_addr.map(|a| a.to_string()).unwrap_or_default()),
             "ready"
@@ -290,11 +309,13 @@ async fn wait_task<T>(
 fn write_ready_file(
     file: &Path,
     radius: &[std::net::SocketAddr],
+    accounting: &[std::net::SocketAddr],
     pam: Option<&Path>,
     metrics: Option<std::net::SocketAddr>,
 ) -> Result<()> {
     let doc = serde_json::json!({
         "radius": radius.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "accounting": accounting.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "pam": pam.map(|p| p.display().to_string()),
         "metrics": metrics.map(|a| a.to_string()),
     });
@@ -321,6 +342,7 @@ mod tests {
                 "127.0.0.1:1812".parse().unwrap(),
                 "[::1]:1813".parse().unwrap(),
             ],
+            &["127.0.0.1:1814".parse().unwrap()],
             None,
             None,
         )
@@ -329,10 +351,12 @@ mod tests {
             serde_json::from_str(&std::fs::read_to_string(&f).unwrap()).unwrap();
         assert_eq!(v["radius"][0], "127.0.0.1:1812");
         assert_eq!(v["radius"][1], "[::1]:1813");
+        assert_eq!(v["accounting"][0], "127.0.0.1:1814");
         assert!(v["pam"].is_null());
         assert!(v["metrics"].is_null());
         write_ready_file(
             &f,
+            &[],
             &[],
             Some(Path::new("/run/x.sock")),
             Some("127.0.0.1:9812".parse().unwrap()),
@@ -341,6 +365,7 @@ mod tests {
         let v: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(&f).unwrap()).unwrap();
         assert_eq!(v["pam"], "/run/x.sock");
+        assert_eq!(v["accounting"], serde_json::json!([]));
         assert_eq!(v["metrics"], "127.0.0.1:9812");
     }
 }

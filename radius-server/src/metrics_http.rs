@@ -13,6 +13,7 @@ use hyper_util::rt::TokioIo;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
@@ -20,6 +21,7 @@ use tokio::sync::{watch, Semaphore};
 use tracing::{debug, info, warn};
 
 use crate::error::{Error, Result};
+use crate::radius::accounting::Accounting;
 use crate::radius::Stats;
 
 /// Scrapes at once; more wait in the accept queue.
@@ -208,9 +210,52 @@ impl Collector for RadiusCollector {
             ("Access-Accept", "access_accept"),
             ("Access-Reject", "access_reject"),
             ("Access-Challenge", "access_challenge"),
+            ("Accounting-Response", "accounting_response"),
         ] {
             let labels = [("code", code)];
             ConstCounter::new(get(name)).encode(family.encode_family(&labels)?)?;
+        }
+        Ok(())
+    }
+}
+
+/// Accounting (RFC 2866): requests by client and Acct-Status-Type, active sessions by client.
+pub struct AccountingCollector(pub Arc<Accounting>);
+
+impl std::fmt::Debug for AccountingCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AccountingCollector")
+    }
+}
+
+impl Collector for AccountingCollector {
+    fn encode(
+        &self,
+        mut encoder: DescriptorEncoder<'_>,
+    ) -> std::result::Result<(), std::fmt::Error> {
+        {
+            let mut family = encoder.encode_descriptor(
+                "radius_accounting_requests",
+                "Accounting-Requests recorded (verified, retransmits not counted), by client and \
+                 Acct-Status-Type",
+                None,
+                MetricType::Counter,
+            )?;
+            for (client, status, value) in self.0.requests() {
+                let labels = [("client", client), ("status", status)];
+                ConstCounter::new(value).encode(family.encode_family(&labels)?)?;
+            }
+        }
+        let mut family = encoder.encode_descriptor(
+            "radius_accounting_sessions",
+            "Active accounting sessions (Start seen, no Stop yet; forgotten after 24 h), by client",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (client, value) in self.0.sessions() {
+            let labels = [("client", client)];
+            ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX))
+                .encode(family.encode_family(&labels)?)?;
         }
         Ok(())
     }
@@ -239,6 +284,31 @@ mod tests {
             r#"vip_bridge_radius_dropped_total{cause="malformed"} 0"#,
             r#"vip_bridge_radius_replies_total{code="Access-Accept"} 1"#,
             r#"vip_bridge_radius_replies_total{code="Access-Reject"} 0"#,
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
+        }
+    }
+
+    #[test]
+    fn accounting_is_exported() {
+        use crate::radius::accounting::Event;
+        let acct = Arc::new(Accounting::new(vec!["vpn".into(), "wifi".into()]));
+        let start = Event {
+            status_value: Some(1),
+            session_id: Some("s1".into()),
+            ..Event::default()
+        };
+        acct.record(0, &start);
+        let mut reg = Registry::with_prefix("vip_bridge");
+        reg.register_collector(Box::new(AccountingCollector(acct)));
+        let text = vip_core::metrics::encode(&reg).unwrap();
+        for line in [
+            r#"vip_bridge_radius_accounting_requests_total{client="vpn",status="Start"} 1"#,
+            r#"vip_bridge_radius_accounting_requests_total{client="vpn",status="Stop"} 0"#,
+            r#"vip_bridge_radius_accounting_requests_total{client="wifi",status="Accounting-On"} 0"#,
+            r#"vip_bridge_radius_accounting_sessions{client="vpn"} 1"#,
+            r#"vip_bridge_radius_accounting_sessions{client="wifi"} 0"#,
+            "# TYPE vip_bridge_radius_accounting_sessions gauge",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
         }

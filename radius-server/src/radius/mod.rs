@@ -1,7 +1,8 @@
 //! The RADIUS front door: raw packet checks and reply building ([`packet`]), the client table
-//! ([`clients`]), duplicate detection and the response cache ([`dedup`]), counters ([`stats`])
+//! ([`clients`]), accounting ([`accounting`]), duplicate detection and the response cache ([`dedup`]), counters ([`stats`])
 //! and the server loop ([`server`]).
 
+pub mod accounting;
 pub mod clients;
 pub mod dedup;
 pub mod packet;

@@ -103,8 +103,8 @@ pub fn unsupported_code(code: u8) -> Option<&'static str> {
     Some(match code {
         CODE_ACCESS_REQUEST | CODE_STATUS_SERVER => return None,
         4 | 5 => {
-            "Accounting: vip-bridge serves authentication only; send accounting to an \
-             accounting server, or turn it off for this server at the NAS"
+            "Accounting: this is the authentication port; send accounting to \
+             radius.accounting_listen (by default this port + 1)"
         }
         40 | 43 => {
             "Disconnect/CoA: vip-bridge does not take dynamic authorization; \

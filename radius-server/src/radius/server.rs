@@ -27,6 +27,7 @@ use vip_core::secret::Secret;
 
 use crate::config::RadiusSettings;
 use crate::error::{Error, Result};
+use crate::radius::accounting::{self, Accounting, Event};
 use crate::radius::clients::{Client, ClientTable};
 use crate::radius::dedup::{Dedup, Key, Seen};
 use crate::radius::packet::{self as pkt, RawInfo, ReplyAttr};
@@ -60,6 +61,8 @@ struct Shared {
     unknown_client_warning: OncePerSecond,
     /// One limiter per configured client and [`DropCause`]: bounded by the client table.
     drop_warnings: OncePerSecondPerKey,
+    /// Accounting counters and active sessions (RFC 2866).
+    accounting: Arc<Accounting>,
 }
 
 impl Shared {
@@ -81,10 +84,20 @@ enum DropCause {
     StatusServerWithoutMessageAuthenticator,
     ProxyStateWithoutMessageAuthenticator,
     Undecodable,
+    BadAccountingAuthenticator,
 }
 
 impl DropCause {
-    const COUNT: usize = 7;
+    const COUNT: usize = 8;
+}
+
+/// What a listening socket serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Port {
+    /// Access-Request and Status-Server (RFC 2865, RFC 5997).
+    Auth,
+    /// Accounting-Request (RFC 2866).
+    Accounting,
 }
 
 /// `client NAME (SOURCE-IP)` at the start of a drop warning.
@@ -104,6 +117,7 @@ impl fmt::Display for ClientAt<'_> {
 /// Bound RADIUS sockets, ready to run.
 pub struct RadiusServer {
     sockets: Vec<(Arc<UdpSocket>, SocketAddr)>,
+    accounting_sockets: Vec<(Arc<UdpSocket>, SocketAddr)>,
     shared: Arc<Shared>,
 }
 
@@ -114,18 +128,24 @@ impl RadiusServer {
         auth: Arc<dyn Authenticate>,
         stats: Arc<Stats>,
     ) -> Result<RadiusServer> {
-        let mut sockets = Vec::with_capacity(settings.listen.len());
-        for addr in &settings.listen {
-            let sock = bind_udp(*addr, settings.receive_buffer).map_err(|source| Error::Bind {
-                addr: *addr,
-                source,
-            })?;
-            let local = sock.local_addr().map_err(|source| Error::Bind {
-                addr: *addr,
-                source,
-            })?;
-            sockets.push((Arc::new(sock), local));
-        }
+        let bind_all = |addrs: &[SocketAddr]| -> Result<Vec<(Arc<UdpSocket>, SocketAddr)>> {
+            let mut sockets = Vec::with_capacity(addrs.len());
+            for addr in addrs {
+                let err = |source| Error::Bind {
+                    addr: *addr,
+                    source,
+                };
+                let sock = bind_udp(*addr, settings.receive_buffer).map_err(err)?;
+                let local = sock.local_addr().map_err(err)?;
+                sockets.push((Arc::new(sock), local));
+            }
+            Ok(sockets)
+        };
+        let sockets = bind_all(&settings.listen)?;
+        let accounting_sockets = bind_all(&settings.accounting_listen)?;
+        let accounting = Arc::new(Accounting::new(
+            settings.clients.iter().map(|c| c.name.clone()).collect(),
+        ));
         let general_permits = u32::try_from(settings.max_in_flight).unwrap_or(u32::MAX / 2);
         let reserved_permits = (general_permits / 4).max(1);
         let drop_warnings = OncePerSecondPerKey::new(settings.clients.len() * DropCause::COUNT);
@@ -147,8 +167,13 @@ impl RadiusServer {
             drop_warnings,
             general_permits,
             reserved_permits,
+            accounting,
         });
-        Ok(RadiusServer { sockets, shared })
+        Ok(RadiusServer {
+            sockets,
+            accounting_sockets,
+            shared,
+        })
     }
 
     /// The addresses actually bound (port 0 resolved).
@@ -156,16 +181,35 @@ impl RadiusServer {
         self.sockets.iter().map(|(_, a)| *a).collect()
     }
 
+    /// The accounting addresses actually bound (empty: accounting off).
+    pub fn accounting_addrs(&self) -> Vec<SocketAddr> {
+        self.accounting_sockets.iter().map(|(_, a)| *a).collect()
+    }
+
+    /// The accounting counters and sessions, for the metrics.
+    pub fn accounting(&self) -> Arc<Accounting> {
+        self.shared.accounting.clone()
+    }
+
     /// Serves until `shutdown` turns true, then stops receiving and waits up to `drain` for
     /// in-flight logins to be answered.
     pub async fn run(self, shutdown: watch::Receiver<bool>, drain: Duration) {
         let mut loops = tokio::task::JoinSet::new();
-        for (sock, local) in &self.sockets {
-            info!(addr = %local, "listening");
+        let all = self.sockets.iter().map(|s| (s, Port::Auth)).chain(
+            self.accounting_sockets
+                .iter()
+                .map(|s| (s, Port::Accounting)),
+        );
+        for ((sock, local), port) in all {
+            match port {
+                Port::Auth => info!(addr = %local, "listening"),
+                Port::Accounting => info!(addr = %local, "listening (accounting)"),
+            }
             loops.spawn(recv_loop(
                 self.shared.clone(),
                 sock.clone(),
                 *local,
+                port,
                 shutdown.clone(),
             ));
         }
@@ -221,6 +265,7 @@ async fn recv_loop(
     shared: Arc<Shared>,
     sock: Arc<UdpSocket>,
     local: SocketAddr,
+    port: Port,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut buf = vec![0u8; RECV_BUFFER];
@@ -235,7 +280,10 @@ async fn recv_loop(
                 }
             }
             r = sock.recv_from(&mut buf) => match r {
-                Ok((n, peer)) => handle_datagram(&shared, &sock, local, &buf[..n], peer),
+                Ok((n, peer)) => match port {
+                    Port::Auth => handle_datagram(&shared, &sock, local, &buf[..n], peer),
+                    Port::Accounting => handle_accounting(&shared, &sock, local, &buf[..n], peer),
+                },
                 Err(e) => {
                     // ICMP errors surface here on some systems; never fatal for a UDP server.
                     debug!(error = %e, addr = %local, "recv error");
@@ -245,17 +293,16 @@ async fn recv_loop(
     }
 }
 
-/// Everything done before a login task is spawned. Synchronous: cheap checks only.
-fn handle_datagram(
-    shared: &Arc<Shared>,
-    sock: &Arc<UdpSocket>,
-    local: SocketAddr,
-    datagram: &[u8],
+/// The checks both ports make first: a known client, then sound lengths. `None` when the
+/// datagram was dropped (counted and warned about here).
+fn admit<'a>(
+    shared: &'a Shared,
+    datagram: &'a [u8],
     peer: SocketAddr,
-) {
+) -> Option<(&'a Arc<Client>, RawInfo, &'a [u8])> {
     let stats = &shared.stats;
     Stats::inc(&stats.received);
-    // Every drop below is a warning (rate-limited): a NAS whose requests vanish only says
+    // Every drop is a warning (rate-limited): a NAS whose requests vanish only says
     // "no reply", so the line must name the likely reason and the fix. No line quotes the
     // packet's bytes.
     let Some(client) = shared.clients.lookup(peer.ip()) else {
@@ -267,24 +314,139 @@ fn handle_datagram(
                 "unknown client {ip}: add it to [[radius.clients]] (address = \"{ip}\")"
             );
         }
-        return;
+        return None;
     };
-    let at = ClientAt(client, peer.ip());
-    let (info, packet) = match pkt::check(datagram) {
-        Ok(v) => v,
+    match pkt::check(datagram) {
+        Ok((info, packet)) => Some((client, info, packet)),
         Err(why) => {
             Stats::inc(&stats.dropped_malformed);
             if let Some(suppressed) = shared.drop_warning(client, DropCause::Malformed) {
                 warn!(
                     suppressed,
-                    "{at}: malformed request dropped: {}; check what sends to this port from \
+                    "{}: malformed request dropped: {}; check what sends to this port from \
                      that address",
+                    ClientAt(client, peer.ip()),
                     why.describe()
+                );
+            }
+            None
+        }
+    }
+}
+
+/// An Accounting-Request (RFC 2866): verified, recorded, answered at once. Synchronous.
+fn handle_accounting(
+    shared: &Arc<Shared>,
+    sock: &Arc<UdpSocket>,
+    local: SocketAddr,
+    datagram: &[u8],
+    peer: SocketAddr,
+) {
+    let stats = &shared.stats;
+    let Some((client, info, packet)) = admit(shared, datagram, peer) else {
+        return;
+    };
+    let at = ClientAt(client, peer.ip());
+    if info.code != accounting::CODE_ACCOUNTING_REQUEST {
+        Stats::inc(&stats.dropped_unsupported_code);
+        if let Some(suppressed) = shared.drop_warning(client, DropCause::UnsupportedCode) {
+            warn!(
+                suppressed,
+                "{at}: request with code {} dropped: this is the accounting port (it serves \
+                 Accounting-Request only); check which port the NAS sends it to",
+                info.code
+            );
+        }
+        return;
+    }
+    // RFC 2866 §3: the Request Authenticator proves the secret; nothing is answered without it.
+    if !accounting::verify_request_authenticator(packet, client.secret()) {
+        Stats::inc(&stats.dropped_bad_accounting_authenticator);
+        if let Some(suppressed) = shared.drop_warning(client, DropCause::BadAccountingAuthenticator)
+        {
+            warn!(
+                suppressed,
+                "{at}: Accounting-Request authenticator does not verify: wrong shared secret? \
+                 Set the same secret at the NAS and in this client's [[radius.clients]] entry"
+            );
+        }
+        return;
+    }
+    // Not required on accounting, but one that is present must verify (RFC 3579 §3.2).
+    if let Some(off) = info.message_authenticator {
+        if !accounting::verify_message_authenticator(&client.mac, packet, off) {
+            Stats::inc(&stats.dropped_bad_message_authenticator);
+            if let Some(suppressed) =
+                shared.drop_warning(client, DropCause::BadMessageAuthenticator)
+            {
+                warn!(
+                    suppressed,
+                    "{at}: Message-Authenticator does not verify: wrong shared secret? \
+                     Set the same secret at the NAS and in this client's [[radius.clients]] entry"
                 );
             }
             return;
         }
+    }
+    // RFC 5080 §2.2.2: a retransmit gets the same answer and is not recorded twice.
+    let key = Key {
+        client: peer,
+        local,
+        identifier: info.identifier,
     };
+    match shared.dedup.begin(key, &info.authenticator) {
+        Seen::New => {}
+        Seen::InProgress => {
+            Stats::inc(&stats.dropped_duplicate_in_progress);
+            return;
+        }
+        Seen::Answered(reply) => {
+            Stats::inc(&stats.duplicates_answered_from_cache);
+            debug!(%peer, client = %client.name, id = info.identifier,
+                "duplicate of an answered Accounting-Request: cached reply resent");
+            send_now(stats, sock, &reply, peer);
+            return;
+        }
+    }
+    let proxies = if info.has_proxy_state {
+        pkt::proxy_states(packet)
+    } else {
+        Vec::new()
+    };
+    let Some(reply) = accounting::build_response(
+        info.identifier,
+        &info.authenticator,
+        &proxies,
+        info.message_authenticator.is_some(),
+        &client.mac,
+        client.secret(),
+    ) else {
+        shared.dedup.abandon(key, &info.authenticator);
+        Stats::inc(&stats.send_errors);
+        return;
+    };
+    shared
+        .accounting
+        .record(client.position(), &Event::parse(packet));
+    let reply = Bytes::from(reply);
+    shared.dedup.finish(key, &info.authenticator, reply.clone());
+    Stats::inc(&stats.accounting_response);
+    send_now(stats, sock, &reply, peer);
+}
+
+/// Everything done before a login task is spawned. Synchronous: cheap checks only.
+fn handle_datagram(
+    shared: &Arc<Shared>,
+    sock: &Arc<UdpSocket>,
+    local: SocketAddr,
+    datagram: &[u8],
+    peer: SocketAddr,
+) {
+    let stats = &shared.stats;
+    let Some((client, info, packet)) = admit(shared, datagram, peer) else {
+        return;
+    };
+    let at = ClientAt(client, peer.ip());
     if let Some(what) = pkt::unsupported_code(info.code) {
         Stats::inc(&stats.dropped_unsupported_code);
         if let Some(suppressed) = shared.drop_warning(client, DropCause::UnsupportedCode) {

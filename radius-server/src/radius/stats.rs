@@ -34,6 +34,8 @@ stats! {
     dropped_missing_message_authenticator,
     /// Dropped: Proxy-State without Message-Authenticator from a legacy client.
     dropped_proxy_state_without_message_authenticator,
+    /// Dropped: an Accounting-Request whose Request Authenticator does not verify (RFC 2866 §3).
+    dropped_bad_accounting_authenticator,
     /// Dropped: a retransmit of a request still in progress.
     dropped_duplicate_in_progress,
     /// Dropped: no capacity left (max_in_flight).
@@ -49,6 +51,7 @@ stats! {
     access_accept,
     access_reject,
     access_challenge,
+    accounting_response,
     /// Replies that could not be sent (socket errors, full send buffer).
     send_errors,
 }

@@ -91,6 +91,9 @@ impl Authenticate for Fake {
 
 struct Harness {
     addr: SocketAddr,
+    /// The accounting listener.
+    acct: SocketAddr,
+    accounting: Arc<Accounting>,
     fake: Arc<Fake>,
     stats: Arc<Stats>,
     shutdown: watch::Sender<bool>,
@@ -123,6 +126,7 @@ async fn start(max_in_flight: usize) -> Harness {
         response_cache_size: 1000,
         max_in_flight,
         receive_buffer: 1 << 20,
+        accounting_listen: vec!["0.0.0.0:0".parse().unwrap()],
         clients,
     };
     let fake = Arc::new(Fake::default());
@@ -131,10 +135,14 @@ async fn start(max_in_flight: usize) -> Harness {
         .await
         .unwrap();
     let port = server.local_addrs()[0].port();
+    let acct_port = server.accounting_addrs()[0].port();
+    let accounting = server.accounting();
     let (tx, rx) = watch::channel(false);
     let task = tokio::spawn(server.run(rx, Duration::from_secs(5)));
     Harness {
         addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        acct: SocketAddr::from(([127, 0, 0, 1], acct_port)),
+        accounting,
         fake,
         stats,
         shutdown: tx,
@@ -833,7 +841,10 @@ async fn next_second() {
 fn drop_causes_fit_their_table() {
     // Each cause is a slot of its client's row: a variant past COUNT would take the next
     // client's slot.
-    assert_eq!(DropCause::Undecodable as usize + 1, DropCause::COUNT);
+    assert_eq!(
+        DropCause::BadAccountingAuthenticator as usize + 1,
+        DropCause::COUNT
+    );
 }
 
 #[tokio::test]
@@ -877,8 +888,8 @@ async fn every_drop_is_a_warning_that_names_the_fix() {
         "client nas (127.0.0.1): Status-Server without Message-Authenticator dropped: RFC 5997 \
          requires it",
         "client nas (127.0.0.1): malformed request dropped: shorter than its Length field says",
-        "client nas (127.0.0.1): request with code 4 dropped: Accounting: vip-bridge serves \
-         authentication only",
+        "client nas (127.0.0.1): request with code 4 dropped: Accounting: this is the \
+         authentication port",
         "unknown client 127.0.0.2: add it to [[radius.clients]] (address = \"127.0.0.2\")",
         "client legacy (127.0.0.3): request with Proxy-State but without Message-Authenticator \
          dropped",
@@ -1069,4 +1080,175 @@ async fn an_empty_user_password_attribute_is_the_empty_answer() {
     assert_eq!(Stats::get(&h.stats.unverifiable), 1);
     let seen = h.fake.seen.lock().unwrap().len();
     assert_eq!(seen, 2);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Accounting (RFC 2866)
+
+/// An Accounting-Request with a Request Authenticator computed with `secret` (RFC 2866 §3).
+fn acct_request(id: u8, secret: &str, attrs: &[(u8, &[u8])]) -> Vec<u8> {
+    use md5::{Digest, Md5};
+    let mut p = sign_request(4, id, &[0; 16], attrs, &mac_key(b"unused"));
+    let mut md5 = Md5::new();
+    md5.update(&p);
+    md5.update(secret.as_bytes());
+    let auth = md5.finalize();
+    p[4..20].copy_from_slice(&auth);
+    p
+}
+
+fn sessions(h: &Harness, client: &str) -> u64 {
+    h.accounting
+        .sessions()
+        .into_iter()
+        .find(|(c, _)| *c == client)
+        .unwrap()
+        .1
+}
+
+#[tokio::test]
+async fn accounting_start_stop_retransmit_and_wrong_secret() {
+    let log = Captured::default();
+    let _capture = log.install();
+    let h = start(8).await;
+    let sock = client_sock("127.0.0.1").await;
+    let start_req = acct_request(
+        1,
+        SECRET,
+        &[
+            (1, b"alice"),
+            (40, &1u32.to_be_bytes()),
+            (44, b"sess-1"),
+            (8, &[10, 8, 0, 6]),
+            (33, b"first"),
+            (33, b"second"),
+        ],
+    );
+    let reply = exchange(&sock, h.acct, &start_req)
+        .await
+        .expect("an answer");
+    assert_eq!(reply[0], 5, "Accounting-Response");
+    assert_eq!(reply[1], 1);
+    assert!(Packet::is_authentic_response(
+        &reply,
+        &start_req,
+        SECRET.as_bytes()
+    ));
+    assert_eq!(
+        pkt::proxy_states(&reply),
+        vec![&b"first"[..], &b"second"[..]]
+    );
+    assert_eq!(sessions(&h, "nas"), 1);
+    // A retransmit: the same bytes again, recorded once.
+    let again = exchange(&sock, h.acct, &start_req).await.expect("cached");
+    assert_eq!(again, reply);
+    assert_eq!(Stats::get(&h.stats.duplicates_answered_from_cache), 1);
+    let starts: u64 = h
+        .accounting
+        .requests()
+        .into_iter()
+        .filter(|(c, s, _)| *c == "nas" && *s == "Start")
+        .map(|r| r.2)
+        .sum();
+    assert_eq!(starts, 1);
+    // The wrong secret: no answer, a warning, nothing recorded.
+    let forged = acct_request(
+        2,
+        "not-the-secret",
+        &[(40, &2u32.to_be_bytes()), (44, b"sess-1")],
+    );
+    assert!(exchange_quiet(&sock, h.acct, &forged, Duration::from_millis(300)).await);
+    assert_eq!(sessions(&h, "nas"), 1);
+    assert_eq!(Stats::get(&h.stats.dropped_bad_accounting_authenticator), 1);
+    let lines = log.warnings(
+        "client nas (127.0.0.1): Accounting-Request authenticator does not verify: wrong shared \
+         secret?",
+    );
+    assert_eq!(lines.len(), 1, "{}", log.text());
+    assert!(!log.text().contains("not-the-secret") && !log.text().contains(SECRET));
+    // Stop.
+    let stop = acct_request(
+        3,
+        SECRET,
+        &[
+            (1, b"alice"),
+            (40, &2u32.to_be_bytes()),
+            (44, b"sess-1"),
+            (46, &42u32.to_be_bytes()),
+            (49, &1u32.to_be_bytes()),
+        ],
+    );
+    let reply = exchange(&sock, h.acct, &stop).await.expect("an answer");
+    assert!(Packet::is_authentic_response(
+        &reply,
+        &stop,
+        SECRET.as_bytes()
+    ));
+    assert_eq!(sessions(&h, "nas"), 0);
+    let text = log.text();
+    assert!(
+        text.lines().any(|l| l.contains(" INFO ")
+            && l.contains(
+                "accounting client=nas status=Start user=alice session_id=sess-1 \
+                           framed_ip=10.8.0.6"
+            )),
+        "{text}"
+    );
+    assert!(
+        text.lines().any(|l| l.contains("status=Stop")
+            && l.contains("session_time=42 terminate_cause=\"User-Request\"")),
+        "{text}"
+    );
+    h.shutdown.send_replace(true);
+    h.task.await.unwrap();
+}
+
+#[tokio::test]
+async fn accounting_port_drops_strangers_other_codes_and_bad_message_authenticators() {
+    let log = Captured::default();
+    let _capture = log.install();
+    let h = start(8).await;
+    // An unknown source, with the right secret: dropped, the auth port's warning.
+    let stranger = client_sock("127.0.0.2").await;
+    let req = acct_request(1, SECRET, &[(40, &1u32.to_be_bytes()), (44, b"x")]);
+    assert!(exchange_quiet(&stranger, h.acct, &req, Duration::from_millis(300)).await);
+    assert_eq!(Stats::get(&h.stats.dropped_unknown_client), 1);
+    assert_eq!(
+        log.warnings("unknown client 127.0.0.2: add it to [[radius.clients]]")
+            .len(),
+        1,
+        "{}",
+        log.text()
+    );
+    // An Access-Request on the accounting port.
+    let sock = client_sock("127.0.0.1").await;
+    let access = Req::access(2, "alice", "123456").encode();
+    assert!(exchange_quiet(&sock, h.acct, &access, Duration::from_millis(300)).await);
+    assert_eq!(Stats::get(&h.stats.dropped_unsupported_code), 1);
+    assert_eq!(h.fake.calls.load(Ordering::SeqCst), 0);
+    // A Message-Authenticator signed with another secret, the Request Authenticator right.
+    let mut p = sign_request(
+        4,
+        3,
+        &[0; 16],
+        &[(80, &[0; 16]), (40, &1u32.to_be_bytes()), (44, b"y")],
+        &mac_key(b"other"),
+    );
+    {
+        use md5::{Digest, Md5};
+        let mut md5 = Md5::new();
+        md5.update(&p);
+        md5.update(SECRET.as_bytes());
+        let auth = md5.finalize();
+        p[4..20].copy_from_slice(&auth);
+    }
+    assert!(exchange_quiet(&sock, h.acct, &p, Duration::from_millis(300)).await);
+    assert_eq!(Stats::get(&h.stats.dropped_bad_message_authenticator), 1);
+    assert_eq!(sessions(&h, "nas"), 0);
+    // The auth port still refuses accounting.
+    let acct = acct_request(4, SECRET, &[(40, &1u32.to_be_bytes()), (44, b"z")]);
+    assert!(exchange_quiet(&sock, h.addr, &acct, Duration::from_millis(300)).await);
+    assert_eq!(sessions(&h, "nas"), 0);
+    h.shutdown.send_replace(true);
+    h.task.await.unwrap();
 }
