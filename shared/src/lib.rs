@@ -16,6 +16,7 @@ pub mod cache;
 pub mod challenge;
 pub mod config;
 pub mod engine;
+pub mod first_factor;
 pub mod ipc;
 pub mod log_limit;
 pub mod log_text;
