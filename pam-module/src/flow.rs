@@ -364,6 +364,7 @@ mod tests {
             credential_type: None,
             authn_id: None,
             failed_open: false,
+            reply_attributes: Vec::new(),
         }))
     }
     fn reject(reason: RejectReason) -> Result<Outcome, RoundError> {

@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use vip_core::config::{ConfigError, CoreConfig};
 use vip_core::engine::{EngineConfig, LoginPolicy};
+use vip_core::first_factor::DirectoryConfig;
 use vip_core::secret::Secret;
 use vip_core::vip::VipConfig;
 
@@ -30,6 +31,9 @@ pub struct Config {
     pub engine: EngineConfig,
     #[serde(default)]
     pub policies: BTreeMap<String, LoginPolicy>,
+    /// First factors (LDAP / Active Directory, upstream RADIUS) that policies name.
+    #[serde(default)]
+    pub directories: BTreeMap<String, DirectoryConfig>,
     /// The RADIUS front door; absent means no RADIUS listener (a PAM-only host).
     #[serde(default)]
     pub radius: Option<RadiusConfig>,
@@ -197,6 +201,7 @@ fn resolve(path: &Path, config: Config) -> Result<Loaded> {
         vip,
         engine,
         policies,
+        directories,
         radius,
         pam,
         metrics,
@@ -206,6 +211,8 @@ fn resolve(path: &Path, config: Config) -> Result<Loaded> {
         vip,
         engine,
         policies,
+        directories,
+        base_dir: path.parent().map(Path::to_owned).unwrap_or_default(),
     };
     core.validate(path)?;
     check_durations(path, radius.as_ref(), pam.as_ref())?;

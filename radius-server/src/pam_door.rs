@@ -1119,6 +1119,7 @@ mod tests {
                         credential_type: None,
                         authn_id: None,
                         failed_open: false,
+                        reply_attributes: Vec::new(),
                     }),
                     (Some(s), _) if s == "123456" => Outcome::Accept(Accept {
                         factor: Factor::Code,
@@ -1126,6 +1127,7 @@ mod tests {
                         credential_type: None,
                         authn_id: None,
                         failed_open: false,
+                        reply_attributes: Vec::new(),
                     }),
                     _ => Outcome::Reject(Reject {
                         reason: RejectReason::BadCode,

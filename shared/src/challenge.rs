@@ -54,6 +54,9 @@ pub enum Step {
         transaction_id: String,
         number: Option<String>,
     },
+    /// The upstream RADIUS server (first factor) asked a question; the answer goes back to it.
+    /// Its State lives in the login's first-factor session, which the token names.
+    Upstream,
 }
 
 impl std::fmt::Debug for Step {
@@ -64,9 +67,17 @@ impl std::fmt::Debug for Step {
             Step::NextCode { .. } => f.write_str("NextCode"),
             Step::SentCode { voice } => write!(f, "SentCode{{voice: {voice}}}"),
             Step::Push { .. } => f.write_str("Push"),
+            Step::Upstream => f.write_str("Upstream"),
         }
     }
 }
+
+/// A first-factor session's handle: what a State carries when the login's directory password
+/// was checked in an earlier round (the session itself stays in the engine's memory).
+pub type SessionHandle = [u8; 16];
+
+/// Marks the optional session handle after the step's fields.
+const SESSION_MARK: u8 = 0xf1;
 
 /// An opened State.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,6 +85,8 @@ pub struct OpenedState {
     pub step: Step,
     /// When the token expires.
     pub expires: SystemTime,
+    /// The login's first-factor session, when it has one.
+    pub session: Option<SessionHandle>,
 }
 
 /// Why a State was refused. All map to the same Reject; the distinction is for logs and tests.
@@ -172,6 +185,18 @@ impl StateSealer {
         step: &Step,
         ttl: Duration,
     ) -> Result<Vec<u8>, StateError> {
+        self.seal_with_session(user, client, step, ttl, None)
+    }
+
+    /// [`seal`](Self::seal), naming the login's first-factor session.
+    pub fn seal_with_session(
+        &self,
+        user: &str,
+        client: &str,
+        step: &Step,
+        ttl: Duration,
+        session: Option<&SessionHandle>,
+    ) -> Result<Vec<u8>, StateError> {
         let expires = SystemTime::now() + ttl;
         let mut plain = Zeroizing::new(Vec::with_capacity(96));
         plain.extend_from_slice(&unix_ms(expires).to_be_bytes());
@@ -196,6 +221,11 @@ impl StateSealer {
                 push_field(&mut plain, transaction_id)?;
                 push_field(&mut plain, number.as_deref().unwrap_or(""))?;
             }
+            Step::Upstream => plain.push(4),
+        }
+        if let Some(handle) = session {
+            plain.push(SESSION_MARK);
+            plain.extend_from_slice(handle);
         }
         let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
         let sealed = self
@@ -327,7 +357,13 @@ fn decode(plain: &[u8]) -> Option<Decoded> {
                 number: (!number.is_empty()).then_some(number),
             }
         }
+        4 => Step::Upstream,
         _ => return None,
+    };
+    let session = match r.take(1) {
+        None => None,
+        Some([SESSION_MARK]) => Some(r.take(16)?.try_into().ok()?),
+        Some(_) => return None,
     };
     if !r.0.is_empty() {
         return None;
@@ -336,6 +372,7 @@ fn decode(plain: &[u8]) -> Option<Decoded> {
         state: OpenedState {
             step,
             expires: UNIX_EPOCH + Duration::from_millis(expires_ms),
+            session,
         },
         user_tag,
         client_tag,

@@ -9,7 +9,8 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
-use crate::engine::{EngineConfig, LoginPolicy};
+use crate::engine::{EngineConfig, FirstFactorKind, LoginPolicy};
+use crate::first_factor::DirectoryConfig;
 use crate::vip::VipConfig;
 
 /// The sections of the config file the core reads. Binaries embed these in their own
@@ -22,6 +23,11 @@ pub struct CoreConfig {
     /// Named login policies; RADIUS clients and PAM services refer to them by name.
     /// `default` always exists (built-in defaults unless configured).
     pub policies: BTreeMap<String, LoginPolicy>,
+    /// First factors (`[directories.NAME]`: LDAP or upstream RADIUS) policies refer to.
+    pub directories: BTreeMap<String, DirectoryConfig>,
+    /// Where relative paths in `[directories]` start (the config file's directory).
+    #[serde(skip)]
+    pub base_dir: PathBuf,
 }
 
 /// A configuration problem: which file, where, and what to do.
@@ -81,11 +87,45 @@ impl CoreConfig {
             check_duration(path, &key, value, min, max)?;
         }
         for (name, p) in &self.policies {
-            p.validate().map_err(|message| ConfigError::Invalid {
+            let invalid = |message| ConfigError::Invalid {
                 path: path.to_owned(),
                 key: format!("policies.{name}"),
                 message,
-            })?;
+            };
+            p.validate().map_err(invalid)?;
+            self.check_directory_use(p).map_err(invalid)?;
+        }
+        Ok(())
+    }
+
+    /// The directory references of policy `p`: its first factor's, its user-name mapping's
+    /// (an LDAP attribute), and its group policies'.
+    fn check_directory_use(&self, p: &LoginPolicy) -> Result<(), String> {
+        let kinds = || self.directories.iter().map(|(n, d)| (n.as_str(), d.kind()));
+        let dir = p.directory.as_deref();
+        if p.first_factor != FirstFactorKind::None {
+            crate::first_factor::pick(kinds(), p.first_factor.as_str(), dir)
+                .map_err(|m| format!("first_factor = {:?}: {m}", p.first_factor.as_str()))?;
+        }
+        if let Some(attribute) = &p.user_name.vip_user_attribute {
+            if p.first_factor == FirstFactorKind::Radius {
+                return Err(format!("user_name.vip_user_attribute = {attribute:?}: an upstream RADIUS server has no attributes to read; use an ldap directory or a vip_user template"));
+            }
+            crate::first_factor::pick(kinds(), "ldap", dir)
+                .map_err(|m| format!("user_name.vip_user_attribute = {attribute:?}: {m}"))?;
+        }
+        for gp in &p.group_policies {
+            let Some(target) = self.policies.get(&gp.policy) else {
+                return Err(format!(
+                    "group_policies: group {:?} names policy {:?}, which is not configured",
+                    gp.group, gp.policy
+                ));
+            };
+            if target.first_factor != FirstFactorKind::None
+                || target.mode == crate::engine::PasswordMode::PinOtp
+            {
+                return Err(format!("group_policies: policy {:?} (for group {:?}) must be a second-factor policy: no first_factor, and mode \"code\" or \"challenge\"", gp.policy, gp.group));
+            }
         }
         Ok(())
     }
@@ -123,6 +163,10 @@ impl CoreConfig {
             ("push_per_user", throttle.push_per_user),
             ("codes_per_user", throttle.codes_per_user),
             ("requests_per_client", throttle.requests_per_client),
+            (
+                "password_failures_per_user",
+                throttle.password_failures_per_user,
+            ),
         ] {
             out.push((
                 format!("engine.throttle.{name}.per"),
@@ -638,6 +682,9 @@ mod tests {
             }),
             ("engine.throttle.requests_per_client.per", |c, d| {
                 c.engine.throttle.requests_per_client.per = d
+            }),
+            ("engine.throttle.password_failures_per_user.per", |c, d| {
+                c.engine.throttle.password_failures_per_user.per = d
             }),
         ];
         assert_eq!(cases.len(), CoreConfig::default().durations().len());

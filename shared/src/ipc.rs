@@ -569,6 +569,7 @@ mod tests {
                 credential_type: None,
                 authn_id: Some("a1".into()),
                 failed_open: false,
+                reply_attributes: Vec::new(),
             }),
             Outcome::Reject(Reject {
                 reason: RejectReason::BadCode,

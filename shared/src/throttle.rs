@@ -33,6 +33,13 @@ pub struct ThrottleConfig {
     pub codes_per_user: RateLimit,
     /// Requests per RADIUS client / PAM service.
     pub requests_per_client: RateLimit,
+    /// Wrong directory passwords (first factor: LDAP or upstream RADIUS) per login name, before
+    /// further attempts are refused without asking the directory. Default 4 per 30 minutes:
+    /// keep `count` below the directory's own lockout threshold (Active Directory's "Account
+    /// lockout threshold", often 5 or 10) so a stranger who knows a name cannot lock the
+    /// account through us. Only failures count (and attempts in flight); a right password
+    /// clears the count, as AD's bad-password count is reset by a good logon.
+    pub password_failures_per_user: RateLimit,
 }
 
 /// Consecutive bad security codes after which VIP locks a credential (its default policy).
@@ -68,12 +75,18 @@ impl Default for ThrottleConfig {
                 count: 2000,
                 per: Duration::from_secs(1),
             },
+            password_failures_per_user: RateLimit {
+                count: 4,
+                per: Duration::from_secs(30 * 60),
+            },
         }
     }
 }
 
+use std::collections::VecDeque;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use governor::clock::DefaultClock;
 use governor::state::keyed::DashMapStateStore;
@@ -87,6 +100,8 @@ pub enum Limit {
     Push,
     Code,
     Client,
+    /// Wrong directory passwords ([`PasswordGuard`]).
+    Password,
 }
 
 impl Limit {
@@ -95,6 +110,7 @@ impl Limit {
             Limit::Push => "push_per_user",
             Limit::Code => "codes_per_user",
             Limit::Client => "requests_per_client",
+            Limit::Password => "password_failures_per_user",
         }
     }
 }
@@ -124,6 +140,8 @@ impl Throttles {
             Limit::Push => &self.push,
             Limit::Code => &self.codes,
             Limit::Client => &self.clients,
+            // Counted by failures, not attempts: see PasswordGuard.
+            Limit::Password => return true,
         };
         let key = match limit {
             Limit::Client => key.to_owned(),
@@ -138,6 +156,91 @@ impl Throttles {
             }
         }
         limiter.check_key(&key).is_ok()
+    }
+}
+
+/// The AD-lockout guard: at most `count` wrong directory passwords per login name in any
+/// `per` window. An attempt in flight counts as a failure until it ends, so a burst of
+/// concurrent guesses cannot slip past the limit; a right password clears the count; an
+/// attempt that ends without a verdict (outage) counts for nothing.
+pub struct PasswordGuard {
+    limit: RateLimit,
+    /// Bounded: a user's window is forgotten once idle for `per` (it is empty by then).
+    users: moka::sync::Cache<String, Arc<Mutex<FailureWindow>>>,
+}
+
+#[derive(Default)]
+struct FailureWindow {
+    failures: VecDeque<std::time::Instant>,
+    in_flight: u32,
+}
+
+/// One directory password check under the guard; ends with [`failed`](Self::failed),
+/// [`passed`](Self::passed), or (dropped) as neither.
+pub struct PasswordAttempt {
+    window: Arc<Mutex<FailureWindow>>,
+    per: Duration,
+}
+
+impl PasswordGuard {
+    pub fn new(limit: RateLimit) -> Result<Self, String> {
+        quota("password_failures_per_user", limit)?;
+        Ok(PasswordGuard {
+            limit,
+            users: moka::sync::Cache::builder()
+                .time_to_idle(limit.per)
+                .max_capacity(1_000_000)
+                .build(),
+        })
+    }
+
+    /// Starts an attempt for `login` (case-folded here), or `None` when its failures (with
+    /// the attempts in flight) already reach the limit.
+    pub fn begin(&self, login: &str) -> Option<PasswordAttempt> {
+        let window = self.users.get_with(login.to_lowercase(), || {
+            Arc::new(Mutex::new(FailureWindow::default()))
+        });
+        {
+            let mut w = window.lock().unwrap_or_else(|e| e.into_inner());
+            let now = std::time::Instant::now();
+            while w
+                .failures
+                .front()
+                .is_some_and(|t| now.duration_since(*t) >= self.limit.per)
+            {
+                w.failures.pop_front();
+            }
+            if w.failures.len() as u64 + u64::from(w.in_flight) >= u64::from(self.limit.count) {
+                return None;
+            }
+            w.in_flight += 1;
+        }
+        Some(PasswordAttempt {
+            window,
+            per: self.limit.per,
+        })
+    }
+}
+
+impl PasswordAttempt {
+    /// The directory refused the password: it counts for `per`.
+    pub fn failed(self) {
+        let mut w = self.window.lock().unwrap_or_else(|e| e.into_inner());
+        w.failures.push_back(std::time::Instant::now());
+        let _ = self.per;
+    }
+
+    /// The password was right: earlier failures are forgotten.
+    pub fn passed(self) {
+        let mut w = self.window.lock().unwrap_or_else(|e| e.into_inner());
+        w.failures.clear();
+    }
+}
+
+impl Drop for PasswordAttempt {
+    fn drop(&mut self) {
+        let mut w = self.window.lock().unwrap_or_else(|e| e.into_inner());
+        w.in_flight = w.in_flight.saturating_sub(1);
     }
 }
 
@@ -167,7 +270,51 @@ mod tests {
             push_per_user: l,
             codes_per_user: l,
             requests_per_client: l,
+            password_failures_per_user: l,
         }
+    }
+
+    #[test]
+    fn the_password_guard_counts_failures_and_attempts_in_flight() {
+        let g = PasswordGuard::new(RateLimit {
+            count: 3,
+            per: Duration::from_secs(60),
+        })
+        .unwrap();
+        // Right passwords never use the allowance up.
+        for _ in 0..10 {
+            g.begin("alice").unwrap().passed();
+        }
+        g.begin("alice").unwrap().failed();
+        g.begin("ALICE").unwrap().failed();
+        // Two failures and one attempt in flight reach the limit of 3: a concurrent fourth
+        // guess is refused before it reaches the directory.
+        let pending = g.begin("alice").unwrap();
+        assert!(g.begin("alice").is_none());
+        // An attempt without a verdict (an outage) counts for nothing.
+        drop(pending);
+        g.begin("alice").unwrap().failed();
+        assert!(g.begin("alice").is_none(), "three failures");
+        assert!(g.begin("bob").is_some(), "per login name");
+    }
+
+    #[test]
+    fn a_right_password_clears_the_failures_and_they_expire() {
+        let g = PasswordGuard::new(RateLimit {
+            count: 2,
+            per: Duration::from_millis(200),
+        })
+        .unwrap();
+        g.begin("alice").unwrap().failed();
+        g.begin("alice").unwrap().passed();
+        g.begin("alice").unwrap().failed();
+        g.begin("alice").unwrap().failed();
+        assert!(g.begin("alice").is_none());
+        std::thread::sleep(Duration::from_millis(250));
+        assert!(
+            g.begin("alice").is_some(),
+            "failures older than per are forgotten"
+        );
     }
 
     #[test]

@@ -810,9 +810,17 @@ async fn process(
                 outcome = "accept",
                 factor = a.factor.as_str(),
                 failed_open = a.failed_open,
+                reply_attributes = a.reply_attributes.len(),
                 "answered"
             );
-            (pkt::CODE_ACCESS_ACCEPT, "", Vec::new())
+            // The upstream RADIUS server's attributes (first factor), as it sent them, so the
+            // VPN's group policies keep working.
+            let passed = a
+                .reply_attributes
+                .iter()
+                .map(|r| (r.kind, &r.value[..]))
+                .collect();
+            (pkt::CODE_ACCESS_ACCEPT, "", passed)
         }
         Outcome::Reject(r) => {
             Stats::inc(&stats.access_reject);

@@ -14,6 +14,7 @@ mod model;
 pub mod policy;
 mod push;
 
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,15 +29,21 @@ pub use config::EngineConfig;
 pub use model::{
     Accept, AuthRequest, Challenge, ClientInfo, Factor, FrontDoor, Outcome, Reject, RejectReason,
 };
-pub use policy::{EmptyPassword, FailMode, LoginPolicy, OtpOperation, PasswordMode, PushMode};
+pub use policy::{
+    EmptyPassword, FailMode, FirstFactorKind, GroupPolicy, LoginPolicy, OtpOperation,
+    PasswordFormat, PasswordMode, PushMode, UserNameMapping,
+};
 
 use crate::cache::UserFactorsCache;
-use crate::challenge::{StateSealer, Step};
+use crate::challenge::{SessionHandle, StateSealer, Step};
 use crate::config::CoreConfig;
+use crate::first_factor::{
+    self, DirectoryUser, FirstFactor, FirstFactorError, Lookup, RawAttribute, Verdict,
+};
 use crate::log_text::{escaped, Escaped};
 use crate::metrics::Metrics;
 use crate::secret::Secret;
-use crate::throttle::{Limit, Throttles};
+use crate::throttle::{Limit, PasswordGuard, Throttles};
 use backend::{
     transaction_key, Backend, BackendError, Channel, CodeCheck, CodeKind, PushStart, PushState,
     Refusal, UserFactors, Verified,
@@ -97,17 +104,41 @@ pub struct Engine {
     throttled_log: crate::log_limit::OncePerSecond,
     /// VIP's refusals worth a warning (no push device, invalid phone, expired PIN, failed push).
     refusal_log: crate::log_limit::OncePerSecond,
+    /// First factors (`[directories]`), by name.
+    directories: HashMap<String, Arc<dyn FirstFactor>>,
+    /// Every named policy, for `group_policies`.
+    policies: HashMap<String, Arc<LoginPolicy>>,
+    /// Logins whose password was checked in an earlier round (or that wait on the upstream's
+    /// question), by the handle their State carries. Kept while States may still name them.
+    sessions: moka::sync::Cache<SessionHandle, Arc<FirstFactorSession>>,
+    /// The AD-lockout guard.
+    password_guard: PasswordGuard,
+    /// Refused passwords and directory look-ups (a stranger can repeat them).
+    first_factor_log: crate::log_limit::OncePerSecond,
+}
+
+/// What a later round of a login with a first factor needs from the round that checked the
+/// password. Held in memory only (a State has no room for reply attributes): a login that
+/// fails over to another instance mid-dialogue starts again.
+struct FirstFactorSession {
+    /// The directory login name (for an upstream question's answer).
+    login_name: String,
+    vip_user: String,
+    /// The policy in force after group selection.
+    policy: Arc<LoginPolicy>,
+    reply_attributes: Arc<Vec<RawAttribute>>,
+    /// Set while the upstream RADIUS server's Access-Challenge waits for its answer (the
+    /// password has not passed yet).
+    upstream_state: Option<Vec<u8>>,
 }
 
 /// Longest wait inside a continuing round for a push that is still pending.
 const MAX_ROUND_WAIT: Duration = Duration::from_secs(10);
 
 impl Engine {
-    /// Builds the engine and its VIP client from the core configuration.
+    /// Builds the engine, its VIP client and its directories from the core configuration.
     pub fn new(core: &CoreConfig) -> Result<Arc<Engine>, EngineError> {
-        let client = crate::vip::VipClient::new(&core.vip)?;
-        let backend = crate::vip::VipBackend::new(client, core.vip.health_check_interval);
-        Engine::with_backend(&core.engine, Arc::new(backend))
+        Self::from_core(core, None)
     }
 
     /// [`Engine::new`], with the engine and its VIP client recording into `metrics`.
@@ -115,12 +146,42 @@ impl Engine {
         core: &CoreConfig,
         metrics: Arc<Metrics>,
     ) -> Result<Arc<Engine>, EngineError> {
+        Self::from_core(core, Some(metrics))
+    }
+
+    fn from_core(
+        core: &CoreConfig,
+        metrics: Option<Arc<Metrics>>,
+    ) -> Result<Arc<Engine>, EngineError> {
         let client = crate::vip::VipClient::new(&core.vip)?;
-        client.set_metrics(metrics.clone());
+        if let Some(m) = &metrics {
+            client.set_metrics(m.clone());
+        }
         let backend = crate::vip::VipBackend::new(client, core.vip.health_check_interval);
-        let engine = Engine::with_backend(&core.engine, Arc::new(backend))?;
-        engine.set_metrics(metrics);
+        let engine = Engine::with_parts(
+            &core.engine,
+            Arc::new(backend),
+            Self::directories(core)?,
+            &core.policies,
+        )?;
+        if let Some(m) = metrics {
+            engine.set_metrics(m);
+        }
         Ok(engine)
+    }
+
+    /// The first factors `[directories]` describes (files read, nothing contacted).
+    pub fn directories(
+        core: &CoreConfig,
+    ) -> Result<HashMap<String, Arc<dyn FirstFactor>>, EngineError> {
+        core.directories
+            .iter()
+            .map(|(name, d)| {
+                d.build(&core.base_dir)
+                    .map(|built| (name.clone(), built))
+                    .map_err(|m| EngineError::Config(format!("directories.{name}: {m}")))
+            })
+            .collect()
     }
 
     /// Records logins, rejects, fail-opens, throttles and pending pushes into `metrics` from
@@ -144,6 +205,7 @@ impl Engine {
     pub fn check(core: &CoreConfig) -> Result<(), EngineError> {
         Self::parts(&core.engine)?;
         crate::vip::VipClient::new(&core.vip)?;
+        Self::directories(core)?;
         Ok(())
     }
 
@@ -161,6 +223,7 @@ impl Engine {
             )));
         }
         let throttles = Throttles::new(&cfg.throttle).map_err(EngineError::Config)?;
+        PasswordGuard::new(cfg.throttle.password_failures_per_user).map_err(EngineError::Config)?;
         Ok((sealer, throttles))
     }
 
@@ -169,10 +232,21 @@ impl Engine {
         cfg.state_ttl.max(Duration::from_secs(660))
     }
 
-    /// Builds the engine over any [`Backend`].
+    /// Builds the engine over any [`Backend`], without directories.
     pub fn with_backend(
         cfg: &EngineConfig,
         backend: Arc<dyn Backend>,
+    ) -> Result<Arc<Engine>, EngineError> {
+        Self::with_parts(cfg, backend, HashMap::new(), &BTreeMap::new())
+    }
+
+    /// Builds the engine over any [`Backend`] and first factors; `policies` are the named
+    /// policies `group_policies` may pick.
+    pub fn with_parts(
+        cfg: &EngineConfig,
+        backend: Arc<dyn Backend>,
+        directories: HashMap<String, Arc<dyn FirstFactor>>,
+        policies: &BTreeMap<String, LoginPolicy>,
     ) -> Result<Arc<Engine>, EngineError> {
         let max_ttl = Self::max_state_ttl(cfg);
         let (sealer, throttles) = Self::parts(cfg)?;
@@ -196,6 +270,18 @@ impl Engine {
             bad_state_log: crate::log_limit::OncePerSecond::new(),
             throttled_log: crate::log_limit::OncePerSecond::new(),
             refusal_log: crate::log_limit::OncePerSecond::new(),
+            directories,
+            policies: policies
+                .iter()
+                .map(|(n, p)| (n.clone(), Arc::new(p.clone())))
+                .collect(),
+            sessions: moka::sync::Cache::builder()
+                .time_to_idle(max_ttl)
+                .max_capacity(1_000_000)
+                .build(),
+            password_guard: PasswordGuard::new(cfg.throttle.password_failures_per_user)
+                .map_err(EngineError::Config)?,
+            first_factor_log: crate::log_limit::OncePerSecond::new(),
         }))
     }
 
@@ -254,6 +340,9 @@ impl Engine {
                 factor = login.factor.as_str(),
                 reason,
                 vip_status = login.status.as_deref().unwrap_or(""),
+                first_factor = login.first_factor,
+                first_factor_result = login.first_factor_result,
+                vip_user = %Escaped(&login.vip_user),
                 request_ids = %login.request_ids.join(","),
                 remote = %escaped(req.client.remote.as_deref()),
                 duration_ms = started.elapsed().as_millis() as u64,
@@ -274,24 +363,47 @@ impl Engine {
         if let Err(why) = check_user_name(&req.user) {
             return reject(RejectReason::BadInput, why);
         }
+        let first_factor = req.policy.first_factor != FirstFactorKind::None;
         if let Some(token) = &req.state {
-            return match self.sealer.open(token, &req.user, &login.client_key) {
-                Ok(opened) => self.continue_step(login, opened.step, opened.expires).await,
-                Err(e) => {
-                    self.stats.bad_states.fetch_add(1, Ordering::Relaxed);
-                    if let Some(suppressed) = self.bad_state_log.pass() {
-                        warn!(problem = %e, suppressed, "refused a State");
-                    }
-                    reject(RejectReason::BadState, MSG_BAD_STATE)
-                }
+            let opened = match self.sealer.open(token, &req.user, &login.client_key) {
+                Ok(opened) => opened,
+                Err(e) => return self.bad_state(&e),
             };
+            if first_factor {
+                // The password was checked in an earlier round: that round's session says
+                // who the user is at VIP and what the directory answered.
+                let session = opened
+                    .session
+                    .and_then(|h| self.sessions.get(&h).map(|s| (h, s)));
+                let Some((handle, session)) = session else {
+                    return self.bad_state(&"its first-factor session is gone (expired, the daemon restarted, or another instance issued it)");
+                };
+                login.adopt(handle, &session);
+                if opened.step == Step::Upstream {
+                    return self.answer_upstream(login, &session).await;
+                }
+            } else if let Err(refused) = self.map_user(login).await {
+                return refused;
+            }
+            return self.continue_step(login, opened.step, opened.expires).await;
         }
-        let policy = &req.policy;
+        if first_factor {
+            return self.first_factor(login).await;
+        }
+        if let Err(refused) = self.map_user(login).await {
+            return refused;
+        }
+        self.second_factor(login, req.secret.clone()).await
+    }
+
+    /// The first round's second factor, from what was typed for it.
+    async fn second_factor(&self, login: &mut Login<'_>, secret: Option<Secret>) -> Outcome {
+        let policy = login.policy.clone();
         if policy.mode == PasswordMode::Challenge {
             // The first round only opens the menu; whatever was typed is not a second factor.
             return self.menu(login, true).await;
         }
-        match classify(policy, req.secret.as_ref()) {
+        match classify(&policy, secret.as_ref()) {
             Typed::Nothing => match policy.empty_password {
                 EmptyPassword::Reject => reject(RejectReason::BadInput, MSG_EMPTY),
                 EmptyPassword::Push => self.push(login, true).await,
@@ -319,13 +431,260 @@ impl Engine {
         }
     }
 
+    fn bad_state(&self, problem: &dyn std::fmt::Display) -> Outcome {
+        self.stats.bad_states.fetch_add(1, Ordering::Relaxed);
+        if let Some(suppressed) = self.bad_state_log.pass() {
+            warn!(problem = %problem, suppressed, "refused a State");
+        }
+        reject(RejectReason::BadState, MSG_BAD_STATE)
+    }
+
+    /// The directory this policy asks, by name or as the only one of its kind.
+    fn directory_for(
+        &self,
+        policy: &LoginPolicy,
+        kind: FirstFactorKind,
+    ) -> Result<(&str, &Arc<dyn FirstFactor>), String> {
+        let name = first_factor::pick(
+            self.directories.iter().map(|(n, d)| (n.as_str(), d.kind())),
+            kind.as_str(),
+            policy.directory.as_deref(),
+        )?;
+        self.directories
+            .get_key_value(name)
+            .map(|(n, d)| (n.as_str(), d))
+            .ok_or_else(|| format!("no directory named {name:?}"))
+    }
+
+    /// Login-name mapping where no first factor runs here (PAM's stack or the NAS checked
+    /// the password): the template, or the directory attribute looked up with the service
+    /// account.
+    async fn map_user(&self, login: &mut Login<'_>) -> Result<(), Outcome> {
+        let policy = login.policy.clone();
+        if !policy.maps_user_names() {
+            return Ok(());
+        }
+        let name = policy.user_name.login_name(&login.req.user);
+        let vip_user = match &policy.user_name.vip_user_attribute {
+            None => policy.user_name.vip_user(&name),
+            Some(attribute) => {
+                let (_, directory) = self
+                    .directory_for(&policy, FirstFactorKind::Ldap)
+                    .map_err(|why| self.misconfigured_directory(&why))?;
+                let who = Lookup {
+                    login: &name,
+                    attribute: Some(attribute),
+                    groups: false,
+                };
+                match directory.lookup(who).await {
+                    Ok(Some(DirectoryUser {
+                        attribute: Some(v), ..
+                    })) => v,
+                    Ok(_) => {
+                        if let Some(suppressed) = self.first_factor_log.pass() {
+                            warn!(login = %Escaped(&name), attribute = %attribute, suppressed, "no directory entry with the VIP user attribute for this login name: refusing");
+                        }
+                        return Err(self.unknown_user(login));
+                    }
+                    Err(e) => return Err(self.directory_failed(e)),
+                }
+            }
+        };
+        login
+            .set_vip_user(vip_user)
+            .map_err(|why| reject(RejectReason::BadInput, why))
+    }
+
+    fn unknown_user(&self, login: &Login<'_>) -> Outcome {
+        if login.policy.helpful_messages {
+            reject(RejectReason::UnknownUser, MSG_NOT_ENROLLED)
+        } else {
+            reject(RejectReason::UnknownUser, MSG_BAD_CODE)
+        }
+    }
+
+    /// The first round of a policy with a first factor: split what was typed into the
+    /// password and the second factor, check the password, then the second factor.
+    async fn first_factor(&self, login: &mut Login<'_>) -> Outcome {
+        let req = login.req;
+        let policy = req.policy.clone();
+        let typed = req.secret.clone().unwrap_or_default();
+        let (password, second) = match split_password(&policy, &typed) {
+            Ok(split) => split,
+            Err(message) => return reject(RejectReason::BadInput, message),
+        };
+        let name = policy.user_name.login_name(&req.user);
+        self.check_password(login, &name, &password, None, second)
+            .await
+    }
+
+    /// A round answering the upstream RADIUS server's Access-Challenge.
+    async fn answer_upstream(
+        &self,
+        login: &mut Login<'_>,
+        session: &FirstFactorSession,
+    ) -> Outcome {
+        let Some(state) = session.upstream_state.as_deref() else {
+            return self.bad_state(&"an upstream step without the upstream's State");
+        };
+        let answer = login.req.secret.clone().unwrap_or_default();
+        let name = session.login_name.clone();
+        self.check_password(login, &name, &answer, Some(state), None)
+            .await
+    }
+
+    /// Checks the directory password under the AD-lockout guard, then goes on to the second
+    /// factor (`second`, typed with the password, or asked for). Never fails open.
+    async fn check_password(
+        &self,
+        login: &mut Login<'_>,
+        name: &str,
+        password: &Secret,
+        upstream_state: Option<&[u8]>,
+        second: Option<Secret>,
+    ) -> Outcome {
+        let policy = login.req.policy.clone();
+        let (directory_name, directory) = match self.directory_for(&policy, policy.first_factor) {
+            Ok(d) => d,
+            Err(why) => return self.misconfigured_directory(&why),
+        };
+        login.first_factor = directory.kind();
+        if password.is_empty() {
+            return reject(RejectReason::BadInput, MSG_PASSWORD_EMPTY);
+        }
+        let Some(attempt) = self.password_guard.begin(name) else {
+            return self.throttled(Limit::Password);
+        };
+        let who = Lookup {
+            login: name,
+            attribute: policy.user_name.vip_user_attribute.as_deref(),
+            groups: !policy.required_groups.is_empty() || !policy.group_policies.is_empty(),
+        };
+        let verdict = directory.verify(who, password, upstream_state).await;
+        let user = match verdict {
+            Ok(Verdict::Passed(user)) => {
+                attempt.passed();
+                user
+            }
+            Ok(Verdict::Refused { why }) => {
+                attempt.failed();
+                login.first_factor_result = "refused";
+                if let Some(suppressed) = self.first_factor_log.pass() {
+                    warn!(directory = directory_name, login = %Escaped(name), problem = %Escaped(&why), suppressed, "the directory refused the password");
+                }
+                return reject(RejectReason::BadPassword, MSG_BAD_PASSWORD);
+            }
+            Ok(Verdict::Challenge { prompt, state }) => {
+                drop(attempt);
+                login.first_factor_result = "challenge";
+                let session = FirstFactorSession {
+                    login_name: name.to_owned(),
+                    vip_user: String::new(),
+                    policy: policy.clone(),
+                    reply_attributes: Arc::new(Vec::new()),
+                    upstream_state: Some(state),
+                };
+                login.session = Some(self.new_session(session));
+                return self.challenge(login, &Step::Upstream, self.cfg.state_ttl, &prompt, false);
+            }
+            Err(e) => {
+                drop(attempt);
+                login.first_factor_result = "error";
+                return self.directory_failed(e);
+            }
+        };
+        login.first_factor_result = "passed";
+        // Group membership: who may log in here, and which second factor they get.
+        if !policy.required_groups.is_empty()
+            && !policy
+                .required_groups
+                .iter()
+                .any(|g| user.groups.contains(&g.to_lowercase()))
+        {
+            if let Some(suppressed) = self.first_factor_log.pass() {
+                warn!(directory = directory_name, login = %Escaped(name), suppressed, "the password was right but the user is in none of required_groups: refusing");
+            }
+            return reject(RejectReason::NotPermitted, MSG_NOT_PERMITTED);
+        }
+        let effective = policy
+            .group_policies
+            .iter()
+            .find(|gp| user.groups.contains(&gp.group.to_lowercase()))
+            .and_then(|gp| self.policies.get(&gp.policy).cloned())
+            .unwrap_or_else(|| policy.clone());
+        let vip_user = match (&policy.user_name.vip_user_attribute, user.attribute) {
+            (None, _) => policy.user_name.vip_user(name),
+            (Some(_), Some(v)) => v,
+            (Some(attribute), None) => {
+                if let Some(suppressed) = self.first_factor_log.pass() {
+                    warn!(directory = directory_name, login = %Escaped(name), attribute = %attribute, suppressed, "the user's directory entry has no VIP user attribute: refusing");
+                }
+                return self.unknown_user(login);
+            }
+        };
+        if let Err(why) = login.set_vip_user(vip_user) {
+            return reject(RejectReason::BadInput, why);
+        }
+        login.policy = effective;
+        login.reply_attributes = Arc::new(user.reply_attributes);
+        login.password_checked = true;
+        login.session = None;
+        let effective = login.policy.clone();
+        match second {
+            Some(second) => self.second_factor(login, Some(second)).await,
+            None if effective.mode != PasswordMode::Challenge
+                && effective.empty_password == EmptyPassword::Push =>
+            {
+                self.push(login, true).await
+            }
+            None => self.menu(login, true).await,
+        }
+    }
+
+    fn new_session(&self, session: FirstFactorSession) -> SessionHandle {
+        let handle: SessionHandle = rand::random();
+        self.sessions.insert(handle, Arc::new(session));
+        handle
+    }
+
+    fn misconfigured_directory(&self, why: &str) -> Outcome {
+        if self.misconfigured_log.allow() {
+            tracing::error!(problem = %why, "no directory for this policy's first factor or user-name mapping: check [directories] and the policy's directory key");
+        }
+        reject(RejectReason::Misconfigured, MSG_MISCONFIGURED)
+    }
+
+    /// A directory that gave no verdict. A first factor never fails open.
+    fn directory_failed(&self, e: FirstFactorError) -> Outcome {
+        match e {
+            FirstFactorError::Outage(why) => {
+                if self.outage_log.allow() {
+                    warn!(problem = %why, "the directory is unavailable: rejecting (a first factor never fails open)");
+                }
+                reject(RejectReason::Unavailable, MSG_UNAVAILABLE)
+            }
+            FirstFactorError::Misconfigured(why) => {
+                if self.misconfigured_log.allow() {
+                    tracing::error!(problem = %why, "directory misconfiguration or protocol error: check [directories] (rejecting)");
+                }
+                reject(RejectReason::Misconfigured, MSG_MISCONFIGURED)
+            }
+            FirstFactorError::Overloaded(why) => {
+                if self.overload_log.allow() {
+                    warn!(problem = %why, "overloaded: no free directory connection in time (rejecting; at most one such line per second)");
+                }
+                reject(RejectReason::Overloaded, MSG_OVERLOADED)
+            }
+        }
+    }
+
     async fn continue_step(
         &self,
         login: &mut Login<'_>,
         step: Step,
         expires: SystemTime,
     ) -> Outcome {
-        let typed = classify(&login.req.policy, login.req.secret.as_ref());
+        let typed = classify(&login.policy, login.req.secret.as_ref());
         match step {
             Step::Menu => match typed {
                 Typed::Nothing | Typed::Push => self.push(login, false).await,
@@ -365,6 +724,11 @@ impl Engine {
                         .await
                 }
             },
+            // Answered in `decide` for policies with a first factor; here the client's policy
+            // changed mid-login.
+            Step::Upstream => {
+                self.bad_state(&"an upstream step for a policy without a first factor")
+            }
         }
     }
 
@@ -393,24 +757,23 @@ impl Engine {
         pin: Option<Secret>,
         first_round: bool,
     ) -> Outcome {
-        let req = login.req;
         if !self.throttles.allow(Limit::Code, &login.user_key) {
             return self.throttled(Limit::Code);
         }
         let kind = if login.delivered_code {
             CodeKind::Delivered
-        } else if req.policy.otp_operation == OtpOperation::CheckOtp {
+        } else if login.policy.otp_operation == OtpOperation::CheckOtp {
             CodeKind::LoginBareCheck
         } else {
             CodeKind::Login
         };
         let check = CodeCheck {
-            user: req.user.clone(),
+            user: login.vip_user.clone(),
             code,
             next_code,
             kind,
             pin,
-            auth_level: req.policy.auth_level,
+            auth_level: login.policy.auth_level,
         };
         let (request_id, result) = self.backend.verify_code(&check).await;
         login.note(request_id);
@@ -435,11 +798,11 @@ impl Engine {
     /// Sends a push, or joins the one already pending for this user at this client.
     async fn push(&self, login: &mut Login<'_>, first_round: bool) -> Outcome {
         let req = login.req;
-        let policy = &req.policy;
+        let policy = login.policy.clone();
         login.factor = Factor::Push;
         let challenge_mode = policy.push_mode == PushMode::Challenge;
         let start = PushStart {
-            user: req.user.clone(),
+            user: login.vip_user.clone(),
             title: policy.push_title.clone(),
             text: policy.push_text.clone(),
             profile: req
@@ -572,7 +935,6 @@ impl Engine {
         channel: Channel,
         first_round: bool,
     ) -> Outcome {
-        let req = login.req;
         login.factor = if channel == Channel::Sms {
             Factor::Sms
         } else {
@@ -594,7 +956,7 @@ impl Engine {
                 refusal: Refusal::UnknownUser,
                 status,
                 ..
-            }) if !req.policy.helpful_messages => {
+            }) if !login.policy.helpful_messages => {
                 login.status = Some(status);
                 let prompt = format!(
                     "A security code was sent {how} to {}.\nEnter it:",
@@ -616,7 +978,10 @@ impl Engine {
         if !self.throttles.allow(Limit::Push, &login.user_key) {
             return self.throttled(Limit::Push);
         }
-        let (request_id, result) = self.backend.send_code(&req.user, channel, number).await;
+        let (request_id, result) = self
+            .backend
+            .send_code(&login.vip_user, channel, number)
+            .await;
         login.note(request_id);
         if let Err(e) = result {
             return self.failed(login, e, first_round).await;
@@ -638,7 +1003,7 @@ impl Engine {
                 refusal: Refusal::UnknownUser,
                 status,
                 ..
-            }) if !login.req.policy.helpful_messages => {
+            }) if !login.policy.helpful_messages => {
                 login.status = Some(status);
                 UserFactors {
                     push: true,
@@ -678,7 +1043,7 @@ impl Engine {
     }
 
     async fn user_factors(&self, login: &mut Login<'_>) -> Result<UserFactors, BackendError> {
-        let (request_id, result) = self.factors.get(&self.backend, &login.req.user).await;
+        let (request_id, result) = self.factors.get(&self.backend, &login.vip_user).await;
         login.note(request_id);
         result
     }
@@ -691,10 +1056,24 @@ impl Engine {
         prompt: &str,
         echo: bool,
     ) -> Outcome {
-        match self
-            .sealer
-            .seal(&login.req.user, &login.client_key, step, ttl)
-        {
+        if login.password_checked && login.session.is_none() {
+            // A later round must know the password passed, and who the user is at VIP.
+            let session = FirstFactorSession {
+                login_name: String::new(),
+                vip_user: login.vip_user.clone(),
+                policy: login.policy.clone(),
+                reply_attributes: login.reply_attributes.clone(),
+                upstream_state: None,
+            };
+            login.session = Some(self.new_session(session));
+        }
+        match self.sealer.seal_with_session(
+            &login.req.user,
+            &login.client_key,
+            step,
+            ttl,
+            login.session.as_ref(),
+        ) {
             Ok(state) => Outcome::Challenge(Challenge {
                 prompt: prompt.to_owned(),
                 echo,
@@ -723,7 +1102,7 @@ impl Engine {
                     }
                     // The same words as a wrong code unless the site wants helpful messages:
                     // a stranger must not learn who has an account (the log says which).
-                    Refusal::UnknownUser if login.req.policy.helpful_messages => {
+                    Refusal::UnknownUser if login.policy.helpful_messages => {
                         (RejectReason::UnknownUser, MSG_NOT_ENROLLED)
                     }
                     Refusal::UnknownUser => (RejectReason::UnknownUser, MSG_BAD_CODE),
@@ -757,7 +1136,7 @@ impl Engine {
                 reject(reason, msg)
             }
             BackendError::Outage(why) => {
-                if first_round && login.req.policy.fail_mode == FailMode::Open {
+                if first_round && login.policy.fail_mode == FailMode::Open {
                     if self.backend.outage_confirmed().await {
                         self.stats.fail_opens.fetch_add(1, Ordering::Relaxed);
                         if let Some(m) = self.metrics.get() {
@@ -773,6 +1152,7 @@ impl Engine {
                             credential_type: None,
                             authn_id: None,
                             failed_open: true,
+                            reply_attributes: login.reply_attributes.to_vec(),
                         });
                     }
                     if self.outage_log.allow() {
@@ -832,6 +1212,20 @@ struct Login<'a> {
     request_ids: Vec<String>,
     /// The code being checked answers an SMS/voice code the service sent.
     delivered_code: bool,
+    /// The user at VIP: the name as typed unless the policy maps it (template, directory
+    /// attribute). Every VIP call and per-user key uses it.
+    vip_user: String,
+    /// The policy in force: the request's, or the one a directory group chose.
+    policy: Arc<LoginPolicy>,
+    /// The directory password was checked (in this round or an earlier one).
+    password_checked: bool,
+    /// This login's first-factor session, once a State must carry it.
+    session: Option<SessionHandle>,
+    /// The upstream RADIUS server's reply attributes, for the Access-Accept.
+    reply_attributes: Arc<Vec<RawAttribute>>,
+    /// For the log line: `ldap` / `radius` when a first factor ran, and how it ended.
+    first_factor: &'static str,
+    first_factor_result: &'static str,
 }
 
 impl<'a> Login<'a> {
@@ -845,13 +1239,47 @@ impl<'a> Login<'a> {
             status: None,
             request_ids: Vec::new(),
             delivered_code: false,
+            vip_user: req.user.clone(),
+            policy: req.policy.clone(),
+            password_checked: false,
+            session: None,
+            reply_attributes: Arc::new(Vec::new()),
+            first_factor: "",
+            first_factor_result: "",
+        }
+    }
+
+    /// Uses `vip_user` for VIP and every per-user key from now on.
+    fn set_vip_user(&mut self, vip_user: String) -> Result<(), &'static str> {
+        let vip_user = vip_user.trim().to_owned();
+        check_user_name(&vip_user)?;
+        self.user_key = vip_user.to_lowercase();
+        self.vip_user = vip_user;
+        Ok(())
+    }
+
+    /// Continues the first-factor session `handle` of an earlier round.
+    fn adopt(&mut self, handle: SessionHandle, session: &FirstFactorSession) {
+        self.session = Some(handle);
+        self.first_factor = match session.policy.first_factor {
+            FirstFactorKind::Ldap => "ldap",
+            FirstFactorKind::Radius => "radius",
+            FirstFactorKind::None => "",
+        };
+        if session.upstream_state.is_none() {
+            self.password_checked = true;
+            self.first_factor_result = "passed";
+            self.user_key = session.vip_user.to_lowercase();
+            self.vip_user = session.vip_user.clone();
+            self.policy = session.policy.clone();
+            self.reply_attributes = session.reply_attributes.clone();
         }
     }
 
     /// How a phone number is shown before any secret was checked: its last digits only where
     /// the policy wants helpful messages.
     fn phone(&self, number: &str) -> String {
-        if self.req.policy.helpful_messages && !number.is_empty() {
+        if self.policy.helpful_messages && !number.is_empty() {
             mask(number)
         } else {
             "your registered phone".to_owned()
@@ -861,7 +1289,7 @@ impl<'a> Login<'a> {
     /// Whether this login's pushes ask for a number challenge (only where the number can be
     /// shown: a challenge round).
     fn push_offers_number(&self) -> bool {
-        self.req.policy.number_challenge && self.req.policy.push_mode == PushMode::Challenge
+        self.policy.number_challenge && self.policy.push_mode == PushMode::Challenge
     }
 
     fn note(&mut self, request_id: Option<String>) {
@@ -879,6 +1307,7 @@ impl<'a> Login<'a> {
             credential_type: v.credential_type,
             authn_id: v.authn_id,
             failed_open: false,
+            reply_attributes: self.reply_attributes.to_vec(),
         })
     }
 
@@ -961,6 +1390,51 @@ fn classify(policy: &LoginPolicy, secret: Option<&Secret>) -> Typed {
         Typed::Code(Secret::new(
             t.chars().filter(|c| !c.is_whitespace()).collect::<String>(),
         ))
+    }
+}
+
+/// With a first factor: the password and what was typed for the second factor (`None`: ask
+/// for it). `Err` is the message for input that fits no format.
+fn split_password(
+    policy: &LoginPolicy,
+    typed: &Secret,
+) -> Result<(Secret, Option<Secret>), &'static str> {
+    let t = typed.expose();
+    if policy.mode == PasswordMode::Challenge {
+        return Ok((typed.clone(), None));
+    }
+    match policy.password_format {
+        PasswordFormat::Delimited => {
+            // Split on the last delimiter, and only when what follows reads as a second
+            // factor: a password may contain the delimiter itself.
+            if let Some((password, second)) = t.rsplit_once(policy.delimiter.as_str()) {
+                let second = Secret::new(second);
+                let reads = match classify(policy, Some(&second)) {
+                    Typed::Code(c) => is_code(&c),
+                    Typed::Push | Typed::Sms | Typed::Voice => true,
+                    Typed::Nothing => false,
+                };
+                if reads && !password.is_empty() {
+                    return Ok((Secret::new(password), Some(second)));
+                }
+            }
+            Ok((typed.clone(), None))
+        }
+        PasswordFormat::Appended => {
+            let split = t.len().checked_sub(policy.code_length).filter(|&n| n > 0);
+            match split.filter(|&n| t.is_char_boundary(n)) {
+                Some(n) => {
+                    let (password, code) = t.split_at(n);
+                    let code = Secret::new(code);
+                    if is_code(&code) {
+                        Ok((Secret::new(password), Some(code)))
+                    } else {
+                        Err(MSG_APPENDED_FORMAT)
+                    }
+                }
+                None => Err(MSG_APPENDED_FORMAT),
+            }
+        }
     }
 }
 
@@ -1050,6 +1524,11 @@ const MSG_CODE_FORMAT: &str =
 const MSG_PIN_FORMAT: &str = "Enter your PIN followed by the security code from your token.";
 const MSG_NEXT_CODE: &str =
     "Your token is out of sync. Wait for the next security code and enter it:";
+const MSG_BAD_PASSWORD: &str = "Wrong user name or password.";
+const MSG_PASSWORD_EMPTY: &str = "Enter your password.";
+const MSG_APPENDED_FORMAT: &str =
+    "Enter your password followed by the security code from your token.";
+const MSG_NOT_PERMITTED: &str = "You are not allowed to sign in here. Contact your help desk.";
 const MSG_UNAVAILABLE: &str = "The two-factor service is unavailable. Try again later.";
 const MSG_MISCONFIGURED: &str =
     "Two-factor sign-in is not set up correctly. Contact your help desk.";

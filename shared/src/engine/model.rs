@@ -106,6 +106,9 @@ pub struct Accept {
     /// True when the login was let through without a second factor because VIP could not be
     /// reached and the policy fails open.
     pub failed_open: bool,
+    /// The upstream RADIUS server's reply attributes (first factor), for the Access-Accept.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reply_attributes: Vec<crate::first_factor::RawAttribute>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -170,6 +173,10 @@ pub enum RejectReason {
     Overloaded,
     /// The VIP PIN was right but has expired.
     PinExpired,
+    /// The directory password (first factor) was wrong, or the directory does not know the user.
+    BadPassword,
+    /// The password was right, but the user is in none of the policy's `required_groups`.
+    NotPermitted,
 }
 
 impl RejectReason {
@@ -190,6 +197,8 @@ impl RejectReason {
             RejectReason::Misconfigured => "misconfigured",
             RejectReason::Overloaded => "overloaded",
             RejectReason::PinExpired => "pin_expired",
+            RejectReason::BadPassword => "bad_password",
+            RejectReason::NotPermitted => "not_permitted",
         }
     }
 }

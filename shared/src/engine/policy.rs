@@ -69,9 +69,134 @@ pub enum FailMode {
     Open,
 }
 
+/// Which first factor a login checks before the second (`first_factor`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FirstFactorKind {
+    /// The second factor only (the NAS or the PAM stack checked the password, or none is used).
+    #[default]
+    None,
+    /// The directory password, by LDAP / Active Directory (`[directories.NAME]` of kind ldap).
+    Ldap,
+    /// The directory password, by an upstream RADIUS server (`[directories.NAME]` of kind radius).
+    Radius,
+}
+
+impl FirstFactorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FirstFactorKind::None => "none",
+            FirstFactorKind::Ldap => "ldap",
+            FirstFactorKind::Radius => "radius",
+        }
+    }
+}
+
+/// With a first factor in `code` mode: how the password and the second factor share the
+/// password field.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PasswordFormat {
+    /// `password<delimiter>code` or `password<delimiter>push` (split on the last delimiter).
+    /// When what follows the last delimiter is not a code or keyword, the whole field is the
+    /// password and the second factor is asked for in an Access-Challenge.
+    #[default]
+    Delimited,
+    /// `passwordCODE`: the last `code_length` characters are the code.
+    Appended,
+}
+
+/// A group whose members get another policy's second factor (`[[policies.X.group_policies]]`).
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct GroupPolicy {
+    /// The group's DN (compared case-insensitively).
+    pub group: String,
+    /// The policy whose second-factor settings apply to its members.
+    pub policy: String,
+}
+
+/// How the name the NAS or PAM sends becomes the directory's login name and VIP's user id
+/// (`[policies.X.user_name]`). Applied in this order: strip the domain, strip the realm,
+/// lower-case; the result is the login name; VIP's user id is `vip_user_attribute` of the
+/// directory entry when set, else `vip_user` with `{user}` replaced by the login name.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct UserNameMapping {
+    /// `CORP\alice` → `alice`.
+    pub strip_domain: bool,
+    /// `alice@corp.example` → `alice`.
+    pub strip_realm: bool,
+    pub lowercase: bool,
+    /// VIP's user id, from the login name: `{user}` (the default) or e.g. `{user}@corp.example`.
+    pub vip_user: String,
+    /// Take VIP's user id from this attribute of the user's directory entry (e.g. `mail`,
+    /// `userPrincipalName`); needs `directory` (an LDAP one).
+    pub vip_user_attribute: Option<String>,
+}
+
+impl Default for UserNameMapping {
+    fn default() -> Self {
+        UserNameMapping {
+            strip_domain: false,
+            strip_realm: false,
+            lowercase: false,
+            vip_user: "{user}".into(),
+            vip_user_attribute: None,
+        }
+    }
+}
+
+impl UserNameMapping {
+    /// The login name for `typed` (already trimmed).
+    pub fn login_name(&self, typed: &str) -> String {
+        let mut name = typed;
+        if self.strip_domain {
+            if let Some((_, rest)) = name.split_once('\\') {
+                name = rest;
+            }
+        }
+        if self.strip_realm {
+            if let Some((rest, _)) = name.rsplit_once('@') {
+                name = rest;
+            }
+        }
+        if self.lowercase {
+            name.to_lowercase()
+        } else {
+            name.to_owned()
+        }
+    }
+
+    /// VIP's user id from the template.
+    pub fn vip_user(&self, login: &str) -> String {
+        self.vip_user.replace("{user}", login)
+    }
+
+    fn is_identity(&self) -> bool {
+        *self == UserNameMapping::default()
+    }
+}
+
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LoginPolicy {
+    /// The first factor checked before the second: `none` (default), `ldap` or `radius`.
+    pub first_factor: FirstFactorKind,
+    /// Which `[directories.NAME]` to ask (for the first factor or `vip_user_attribute`); may be
+    /// left out when exactly one directory of the needed kind is configured.
+    pub directory: Option<String>,
+    /// With a first factor in `code` mode: `delimited` (default) or `appended`.
+    pub password_format: PasswordFormat,
+    /// The delimiter of `delimited` (default `,`).
+    pub delimiter: String,
+    /// With a first factor: only members of one of these groups (DNs) may log in. Empty: anyone
+    /// the directory accepts.
+    pub required_groups: Vec<String>,
+    /// With a first factor: the first group listed that the user belongs to picks another
+    /// policy's second-factor settings.
+    pub group_policies: Vec<GroupPolicy>,
+    pub user_name: UserNameMapping,
     pub mode: PasswordMode,
     pub otp_operation: OtpOperation,
     /// Length of the security code at the end of a `pin_otp` password (VIP codes are 6 by default).
@@ -106,6 +231,13 @@ pub struct LoginPolicy {
 impl Default for LoginPolicy {
     fn default() -> Self {
         LoginPolicy {
+            first_factor: FirstFactorKind::None,
+            directory: None,
+            password_format: PasswordFormat::Delimited,
+            delimiter: ",".into(),
+            required_groups: Vec::new(),
+            group_policies: Vec::new(),
+            user_name: UserNameMapping::default(),
             mode: PasswordMode::Code,
             otp_operation: OtpOperation::AuthenticateUser,
             code_length: 6,
@@ -126,6 +258,11 @@ impl Default for LoginPolicy {
 }
 
 impl LoginPolicy {
+    /// Whether the user name is used as typed (no mapping configured).
+    pub fn maps_user_names(&self) -> bool {
+        !self.user_name.is_identity()
+    }
+
     /// What this policy gives up, in words for a start-up warning (empty when nothing).
     pub fn warnings(&self) -> Vec<String> {
         let mut out = Vec::new();
@@ -166,6 +303,30 @@ impl LoginPolicy {
             if words.iter().any(|w| w.trim().is_empty()) {
                 return Err(format!("{key}: keywords may not be empty"));
             }
+        }
+        if self.first_factor != FirstFactorKind::None && self.mode == PasswordMode::PinOtp {
+            return Err(format!(
+                "mode = \"pin_otp\" with first_factor = \"{}\": the directory password takes the PIN's place; use mode = \"code\" (password{}code in one field) or \"challenge\" (the password, then a challenge for the second factor)",
+                self.first_factor.as_str(),
+                self.delimiter
+            ));
+        }
+        if self.delimiter.is_empty() || self.delimiter.chars().any(char::is_alphanumeric) {
+            return Err(format!(
+                "delimiter = {:?}: must be one or more characters that are not letters or digits (a code is letters and digits)",
+                self.delimiter
+            ));
+        }
+        if self.first_factor == FirstFactorKind::None
+            && (!self.required_groups.is_empty() || !self.group_policies.is_empty())
+        {
+            return Err("required_groups / group_policies need a first factor (first_factor = \"ldap\"): group membership is learnt when the directory checks the password".into());
+        }
+        if !self.user_name.vip_user.contains("{user}") {
+            return Err(format!(
+                "user_name.vip_user = {:?}: must contain {{user}} (every user would share one VIP user id)",
+                self.user_name.vip_user
+            ));
         }
         if self.push_title.chars().count() > 250 || self.push_text.chars().count() > 250 {
             return Err("push_title / push_text: VIP allows at most 250 characters".into());

@@ -53,6 +53,43 @@ impl DirectoryConfig {
     }
 }
 
+/// The directory a policy uses: `named` (which must be of `kind`), or the only one of `kind`.
+pub fn pick<'a>(
+    directories: impl IntoIterator<Item = (&'a str, &'static str)>,
+    kind: &str,
+    named: Option<&'a str>,
+) -> Result<&'a str, String> {
+    let all: Vec<(&str, &str)> = directories.into_iter().collect();
+    match named {
+        Some(name) => match all.iter().find(|(n, _)| *n == name) {
+            Some((n, k)) if *k == kind => Ok(n),
+            Some((_, k)) => Err(format!(
+                "directory = {name:?} is of kind {k:?}, this needs kind {kind:?}"
+            )),
+            None => Err(format!(
+                "directory = {name:?}: no [directories.{name}] is configured"
+            )),
+        },
+        None => {
+            let of_kind: Vec<&str> = all
+                .iter()
+                .filter(|(_, k)| *k == kind)
+                .map(|(n, _)| *n)
+                .collect();
+            match of_kind.as_slice() {
+                [one] => Ok(one),
+                [] => Err(format!(
+                    "needs a [directories.NAME] section with kind = {kind:?}; none is configured"
+                )),
+                many => Err(format!(
+                    "several directories of kind {kind:?} ({}): name one with directory = \"NAME\"",
+                    many.join(", ")
+                )),
+            }
+        }
+    }
+}
+
 /// One RADIUS attribute as it travels on the wire: its type and value octets (a
 /// Vendor-Specific attribute keeps its vendor id and sub-attributes in `value`).
 #[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -64,7 +101,12 @@ pub struct RawAttribute {
 impl std::fmt::Debug for RawAttribute {
     // Values may be anything the upstream sends (Class carries session data): length only.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "RawAttribute({}, <{} bytes>)", self.kind, self.value.len())
+        write!(
+            f,
+            "RawAttribute({}, <{} bytes>)",
+            self.kind,
+            self.value.len()
+        )
     }
 }
 
@@ -98,10 +140,15 @@ pub struct DirectoryUser {
 pub enum Verdict {
     Passed(DirectoryUser),
     /// Wrong password, unknown or disabled user: `why` is for the log (never the password).
-    Refused { why: String },
+    Refused {
+        why: String,
+    },
     /// The upstream asks a question (RADIUS Access-Challenge, e.g. its own new-PIN mode):
     /// show `prompt`, send the answer back with `state`.
-    Challenge { prompt: String, state: Vec<u8> },
+    Challenge {
+        prompt: String,
+        state: Vec<u8>,
+    },
 }
 
 /// Why a first factor could not give a verdict. Classed where it happens, as the VIP

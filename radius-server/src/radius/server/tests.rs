@@ -52,6 +52,7 @@ impl Authenticate for Fake {
                 credential_type: None,
                 authn_id: None,
                 failed_open: false,
+                reply_attributes: Vec::new(),
             });
             match (req.state.as_deref(), pw.as_str()) {
                 (Some(b"S1"), "654321") => accept,
