@@ -79,6 +79,11 @@ pub struct TestAuthArgs {
     /// The login policy (`[policies.NAME]`) to use.
     #[arg(long, default_value = "default")]
     pub policy: String,
+    /// For a policy with a first factor: a file holding the directory password (one line;
+    /// `-` reads it from stdin). It is combined with the code or keyword the way the policy
+    /// reads them (`password,code`, `passwordCODE`, or the password then the menu).
+    #[arg(long, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

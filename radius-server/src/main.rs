@@ -74,6 +74,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 &a.user,
                 typed,
                 &a.policy,
+                a.password_file.as_deref(),
                 &mut std::io::stdout(),
             ))?;
             return Ok(match end {

@@ -308,6 +308,15 @@ pub fn validate(cfg: &PamConfig, core: &CoreConfig, path: &Path) -> Result<(), C
                 ),
             ));
         };
+        if policy.first_factor != vip_core::engine::FirstFactorKind::None {
+            return Err(invalid(
+                &key,
+                format!(
+                    "policy {policy_name:?} has first_factor = {:?}, but under PAM the stack is the first factor: put pam_unix or pam_sss before pam_vip.so (see packaging/pam.d/) and give PAM services a policy without first_factor (user_name mapping still applies)",
+                    policy.first_factor.as_str()
+                ),
+            ));
+        }
         if policy.push_timeout >= cfg.request_timeout {
             return Err(invalid(
                 "request_timeout",

@@ -161,6 +161,7 @@ pub async fn check_config(path: &Path, offline: bool) -> Result<Report> {
     }
     if !offline {
         r.lines.push(server_time(vip).await?);
+        probe_directories(&loaded.core, &mut r).await?;
     }
     let clients = loaded.radius.as_ref().map(|r| r.clients.len()).unwrap_or(0);
     r.lines.insert(
@@ -177,6 +178,45 @@ pub async fn check_config(path: &Path, offline: bool) -> Result<Report> {
         ),
     );
     Ok(r)
+}
+
+/// Asks every server of every `[directories.NAME]` once (LDAP: connect, TLS, service bind,
+/// a search; upstream RADIUS: Status-Server). A directory none of whose servers answers is an
+/// error (its logins would all be refused); one dead server of several is a warning.
+async fn probe_directories(core: &vip_core::config::CoreConfig, r: &mut Report) -> Result<()> {
+    let directories = Engine::directories(core)?;
+    let mut names: Vec<&String> = directories.keys().collect();
+    names.sort();
+    for name in names {
+        let directory = &directories[name];
+        let reports = directory.probe().await;
+        let ok = reports.iter().filter(|p| p.result.is_ok()).count();
+        for p in &reports {
+            match &p.result {
+                Ok(what) => r.lines.push(format!(
+                    "directories.{name} ({}): {}: {what}",
+                    directory.kind(),
+                    p.server
+                )),
+                Err(why) => r.warnings.push(format!(
+                    "directories.{name} ({}): {}: {why}",
+                    directory.kind(),
+                    p.server
+                )),
+            }
+        }
+        if ok == 0 {
+            return Err(Error::Check(format!(
+                "directories.{name}: no server answered ({}); every login of the policies using it would be refused",
+                reports
+                    .iter()
+                    .filter_map(|p| p.result.as_ref().err().map(|e| format!("{}: {e}", p.server)))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// VPN servers whose RADIUS client never sends Message-Authenticator (tried with Debian 12's
@@ -332,6 +372,7 @@ pub async fn test_auth(
     user: &str,
     typed: Typed,
     policy_name: &str,
+    password_file: Option<&Path>,
     out: &mut dyn Write,
 ) -> Result<TestAuthEnd> {
     let cfg = config::load(path)?;
@@ -374,11 +415,34 @@ pub async fn test_auth(
     let mut menu_answer = keyword
         .clone()
         .filter(|_| policy.mode == vip_core::engine::PasswordMode::Challenge);
-    let mut secret = match typed {
-        Typed::Code(c) => Some(Secret::new(c)),
+    let mut secret = match &typed {
+        Typed::Code(c) => Some(Secret::new(c.as_str())),
         Typed::Nothing => None,
-        Typed::Push | Typed::Sms | Typed::Voice => keyword.map(Secret::new),
+        Typed::Push | Typed::Sms | Typed::Voice => keyword.clone().map(Secret::new),
     };
+    if policy.first_factor != vip_core::engine::FirstFactorKind::None {
+        // Both factors in what the user types, the way this policy reads them.
+        let Some(file) = password_file else {
+            return Err(Error::Check(format!(
+                "policy {policy_name:?} checks a directory password first (first_factor = {:?}): give it with --password-file FILE (- reads it from stdin)",
+                policy.first_factor.as_str()
+            )));
+        };
+        let password = read_password(file)?;
+        let second = match &typed {
+            Typed::Code(c) => Some((c.clone(), true)),
+            _ => keyword.clone().map(|k| (k, false)),
+        };
+        let second = second.as_ref().map(|(s, code)| (s.as_str(), *code));
+        let (first_round, answer) = combine_factors(&policy, password.expose(), second)
+            .map_err(|m| Error::Check(format!("policy {policy_name:?}: {m}")))?;
+        secret = Some(first_round);
+        menu_answer = answer;
+    } else if password_file.is_some() {
+        return Err(Error::Check(format!(
+            "policy {policy_name:?} has no first factor (first_factor = \"none\"): --password-file is not used"
+        )));
+    }
     let engine = Engine::new(&cfg.core)?;
     let io = |source| Error::Io {
         what: "writing the output".into(),
@@ -437,6 +501,20 @@ pub async fn test_auth(
                     started.elapsed().as_millis()
                 )
                 .map_err(io)?;
+                if !a.reply_attributes.is_empty() {
+                    let kinds: Vec<String> = a
+                        .reply_attributes
+                        .iter()
+                        .map(|r| r.kind.to_string())
+                        .collect();
+                    writeln!(
+                        out,
+                        "reply attributes passed through from the upstream: {} (types {})",
+                        kinds.len(),
+                        kinds.join(", ")
+                    )
+                    .map_err(io)?;
+                }
                 return Ok(TestAuthEnd::Accept);
             }
             Outcome::Reject(r) => {
@@ -484,6 +562,57 @@ pub async fn test_auth(
         }
     }
     Ok(TestAuthEnd::Reject)
+}
+
+/// The directory password from `file` (`-`: one line of stdin), without its line end.
+fn read_password(file: &Path) -> Result<Secret> {
+    let mut line = zeroize::Zeroizing::new(String::new());
+    let what = format!("reading the password from {}", file.display());
+    if file == Path::new("-") {
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .map_err(|source| Error::Io { what, source })?;
+    } else {
+        use std::io::Read;
+        std::fs::File::open(file)
+            .and_then(|f| f.take(4096).read_to_string(&mut line))
+            .map_err(|source| Error::Io { what, source })?;
+    }
+    let password = line.lines().next().unwrap_or("");
+    if password.is_empty() {
+        return Err(Error::Check(format!(
+            "{}: the password is empty",
+            file.display()
+        )));
+    }
+    Ok(Secret::new(password))
+}
+
+/// What a user of `policy` types in the first round for `password` and the second factor
+/// (a code or keyword with whether it is a code, or nothing), and what they answer the menu
+/// with afterwards.
+fn combine_factors(
+    policy: &vip_core::engine::LoginPolicy,
+    password: &str,
+    second: Option<(&str, bool)>,
+) -> std::result::Result<(Secret, Option<String>), String> {
+    use vip_core::engine::{PasswordFormat, PasswordMode};
+    if policy.mode == PasswordMode::Challenge {
+        return Ok((Secret::new(password), second.map(|(s, _)| s.to_owned())));
+    }
+    match (policy.password_format, second) {
+        (_, None) => Ok((Secret::new(password), None)),
+        (PasswordFormat::Delimited, Some((s, _))) => {
+            Ok((Secret::new(format!("{password}{}{s}", policy.delimiter)), None))
+        }
+        (PasswordFormat::Appended, Some((s, true))) => {
+            Ok((Secret::new(format!("{password}{s}")), None))
+        }
+        (PasswordFormat::Appended, Some(_)) => Err(
+            "password_format = \"appended\" takes a security code after the password, not a keyword: give a code, or nothing to be asked".into(),
+        ),
+    }
 }
 
 fn or_dash(s: &str) -> &str {
