@@ -60,6 +60,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             for l in &report.lines {
                 println!("{l}");
             }
+            if !report.errors.is_empty() {
+                for e in &report.errors {
+                    eprintln!("error: {e}");
+                }
+                return Ok(ExitCode::from(1));
+            }
         }
         Command::TestAuth(a) => {
             let typed = match (a.code, a.push, a.sms, a.voice) {

@@ -23,6 +23,9 @@ use crate::error::{Error, Result};
 pub struct Report {
     pub lines: Vec<String>,
     pub warnings: Vec<String>,
+    /// Problems that make the check fail, found after the file was read (a directory none of
+    /// whose servers answers): printed with everything else, then the command exits 1.
+    pub errors: Vec<String>,
 }
 
 /// Host names of production VIP (the pilot hosts start with `pilot-`).
@@ -167,8 +170,9 @@ pub async fn check_config(path: &Path, offline: bool) -> Result<Report> {
     r.lines.insert(
         0,
         format!(
-            "{}: OK ({} RADIUS client(s), PAM door {}, metrics {})",
+            "{}: {} ({} RADIUS client(s), PAM door {}, metrics {})",
             path.display(),
+            if r.errors.is_empty() { "OK" } else { "FAILED" },
             clients,
             if loaded.pam.is_some() { "on" } else { "off" },
             loaded
@@ -206,14 +210,14 @@ async fn probe_directories(core: &vip_core::config::CoreConfig, r: &mut Report) 
             }
         }
         if ok == 0 {
-            return Err(Error::Check(format!(
+            r.errors.push(format!(
                 "directories.{name}: no server answered ({}); every login of the policies using it would be refused",
                 reports
                     .iter()
                     .filter_map(|p| p.result.as_ref().err().map(|e| format!("{}: {e}", p.server)))
                     .collect::<Vec<_>>()
                     .join("; ")
-            )));
+            ));
         }
     }
     Ok(())
