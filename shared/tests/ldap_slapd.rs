@@ -593,3 +593,40 @@ async fn concurrent_verifies_share_a_small_pool() {
         }
     }
 }
+
+#[tokio::test]
+async fn swapped_ports_say_what_is_wrong() {
+    let d = slapd_or_skip!();
+    // ldaps:// to the plain LDAP port: slapd drops the ClientHello.
+    let u = d.ldap().replace("ldap://", "ldaps://");
+    let mut c = config(d, vec![u.clone()]);
+    c.timeout = Duration::from_secs(1);
+    match build(&c)
+        .verify(who("alice"), &d.password("alice"), None)
+        .await
+    {
+        Err(FirstFactorError::Outage(why)) => {
+            assert!(
+                why.contains(&u) && why.contains("is port") && why.contains("LDAPS port"),
+                "{why}"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    // StartTLS to the LDAPS port: slapd waits for a ClientHello that never comes.
+    let u = d.ldaps().replace("ldaps://", "ldap://");
+    let mut c = config(d, vec![u.clone()]);
+    c.timeout = Duration::from_secs(1);
+    match build(&c)
+        .verify(who("alice"), &d.password("alice"), None)
+        .await
+    {
+        Err(FirstFactorError::Outage(why)) => {
+            assert!(
+                why.contains("no answer within 1s") && why.contains("use an ldaps:// URL"),
+                "{why}"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+}

@@ -183,7 +183,7 @@ impl Server {
         // The URL scheme decides: ldaps:// ignores starttls, ldap:// without it is plain.
         let opening = LdapConnAsync::with_settings(settings, &self.url.url);
         let (conn, ldap) = match tokio::time::timeout(self.timeout, opening).await {
-            Err(_) => return Err(Fail::Down(format!("connecting: {}", self.within()))),
+            Err(_) => return Err(Fail::Down(self.connect_timed_out())),
             Ok(Err(e)) => return Err(self.classify_connect(e)),
             Ok(Ok(pair)) => pair,
         };
@@ -194,6 +194,15 @@ impl Server {
             }
         });
         Ok(ldap)
+    }
+
+    fn connect_timed_out(&self) -> String {
+        let hint = if self.security == Security::StartTls {
+            " (if this port speaks LDAPS, use an ldaps:// URL)"
+        } else {
+            ""
+        };
+        format!("connecting: {}{hint}", self.within())
     }
 
     fn classify_connect(&self, e: LdapError) -> Fail {
@@ -228,12 +237,20 @@ impl Server {
             LdapError::Io { source } => {
                 let what = match source.kind() {
                     std::io::ErrorKind::ConnectionRefused => "connection refused".to_owned(),
-                    std::io::ErrorKind::TimedOut => self.within(),
+                    std::io::ErrorKind::TimedOut => return Fail::Down(self.connect_timed_out()),
+                    std::io::ErrorKind::UnexpectedEof if self.security == Security::Ldaps => {
+                        format!(
+                            "the server closed the connection during the TLS handshake ({source}): \
+                             is port {} an LDAPS port? plain LDAP ports (389) take ldap:// URLs \
+                             (with StartTLS)",
+                            self.url.port
+                        )
+                    }
                     _ => source.to_string(),
                 };
                 Fail::Down(format!("connecting: {what}"))
             }
-            LdapError::Timeout { .. } => Fail::Down(format!("connecting: {}", self.within())),
+            LdapError::Timeout { .. } => Fail::Down(self.connect_timed_out()),
             other => classify_op(other, "connecting"),
         }
     }
@@ -272,6 +289,12 @@ impl Server {
             pool,
             _permit: permit,
         })
+    }
+
+    /// Holds one service-account slot (tests: a pool that stays busy).
+    #[cfg(test)]
+    pub async fn hold_service_slot(&self) -> Result<Pooled<'_>, Fail> {
+        self.checkout(&self.service_pool, false).await
     }
 
     /// Binds `ldap` as the service account.

@@ -312,3 +312,51 @@ fn parses_as_a_directory_of_kind_ldap() {
     .unwrap_err();
     assert!(e.to_string().contains("usr_filter"), "{e}");
 }
+
+#[tokio::test]
+async fn a_full_pool_is_overload_and_a_silent_server_an_outage() {
+    // A server that accepts connections and never answers (plaintext: no handshake).
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let held = tokio::spawn(async move {
+        let mut conns = Vec::new();
+        while let Ok((c, _)) = listener.accept().await {
+            conns.push(c);
+        }
+    });
+    let d = Dir::new();
+    let text = GOOD.replace(
+        r#"["ldaps://dc1.example.org", "ldap://dc2.example.org:3890"]"#,
+        &format!("[\"ldap://127.0.0.1:{port}\"]"),
+    );
+    let l = d
+        .build(&format!(
+            "{text}start_tls = false\nallow_plaintext = true\npool_size = 1\ntimeout = \"300ms\"\n"
+        ))
+        .unwrap();
+    let who = Lookup {
+        login: "alice",
+        attribute: None,
+        groups: false,
+    };
+    let slot = l.servers[0].hold_service_slot().await.ok().unwrap();
+    let started = Instant::now();
+    match l.verify(who, &Secret::new("pw"), None).await {
+        Err(FirstFactorError::Overloaded(why)) => {
+            assert!(
+                why.contains("pool_size") && why.contains("127.0.0.1"),
+                "{why}"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(started.elapsed() >= Duration::from_millis(290));
+    drop(slot);
+    match l.verify(who, &Secret::new("pw"), None).await {
+        Err(FirstFactorError::Outage(why)) => {
+            assert!(why.contains("no answer within 300ms"), "{why}")
+        }
+        other => panic!("{other:?}"),
+    }
+    held.abort();
+}
