@@ -3,7 +3,8 @@
 # package's /etc/freeradius/3.0 (left untouched), and optionally runs it in the foreground.
 #
 #   bench/freeradius/setup.sh [--dir DIR] [--port 18120] [--secret S] [--users N]
-#                             [--password PW] [--run]
+#                             [--password PW] [--users-file FILE] [--status-server]
+#                             [--reply-message-authenticator] [--run]
 #
 # Prints the directory on stdout. With --run, then execs `freeradius -f -d DIR` (foreground,
 # file logging only; -X is far too slow to benchmark).
@@ -17,6 +18,10 @@
 # a users file with userN Cleartext-Password := "PW" for N in 0..users-1, and clients.conf with
 # 127.0.0.1 and the secret, require_message_authenticator = yes (3.2.1 has no
 # limit_proxy_state; that arrived in 3.2.5 with the Blast-RADIUS fixes).
+# --users-file FILE: use FILE as the users file instead (--users/--password are then unused).
+# --status-server: answer Status-Server (Autz-Type Status-Server { ok }).
+# --reply-message-authenticator: put Message-Authenticator in every Access-Accept, -Reject and
+#   -Challenge (3.2.1 sends none for PAP; 3.2.5 does by default since Blast-RADIUS).
 set -euo pipefail
 
 src=/etc/freeradius/3.0
@@ -26,6 +31,9 @@ secret=testing123
 users=1000
 password=123456
 run=0
+users_from=""
+status_server=0
+reply_ma=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --dir) dir="$2"; shift 2 ;;
@@ -33,8 +41,11 @@ while [ $# -gt 0 ]; do
     --secret) secret="$2"; shift 2 ;;
     --users) users="$2"; shift 2 ;;
     --password) password="$2"; shift 2 ;;
+    --users-file) users_from="$2"; shift 2 ;;
+    --status-server) status_server=1; shift ;;
+    --reply-message-authenticator) reply_ma=1; shift ;;
     --run) run=1; shift ;;
-    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
 done
@@ -78,6 +89,38 @@ client bench {
 }
 CLIENTS
 
+autz_status=""
+if [ "$status_server" = 1 ]; then
+  autz_status="Autz-Type Status-Server {
+			ok
+		}"
+  if [ "$reply_ma" = 1 ]; then
+    autz_status="Autz-Type Status-Server {
+			update reply {
+				Message-Authenticator := 0x00
+			}
+			ok
+		}"
+  fi
+fi
+reply_ma_update=""
+reject_ma=""
+if [ "$reply_ma" = 1 ]; then
+  reply_ma_update="update reply {
+			Message-Authenticator := 0x00
+		}"
+  reject_ma="Post-Auth-Type REJECT {
+			update reply {
+				Message-Authenticator := 0x00
+			}
+		}
+		Post-Auth-Type Challenge {
+			update reply {
+				Message-Authenticator := 0x00
+			}
+		}"
+fi
+
 cat > "$dir/sites-enabled/bench" <<SITE
 server bench {
 	listen {
@@ -86,6 +129,7 @@ server bench {
 		port = $port
 	}
 	authorize {
+		$autz_status
 		files
 		pap
 	}
@@ -93,13 +137,19 @@ server bench {
 		pap
 	}
 	post-auth {
+		$reply_ma_update
+		$reject_ma
 	}
 }
 SITE
 
 users_file="$dir/mods-config/files/authorize"
 : > "$users_file"
+if [ -n "$users_from" ]; then
+  cp "$users_from" "$users_file"
+else
 awk -v n="$users" -v pw="$password" 'BEGIN { for (i = 0; i < n; i++) printf "user%d Cleartext-Password := \"%s\"\n", i, pw }' > "$users_file"
+fi
 
 freeradius -C -d "$dir" >"$dir/log/check.log" 2>&1 || { echo "freeradius -C failed:" >&2; tail -20 "$dir/log/check.log" >&2; exit 1; }
 echo "$dir"
