@@ -457,6 +457,7 @@ mod tests {
                 transaction_id: "fedcba9876543210".into(),
                 number: None,
             },
+            Step::Upstream,
         ];
         for step in steps {
             let t = s.seal("Alice", "radius/vpn", &step, TTL).unwrap();
@@ -465,7 +466,33 @@ mod tests {
             // User look-ups are case-insensitive, like VIP's.
             let opened = s.open(&t, "alice", "radius/vpn").unwrap();
             assert_eq!(opened.step, step);
+            assert_eq!(opened.session, None);
             assert!(!s.is_live(&t), "an opened State is no longer live");
+        }
+    }
+
+    #[test]
+    fn a_first_factor_session_rides_along_and_fits() {
+        let s = sealer();
+        let handle: SessionHandle = [7; 16];
+        // The longest step a first-factor login seals: a push with VIP's transaction id (up
+        // to 64 characters here, longer than VIP's 32) and a number.
+        let push = Step::Push {
+            transaction_id: "t".repeat(64),
+            number: Some("99".into()),
+        };
+        for step in [
+            Step::Menu,
+            Step::Upstream,
+            Step::SentCode { voice: false },
+            push,
+        ] {
+            let t = s
+                .seal_with_session("alice", "radius/vpn", &step, TTL, Some(&handle))
+                .unwrap();
+            assert!(t.len() <= MAX_TOKEN_LEN, "{} octets", t.len());
+            let opened = s.open(&t, "alice", "radius/vpn").unwrap();
+            assert_eq!((opened.step, opened.session), (step, Some(handle)));
         }
     }
 

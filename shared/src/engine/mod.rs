@@ -106,6 +106,8 @@ pub struct Engine {
     refusal_log: crate::log_limit::OncePerSecond,
     /// First factors (`[directories]`), by name.
     directories: HashMap<String, Arc<dyn FirstFactor>>,
+    /// For each kind with exactly one directory, its name (a policy may leave `directory` out).
+    sole_directory: HashMap<&'static str, String>,
     /// Every named policy, for `group_policies`.
     policies: HashMap<String, Arc<LoginPolicy>>,
     /// Logins whose password was checked in an earlier round (or that wait on the upstream's
@@ -270,6 +272,18 @@ impl Engine {
             bad_state_log: crate::log_limit::OncePerSecond::new(),
             throttled_log: crate::log_limit::OncePerSecond::new(),
             refusal_log: crate::log_limit::OncePerSecond::new(),
+            sole_directory: ["ldap", "radius"]
+                .into_iter()
+                .filter_map(|kind| {
+                    first_factor::pick(
+                        directories.iter().map(|(n, d)| (n.as_str(), d.kind())),
+                        kind,
+                        None,
+                    )
+                    .ok()
+                    .map(|name| (kind, name.to_owned()))
+                })
+                .collect(),
             directories,
             policies: policies
                 .iter()
@@ -439,21 +453,30 @@ impl Engine {
         reject(RejectReason::BadState, MSG_BAD_STATE)
     }
 
-    /// The directory this policy asks, by name or as the only one of its kind.
+    /// The directory this policy asks, by name or as the only one of its kind. (Checked
+    /// when the configuration was loaded; an error here means a policy built elsewhere.)
     fn directory_for(
         &self,
         policy: &LoginPolicy,
         kind: FirstFactorKind,
     ) -> Result<(&str, &Arc<dyn FirstFactor>), String> {
-        let name = first_factor::pick(
-            self.directories.iter().map(|(n, d)| (n.as_str(), d.kind())),
-            kind.as_str(),
-            policy.directory.as_deref(),
-        )?;
-        self.directories
-            .get_key_value(name)
-            .map(|(n, d)| (n.as_str(), d))
-            .ok_or_else(|| format!("no directory named {name:?}"))
+        let found = match policy.directory.as_deref() {
+            Some(name) => self.directories.get_key_value(name),
+            None => self
+                .sole_directory
+                .get(kind.as_str())
+                .and_then(|name| self.directories.get_key_value(name)),
+        };
+        match found {
+            Some((name, d)) if d.kind() == kind.as_str() => Ok((name.as_str(), d)),
+            _ => Err(first_factor::pick(
+                self.directories.iter().map(|(n, d)| (n.as_str(), d.kind())),
+                kind.as_str(),
+                policy.directory.as_deref(),
+            )
+            .err()
+            .unwrap_or_else(|| "no such directory".to_owned())),
+        }
     }
 
     /// Login-name mapping where no first factor runs here (PAM's stack or the NAS checked
@@ -552,7 +575,9 @@ impl Engine {
         if password.is_empty() {
             return reject(RejectReason::BadInput, MSG_PASSWORD_EMPTY);
         }
-        let Some(attempt) = self.password_guard.begin(name) else {
+        // Keyed on the name as any directory reads it (no domain, no realm, any case): the
+        // spellings of one account share one allowance.
+        let Some(attempt) = self.password_guard.begin(&guard_key(name)) else {
             return self.throttled(Limit::Password);
         };
         let who = Lookup {
@@ -599,7 +624,7 @@ impl Engine {
             && !policy
                 .required_groups
                 .iter()
-                .any(|g| user.groups.contains(&g.to_lowercase()))
+                .any(|g| first_factor::is_member(&user, g))
         {
             if let Some(suppressed) = self.first_factor_log.pass() {
                 warn!(directory = directory_name, login = %Escaped(name), suppressed, "the password was right but the user is in none of required_groups: refusing");
@@ -609,7 +634,7 @@ impl Engine {
         let effective = policy
             .group_policies
             .iter()
-            .find(|gp| user.groups.contains(&gp.group.to_lowercase()))
+            .find(|gp| first_factor::is_member(&user, &gp.group))
             .and_then(|gp| self.policies.get(&gp.policy).cloned())
             .unwrap_or_else(|| policy.clone());
         let vip_user = match (&policy.user_name.vip_user_attribute, user.attribute) {
@@ -1438,6 +1463,14 @@ fn split_password(
     }
 }
 
+/// The lockout guard's key for a login name: `CORP\\alice`, `alice@corp.example` and `Alice`
+/// are one account to Active Directory (and to an NPS in front of it).
+fn guard_key(name: &str) -> String {
+    let name = name.rsplit_once('\\').map_or(name, |(_, n)| n);
+    let name = name.rsplit_once('@').map_or(name, |(n, _)| n);
+    name.to_lowercase()
+}
+
 /// VIP security codes: 6–10 of `[0-9A-Za-z]`.
 fn is_code(code: &Secret) -> bool {
     let c = code.expose();
@@ -1590,6 +1623,52 @@ mod tests {
             split_pin(&"1234ab!456".into(), 6).is_none(),
             "code part not alphanumeric"
         );
+    }
+
+    #[test]
+    fn one_account_is_one_guard_key() {
+        for spelling in [
+            "alice",
+            "ALICE",
+            "CORP\\alice",
+            "alice@corp.example",
+            "corp\\Alice@x",
+        ] {
+            assert_eq!(guard_key(spelling), "alice", "{spelling}");
+        }
+        assert_ne!(guard_key("alice"), guard_key("alice2"));
+    }
+
+    #[test]
+    fn passwords_split_on_the_last_delimiter_only_before_a_factor() {
+        let p = LoginPolicy::default();
+        let split = |typed: &str| {
+            let (pw, second) = split_password(&p, &typed.into()).unwrap();
+            (
+                pw.expose().to_owned(),
+                second.map(|s| s.expose().to_owned()),
+            )
+        };
+        assert_eq!(split("pw,123456"), ("pw".into(), Some("123456".into())));
+        assert_eq!(split("a,b,push"), ("a,b".into(), Some("push".into())));
+        // What follows the last comma is no factor: all of it is the password.
+        assert_eq!(split("pa,ss"), ("pa,ss".into(), None));
+        assert_eq!(split("pw,"), ("pw,".into(), None));
+        assert_eq!(split(",123456"), (",123456".into(), None));
+        let appended = LoginPolicy {
+            password_format: PasswordFormat::Appended,
+            ..LoginPolicy::default()
+        };
+        let (pw, code) = split_password(&appended, &"pässwörd123456".into()).unwrap();
+        assert_eq!(
+            (pw.expose(), code.unwrap().expose()),
+            ("pässwörd", "123456")
+        );
+        assert!(
+            split_password(&appended, &"123456".into()).is_err(),
+            "no password"
+        );
+        assert!(split_password(&appended, &"pw12345!".into()).is_err());
     }
 
     #[test]

@@ -90,6 +90,13 @@ pub fn pick<'a>(
     }
 }
 
+/// Whether `user` is a member of `group` (a DN as written in the configuration), comparing DNs
+/// the way the directory's answers were normalised (case, spaces around separators).
+pub fn is_member(user: &DirectoryUser, group: &str) -> bool {
+    let group = ldap::text::normalize_dn(group);
+    user.groups.iter().any(|g| *g == group)
+}
+
 /// One RADIUS attribute as it travels on the wire: its type and value octets (a
 /// Vendor-Specific attribute keeps its vendor id and sub-attributes in `value`).
 #[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
