@@ -94,7 +94,7 @@ pub fn pick<'a>(
 /// the way the directory's answers were normalised (case, spaces around separators).
 pub fn is_member(user: &DirectoryUser, group: &str) -> bool {
     let group = ldap::text::normalize_dn(group);
-    user.groups.iter().any(|g| *g == group)
+    user.groups.contains(&group)
 }
 
 /// One RADIUS attribute as it travels on the wire: its type and value octets (a
