@@ -27,7 +27,8 @@ import slapd as ldap  # noqa: E402
 
 CI = os.environ.get("CI") == "true"
 SECRET = "ff-nas-secret-0123456789"
-SIM_USERS = ("alice", "bob", "carol", "erin", "zoe", "rich", "chal", "plain")
+SIM_USERS = ("alice", "bob", "carol", "erin", "zoe", "rich", "chal", "plain", "pat")
+PINS = {"pat": "2468"}  # VIP PINs (mode = "pin_otp" in the README's second block)
 
 
 def _totp_secret(user):
@@ -61,6 +62,8 @@ def sim_users():
     out = []
     for i, user in enumerate(SIM_USERS):
         out.append('[[users]]\nid = "%s"\n' % user)
+        if user in PINS:
+            out.append('pin = "%s"\n' % PINS[user])
         out.append('[[users.credentials]]\nid = "VSMT7%07d"\ntotp_secret = "%s"\npush = true\n'
                    % (i + 1, TOTP[user]))
         out.append('[users.push]\naction = "approve"\ndelay_ms = 200\n\n')
@@ -375,3 +378,81 @@ def test_check_config_probes_and_test_auth_runs_both_factors(ff, tmp_path):
                        capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
     assert p.returncode == 1 and "bad_password" in p.stdout, p.stdout + p.stderr
     assert pw("alice") not in p.stdout + p.stderr
+
+
+README = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")
+
+
+def readme_modes_toml(ff, workdir):
+    """The README's "Three validation modes" blocks, with only these substitutions: this
+    test's slapd, FreeRADIUS and files for the example hosts and paths, and
+    nested_groups = "recursive" (OpenLDAP has no AD in-chain rule)."""
+    text = open(README, encoding="utf-8").read()
+    section = text.split("<!-- validation-modes:begin -->", 1)[1].split(
+        "<!-- validation-modes:end -->", 1)[0]
+    blocks = re.findall(r"```toml\n(.*?)```", section, re.S)
+    assert len(blocks) == 4, "the README shows four blocks: code, PIN, LDAP, upstream RADIUS"
+    bind_pw = os.path.join(workdir, "ldap.pass")
+    with open(bind_pw, "w") as f:
+        f.write(ff.slapd.bind_password + "\n")
+    nps_secret = os.path.join(workdir, "nps.secret")
+    with open(nps_secret, "w") as f:
+        f.write(ff.upstream.secret + "\n")
+    subst = [
+        (r'urls = \[.*\]', 'urls = ["%s"]' % ff.slapd.ldaps_url),
+        (r'ca_file = ".*"', 'ca_file = "%s"' % ff.slapd.ca_file),
+        (r'bind_dn = ".*"', 'bind_dn = "%s"' % ff.slapd.bind_dn),
+        (r'bind_password_file = ".*"', 'bind_password_file = "%s"' % bind_pw),
+        (r'base_dn = ".*"', 'base_dn = "%s"' % ff.slapd.base_dn),
+        (r'nested_groups = "in_chain"', 'nested_groups = "recursive"'),
+        (r'required_groups = \[.*\]', 'required_groups = ["%s"]' % VPN_USERS),
+        (r'servers = \[.*\]', 'servers = ["%s"]' % ff.upstream.addr),
+        (r'secret_file = ".*"', 'secret_file = "%s"' % nps_secret),
+    ]
+    out = []
+    for block in blocks:
+        for pattern, repl in subst:
+            block, _ = re.subn(pattern, lambda _m, r=repl: r, block)
+        out.append(block)
+    return "\n".join(out)
+
+
+def test_the_readmes_three_validation_modes_work_as_written(ff, certs, workroot, udp):
+    workdir = os.path.join(workroot, "first_factor_readme")
+    os.makedirs(workdir, exist_ok=True)
+    modes = readme_modes_toml(ff, workdir)
+    sources = {"default": "127.0.0.6", "pin": "127.0.0.7", "vpn": "127.0.0.8"}
+    clients = "".join(
+        '[[radius.clients]]\nname = "{p}"\naddress = "{a}"\nsecret = "{s}"\npolicy = "{p}"\n\n'
+        .format(p=p, a=a, s=SECRET) for p, a in sources.items())
+    with open(ff.bridge.config) as f:
+        vip = f.read().split("[engine]", 1)[0]  # the [vip] section of the main bridge
+    config = "%s\n%s\n[radius]\nlisten = [\"127.0.0.1:0\"]\naccounting_listen = []\n\n%s" % (
+        vip, modes, clients)
+    bridge = harness.Bridge(workdir, config)
+    try:
+        def ask(policy, user, typed):
+            s = udp(sources[policy])
+            _, raw = access_request(SECRET.encode(), user, typed)
+            return s.exchange(raw, bridge.addr(), timeout=15)
+
+        # 1. A security code only.
+        reply = ask("default", "plain", fresh_totp(TOTP["plain"]))
+        assert code_name(reply) == "Access-Accept", reply_messages(reply)
+        # 2. VIP PIN + code.
+        reply = ask("pin", "pat", PINS["pat"] + fresh_totp(TOTP["pat"]))
+        assert code_name(reply) == "Access-Accept", reply_messages(reply)
+        # 3. Directory password + code, with the README's group and name mapping: CORP\Carol
+        # is carol in the directory (a member of vpn-users) and at VIP.
+        before = ff.vip_calls()
+        reply = ask("vpn", "CORP\\Carol", "wrong,push")
+        assert code_name(reply) == "Access-Reject"
+        assert ff.vip_calls() == before
+        reply = ask("vpn", "CORP\\Carol", pw("carol") + ",push")
+        assert code_name(reply) == "Access-Accept", reply_messages(reply)
+        # bob's password is right, but he is not in the README's required group.
+        reply = ask("vpn", "bob", pw("bob") + ",push")
+        assert code_name(reply) == "Access-Reject"
+        assert "not allowed" in reply_messages(reply)
+    finally:
+        bridge.stop()
