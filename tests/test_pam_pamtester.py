@@ -31,15 +31,20 @@ POLICIES = {
     "chal": 'push_mode = "challenge"\nnumber_challenge = true\npush_timeout = "20s"',
     # A push nobody answers gives up after 5 s (the shortest push_timeout allowed).
     "short": 'push_timeout = "5s"',
+    # Login-name mapping applies under PAM too: the local user vbmap is vbmap@corp.example at VIP.
+    "mapped": 'push_timeout = "20s"\nuser_name = { vip_user = "{user}@corp.example" }',
 }
-SERVICES = {"vb-code": "code", "vb-chal": "chal", "vb-short": "short"}
+SERVICES = {"vb-code": "code", "vb-chal": "chal", "vb-short": "short", "vb-mapped": "mapped"}
+# The VIP user id of the local user vbmap (policy "mapped").
+MAPPED = ("vbmap", "vbmap@corp.example")
 
 
 @pytest.fixture(scope="module")
 def env(workroot, certs):
-    for u in USERS:
+    for u in list(USERS) + [MAPPED[0]]:
         ph.ensure_user(u)
     users = "".join(ph.sim_user(u, index=i, **kw) for i, (u, kw) in enumerate(USERS.items()))
+    users += ph.sim_user(MAPPED[1], index=len(USERS))
     workdir = os.path.join(workroot, "test_pam_pamtester")
     os.makedirs(workdir, exist_ok=True)
     stack = ph.PamStack(workdir, certs, users, SERVICES, POLICIES,
@@ -51,6 +56,7 @@ def env(workroot, certs):
         pt.service("vb-code", module, sock + " timeout=30")
         pt.service("vb-chal", module, sock + " timeout=30")
         pt.service("vb-short", module, sock + " timeout=30")
+        pt.service("vb-mapped", module, sock + " timeout=30")
         pt.service("vb-autopush", module, sock + " autopush")
         missing = os.path.join(workdir, "nobody-listens.sock")
         pt.service("vb-down-closed", module, "socket=%s" % missing)
@@ -75,6 +81,18 @@ def test_code_accepted(env):
     # The daemon's own first prompt, then exactly one VIP call.
     assert "Enter your security code" in out, out
     assert stack.sim.calls("authenticateUser") == before + 1
+
+
+def test_login_names_map_to_the_vip_user_under_pam(env):
+    stack, pt = env
+    local, vip = MAPPED
+    before = stack.sim.calls("authenticateUser")
+    # The code of vbmap@corp.example's token logs the local user vbmap in...
+    rc, out = pt.run("vb-mapped", local, [harness.fresh_totp(ph.totp_secret(vip), min_left=8)])
+    assert rc == 0 and ok(out), out
+    assert stack.sim.calls("authenticateUser") == before + 1
+    # ...and the login line says who it was at VIP (vbmap alone is nobody VIP knows).
+    assert "vip_user=vbmap@corp.example" in stack.bridge.log()
 
 
 def test_bad_code_refused(env):
