@@ -40,6 +40,17 @@ pub struct VipCallLabels {
     pub status: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DirectoryCallLabels {
+    /// The configured name (`[directories.NAME]`).
+    pub directory: String,
+    /// `verify` (a password) or `lookup` (a user-name mapping).
+    pub operation: &'static str,
+    /// `passed`, `refused`, `challenge`, `found`, `not_found`, `outage`, `misconfigured`,
+    /// `overloaded`.
+    pub result: &'static str,
+}
+
 type Source = Box<dyn Fn() -> i64 + Send + Sync>;
 
 /// A gauge read from a function at scrape time (0 until a source is set).
@@ -83,6 +94,8 @@ pub struct Metrics {
     pub vip_in_flight: Gauge,
     /// `vip_call_duration_seconds{operation, status}`.
     pub vip_call_duration: Family<VipCallLabels, Histogram>,
+    /// `directory_call_duration_seconds{directory, operation, result}`: first-factor calls.
+    pub directory_call_duration: Family<DirectoryCallLabels, Histogram>,
     /// `pending_pushes`: pushes being sent or polled (read from the engine at scrape time).
     pending_pushes: Arc<SourcedGauge>,
 }
@@ -98,6 +111,9 @@ impl Metrics {
             vip_in_flight: Gauge::default(),
             vip_call_duration: Family::new_with_constructor(|| {
                 // 5 ms .. ~41 s
+                Histogram::new(exponential_buckets(0.005, 2.0, 14))
+            }),
+            directory_call_duration: Family::new_with_constructor(|| {
                 Histogram::new(exponential_buckets(0.005, 2.0, 14))
             }),
             pending_pushes: Arc::new(SourcedGauge {
@@ -132,6 +148,11 @@ impl Metrics {
             "Duration of VIP calls by operation and status (VIP code, or unreachable / protocol / tls_refused)",
             m.vip_call_duration.clone(),
         );
+        registry.register(
+            "directory_call_duration_seconds",
+            "Duration of first-factor calls (LDAP, upstream RADIUS) by directory, operation and result",
+            m.directory_call_duration.clone(),
+        );
         registry.register_collector(Box::new(m.pending_pushes.clone()));
         Arc::new(m)
     }
@@ -161,6 +182,22 @@ impl Metrics {
     pub fn vip_call(&self, operation: &'static str, status: String, elapsed: Duration) {
         self.vip_call_duration
             .get_or_create(&VipCallLabels { operation, status })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    pub fn directory_call(
+        &self,
+        directory: &str,
+        operation: &'static str,
+        result: &'static str,
+        elapsed: Duration,
+    ) {
+        self.directory_call_duration
+            .get_or_create(&DirectoryCallLabels {
+                directory: directory.to_owned(),
+                operation,
+                result,
+            })
             .observe(elapsed.as_secs_f64());
     }
 
@@ -211,6 +248,7 @@ mod tests {
         m.throttle("codes_per_user");
         m.fail_open();
         m.vip_call("checkOtp", "0000".into(), Duration::from_millis(12));
+        m.directory_call("corp", "verify", "refused", Duration::from_millis(3));
         let guard = m.vip_call_in_flight();
         m.set_pending_pushes_source(|| 3);
         let text = encode(&reg).unwrap();
@@ -234,6 +272,12 @@ mod tests {
         assert!(
             text.contains(
                 r#"vip_bridge_vip_call_duration_seconds_count{operation="checkOtp",status="0000"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"vip_bridge_directory_call_duration_seconds_count{directory="corp",operation="verify",result="refused"} 1"#
             ),
             "{text}"
         );

@@ -491,7 +491,7 @@ impl Engine {
         let vip_user = match &policy.user_name.vip_user_attribute {
             None => policy.user_name.vip_user(&name),
             Some(attribute) => {
-                let (_, directory) = self
+                let (directory_name, directory) = self
                     .directory_for(&policy, FirstFactorKind::Ldap)
                     .map_err(|why| self.misconfigured_directory(&why))?;
                 let who = Lookup {
@@ -499,7 +499,17 @@ impl Engine {
                     attribute: Some(attribute),
                     groups: false,
                 };
-                match directory.lookup(who).await {
+                let started = Instant::now();
+                let found = directory.lookup(who).await;
+                if let Some(m) = self.metrics.get() {
+                    let result = match &found {
+                        Ok(Some(_)) => "found",
+                        Ok(None) => "not_found",
+                        Err(e) => e.class(),
+                    };
+                    m.directory_call(directory_name, "lookup", result, started.elapsed());
+                }
+                match found {
                     Ok(Some(DirectoryUser {
                         attribute: Some(v), ..
                     })) => v,
@@ -585,7 +595,17 @@ impl Engine {
             attribute: policy.user_name.vip_user_attribute.as_deref(),
             groups: !policy.required_groups.is_empty() || !policy.group_policies.is_empty(),
         };
+        let started = Instant::now();
         let verdict = directory.verify(who, password, upstream_state).await;
+        if let Some(m) = self.metrics.get() {
+            let result = match &verdict {
+                Ok(Verdict::Passed(_)) => "passed",
+                Ok(Verdict::Refused { .. }) => "refused",
+                Ok(Verdict::Challenge { .. }) => "challenge",
+                Err(e) => e.class(),
+            };
+            m.directory_call(directory_name, "verify", result, started.elapsed());
+        }
         let user = match verdict {
             Ok(Verdict::Passed(user)) => {
                 attempt.passed();

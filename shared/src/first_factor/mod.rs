@@ -174,6 +174,17 @@ pub enum FirstFactorError {
     Overloaded(String),
 }
 
+impl FirstFactorError {
+    /// `outage`, `misconfigured` or `overloaded`: for metrics labels.
+    pub fn class(&self) -> &'static str {
+        match self {
+            FirstFactorError::Outage(_) => "outage",
+            FirstFactorError::Misconfigured(_) => "misconfigured",
+            FirstFactorError::Overloaded(_) => "overloaded",
+        }
+    }
+}
+
 /// One server's state as `check-config` reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProbeReport {
