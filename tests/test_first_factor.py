@@ -148,6 +148,9 @@ max_in_flight = 64
 shutdown_timeout = "5s"
 
 {clients}
+[metrics]
+listen = "127.0.0.1:0"
+
 [log]
 format = "text"
 level = "info"
@@ -286,6 +289,11 @@ def test_both_directory_servers_down_rejects_even_with_fail_open(ff, udp):
     assert "unavailable" in reply_messages(reply)
     assert ff.vip_calls() == before
     assert "FAIL-OPEN" not in ff.bridge.log()
+    series = harness.scrape_metrics(ff.bridge.ready["metrics"])
+    outage = ('vip_bridge_directory_call_duration_seconds_count'
+              '{directory="dead",operation="verify",result="outage"}')
+    assert series.get(outage, 0) >= 1, sorted(k for k in series if "directory" in k)
+    assert series.get('vip_bridge_rejects_total{reason="unavailable"}', 0) >= 1
 
 
 def test_lockout_guard_stops_asking_the_directory(ff, udp):
