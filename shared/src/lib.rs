@@ -3,6 +3,8 @@
 //! One module per concern (see DESIGN.md):
 //! - [`vip`]: the VIP User Services client (the only place that knows VIP's wire format);
 //! - [`engine`]: the decision, from what the user typed to Accept, Reject or Challenge;
+//! - [`first_factor`]: the directory password before the second factor (LDAP / Active
+//!   Directory, an upstream RADIUS server), each the only place its wire format lives;
 //! - [`challenge`]: sealed, expiring, single-use State tokens;
 //! - [`request_id`]: VIP requestId generation;
 //! - [`cache`], [`throttle`]: moka caches and governor limiters used by the engine;
