@@ -13,11 +13,15 @@
 #          writes bench/RESULTS.partial.md instead of RESULTS.md),
 #          --no-build (use the binaries as they are), --keep (keep the work directory).
 # Environment: VB_DURATION (s), VB_USERS, VB_CONCURRENCY, VB_OPEN_RATE, VB_SOCKETS,
-#              VB_PUSHES, VB_PUSH_DELAY_MS, VB_VIP_MAX_IN_FLIGHT, CARGO_TARGET_DIR.
+#              VB_PUSHES, VB_PUSH_DELAY_MS, VB_VIP_MAX_IN_FLIGHT, VB_LDAP_POOL (the directory's
+#              pool_size, default 4), VB_LDAP_THREADS (slapd's threads, default 16),
+#              CARGO_TARGET_DIR.
 #
-# Scenarios: echo, freeradius, a0 (code logins, sim latency 0 ms), a50 (50 ms), open
-# (open loop at VB_OPEN_RATE against echo, FreeRADIUS and vip-bridge), b (throttled), c
-# (retransmits answered from the response cache), d (VB_PUSHES blocking pushes at once), e (PAM).
+# Scenarios: echo, freeradius, a0 (code logins, sim latency 0 ms), a50 (50 ms), ldap (as a0
+# with an LDAP first factor: User-Password "password,code", the password checked by a search
+# and a bind over LDAPS against a private slapd, bench/ldap/setup.sh), open (open loop at
+# VB_OPEN_RATE against echo, FreeRADIUS and vip-bridge), b (throttled), c (retransmits answered
+# from the response cache), d (VB_PUSHES blocking pushes at once), e (PAM).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -34,7 +38,7 @@ while [ $# -gt 0 ]; do
     --only) ONLY=",$2,"; shift ;;
     --no-build) BUILD=0 ;;
     --keep) KEEP=1 ;;
-    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
   shift
@@ -64,6 +68,9 @@ fi
 CONC=${VB_CONCURRENCY:-256}
 SOCKETS=${VB_SOCKETS:-16}
 VIP_MAX_IN_FLIGHT=${VB_VIP_MAX_IN_FLIGHT:-64}
+LDAP_POOL=${VB_LDAP_POOL:-4}
+LDAP_THREADS=${VB_LDAP_THREADS:-16}
+LDAP_PASSWORD=bench-ldap-pw-0123
 
 want() { [ -z "$ONLY" ] || [[ "$ONLY" == *",$1,"* ]]; }
 log() { printf '\n== %s\n' "$*" >&2; }
@@ -80,7 +87,7 @@ if [ "$BUILD" = 1 ]; then
   fi
 fi
 NEED_BRIDGE=0
-for s in a0 a50 open b c d e; do want "$s" && NEED_BRIDGE=1; done
+for s in a0 a50 ldap open b c d e; do want "$s" && NEED_BRIDGE=1; done
 NEEDED=(vip-load)
 [ "$NEED_BRIDGE" = 1 ] && NEEDED+=(vip-bridge vip-sim)
 for b in "${NEEDED[@]}"; do
@@ -105,6 +112,9 @@ NOTES=()
 
 free_port() {
   python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+free_tcp_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 
 # Waits until FILE holds one JSON line; prints the value of KEY.
@@ -256,7 +266,8 @@ EOF
 
 # bridge_config FILE SIM_ADDR CODES_PER_USER_COUNT WITH_PAM(0|1)
 bridge_config() {
-  local base="https://$2/vipuserservices"
+  local base="https://$2/vipuserservices" client_policy=""
+  [ -z "$CLIENT_POLICY" ] || client_policy="policy = \"$CLIENT_POLICY\""
   cat >"$1" <<EOF
 [vip]
 auth_url = "$base/AuthenticationService_1_10"
@@ -291,6 +302,7 @@ response_cache_ttl = "15s"
 name = "bench"
 address = "127.0.0.1"
 secret = "$SECRET"
+$client_policy
 
 [log]
 level = "warn"
@@ -298,7 +310,12 @@ EOF
   if [ "$4" = 1 ]; then
     printf '\n[pam]\nsocket = "%s"\n' "$WORK/pam.sock" >>"$1"
   fi
+  [ -z "$BRIDGE_EXTRA" ] || printf '\n%s\n' "$BRIDGE_EXTRA" >>"$1"
 }
+# More of the bridge's configuration for the next start_stack (the ldap scenario's directory
+# and policy), and the policy of its one RADIUS client ("" = [policies.default]).
+BRIDGE_EXTRA=""
+CLIENT_POLICY=""
 
 SIM_PID=""
 BRIDGE_PID=""
@@ -355,6 +372,127 @@ for lat in 0 50; do
   fi
   stop_stack
 done
+
+# (ldap) as (a) at 0 ms, with an LDAP first factor: User-Password "password,code"; the bridge
+# finds the user with the service account (one search) and binds as them (one bind) over
+# LDAPS to a private slapd, then checks the code with VIP.
+# Cumulative utime+stime of a process, in clock ticks.
+proc_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+# slapd's cn=Monitor counters "connections binds searches" (connections accepted, operations
+# completed); "" without ldapsearch. Between two readings, each count is one too many: the
+# second reading's connection and bind, and the first reading's search (completed after it
+# was counted).
+ldap_counters() {
+  command -v ldapsearch >/dev/null || return 0
+  LDAPTLS_CACERT="$WORK/ldap/ca.pem" ldapsearch -LLL -o ldif-wrap=no -H "$LDAP_URL" -x \
+    -D "cn=admin,dc=example,dc=org" -y "$WORK/ldap/root.pass" -b cn=Monitor -s sub \
+    '(|(cn=Total)(cn=Bind)(cn=Search))' monitorCounter monitorOpCompleted 2>/dev/null |
+    awk '/^dn: cn=Total,cn=Connections/ { w = "c" } /^dn: cn=Bind,/ { w = "b" }
+      /^dn: cn=Search,/ { w = "s" } /^monitorCounter:/ && w == "c" { c = $2 }
+      /^monitorOpCompleted:/ && w == "b" { b = $2 } /^monitorOpCompleted:/ && w == "s" { s = $2 }
+      END { if (c != "") print c, b, s }'
+}
+if want ldap; then
+  log "(ldap) LDAP password + code logins, distinct users, VIP latency 0 ms"
+  if [ ! -x /usr/sbin/slapd ] || [ ! -x /usr/sbin/slapadd ]; then
+    if [ "${CI:-}" = true ]; then
+      FAILED+=("ldap: slapd is not installed (apt-get install slapd ldap-utils)")
+    else
+      NOTES+=("slapd is not installed: the ldap scenario was skipped (apt-get install slapd ldap-utils)")
+    fi
+  elif ! LDAP_PORT=$(free_tcp_port) ||
+    ! "$ROOT/bench/ldap/setup.sh" --dir "$WORK/ldap" --port "$LDAP_PORT" --users "$USERS" \
+      --password "$LDAP_PASSWORD" --threads "$LDAP_THREADS" >"$WORK/ldap-setup.out" 2>"$WORK/ldap-setup.err"; then
+    cat "$WORK/ldap-setup.err" >&2
+    FAILED+=("ldap: bench/ldap/setup.sh failed")
+  else
+    LDAP_URL="ldaps://127.0.0.1:$LDAP_PORT"
+    echo "slapd: $USERS users loaded in $(sed -n 's/^seconds=//p' "$WORK/ldap-setup.out") s" >&2
+    /usr/sbin/slapd -f "$WORK/ldap/slapd.conf" -h "$LDAP_URL/" -d 0 >"$WORK/slapd.out" 2>&1 &
+    SLAPD_PID=$!
+    PIDS+=("$SLAPD_PID")
+    ok=0
+    for _ in $(seq 1 100); do
+      if python3 -c 'import socket,sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 0.5)' \
+        "$LDAP_PORT" 2>/dev/null; then ok=1; break; fi
+      kill -0 "$SLAPD_PID" 2>/dev/null || break
+      sleep 0.1
+    done
+    if [ "$ok" = 0 ]; then
+      FAILED+=("ldap: slapd did not listen on $LDAP_URL: $(tail -3 "$WORK/slapd.out" | tr '\n' ' ')")
+    else
+      BRIDGE_EXTRA="[directories.corp]
+kind = \"ldap\"
+urls = [\"$LDAP_URL\"]
+ca_file = \"$WORK/ldap/ca.pem\"
+bind_dn = \"cn=vip-bridge,ou=services,dc=example,dc=org\"
+bind_password_file = \"$WORK/ldap/bind.pass\"
+base_dn = \"ou=people,dc=example,dc=org\"
+user_filter = \"(uid={user})\"
+pool_size = $LDAP_POOL
+
+[policies.ldap]
+first_factor = \"ldap\"
+directory = \"corp\"
+mode = \"code\"
+push_mode = \"blocking\"
+push_timeout = \"60s\"
+number_challenge = false"
+      CLIENT_POLICY=ldap
+      if start_stack ldap "$USERS" 0 0 10 0; then
+        # The first factor is really checked: a wrong directory password with the right code
+        # is refused (the last user, whom the run does not reach).
+        if ! "$LOAD" run --server "$RADIUS_ADDR" --secret "$SECRET" --sockets 1 --concurrency 1 \
+          --max-requests 1 --user 'user{n}' --user-start "$((USERS - 1))" --user-count 1 \
+          --totp-secret "$TOTP_SECRET" --password-prefix "not-$LDAP_PASSWORD," \
+          --timeout-ms 5000 --label ldap-wrong 2>/dev/null |
+          python3 -c 'import json,sys; r=json.loads(sys.stdin.readline()); sys.exit(0 if r["reject"] == 1 else 1)'; then
+          FAILED+=("ldap: a wrong directory password with the right code was not rejected")
+        fi
+        sim_reset
+        ldap_before=$(ldap_counters || true)
+        slapd_t0=$(proc_ticks "$SLAPD_PID")
+        run_load ldap accept run --server "$RADIUS_ADDR" "${BRIDGE_COMMON[@]}" \
+          --password-prefix "$LDAP_PASSWORD," \
+          --concurrency "$CONC" --duration "$DUR" --max-requests "$((USERS - 1))" --timeout-ms 5000 \
+          --retries 1 --server-pid "$BRIDGE_PID" --upstream-pid "$SIM_PID"
+        slapd_t1=$(proc_ticks "$SLAPD_PID")
+        ldap_after=$(ldap_counters || true)
+        sim_counters >"$RES/ldap.sim.json" || true
+        python3 - "$RES/ldap.slapd.json" "$(getconf CLK_TCK)" "$slapd_t0" "$slapd_t1" \
+          "$ldap_before" "$ldap_after" "$LDAP_POOL" "$LDAP_THREADS" "$SLAPD_PID" <<'PY'
+import json, sys
+out, hz, t0, t1, before, after, pool, threads, pid = sys.argv[1:]
+r = {"cpu_seconds": (int(t1) - int(t0)) / int(hz), "pool_size": int(pool),
+     "threads": int(threads)}
+try:
+    r["peak_rss_kib"] = int(next(l.split()[1] for l in open(f"/proc/{pid}/status")
+                                 if l.startswith("VmHWM:")))
+except (OSError, StopIteration):
+    pass
+if before and after:
+    b, a = [int(x) for x in before.split()], [int(x) for x in after.split()]
+    r["connections"], r["binds"], r["searches"] = (a[i] - b[i] - 1 for i in range(3))
+json.dump(r, open(out, "w"))
+PY
+        [ -s "$RES/ldap.json" ] && python3 - "$RES/ldap.json" "$RES/ldap.slapd.json" <<'PY' >&2 || true
+import json, sys
+r, s = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+n = r["answered"] or 1
+ops = (f"; {s['connections']} new connections, {s['binds']} binds, {s['searches']} searches"
+       if "binds" in s else "")
+print(f"slapd: {s['cpu_seconds']:.2f} s CPU ({s['cpu_seconds'] * 1e6 / n:.0f} µs per login){ops}")
+PY
+      else
+        FAILED+=("ldap: stack did not start")
+      fi
+      stop_stack
+      BRIDGE_EXTRA=""
+      CLIENT_POLICY=""
+    fi
+    stop_pid "$SLAPD_PID"
+  fi
+fi
 
 if want open; then
   log "open loop at $OPEN_RATE/s against vip-bridge (VIP latency 0 ms)"
@@ -461,6 +599,68 @@ fi
 # ------------------------------------------------------------------------------------------
 # Report
 # ------------------------------------------------------------------------------------------
+# The "LDAP password + code" section of RESULTS.md: a0 and ldap from this run side by side.
+ldap_section() {
+  python3 - "$RES" "$LDAP_POOL" "$LDAP_THREADS" "$CONC" "$USERS" "$PROFILE" "$DUR" <<'PY'
+import datetime, json, os, sys
+res, pool, threads, conc, users, profile, dur = sys.argv[1:]
+def load(name):
+    p = os.path.join(res, name + ".json")
+    return json.load(open(p)) if os.path.exists(p) else None
+a0, ld, sl = load("a0"), load("ldap"), load("ldap.slapd") or {}
+def us(r, who):
+    cpu = ((r or {}).get(who) or {}).get("cpu_seconds")
+    return cpu * 1e6 / r["answered"] if cpu is not None and r["answered"] else None
+def f(v, d=0):
+    return "-" if v is None else f"{v:,.{d}f}"
+def calls(name):
+    p = os.path.join(res, name + ".sim.json")
+    return json.dumps(json.load(open(p)).get("calls", {})) if os.path.exists(p) else "?"
+w = print
+w("## LDAP password + code (first factor)")
+w("")
+w("Scenario `ldap`: as (a) at VIP 0 ms (closed loop, concurrency " + conc + ", each user once),")
+w("through a policy with `first_factor = \"ldap\"`: User-Password is `password,code`; for each login")
+w("the bridge searches `(uid=USER)` under ou=people as its service account, binds as the entry")
+w("found with the password, then checks the code with VIP. The directory is Debian's slapd 2.5")
+w(f"(back_mdb, {users} users seeded with slapadd, one {{SSHA}} password, {threads} threads,")
+w("loglevel 0) on loopback over LDAPS (`bench/ldap/setup.sh`), on the same two cores;")
+w(f"`pool_size = {pool}` (connections per server for the service account's searches, and as many")
+w("for users' binds). CPU is per answered login, each process's utime+stime during the run.")
+w(f"Both rows come from one run ({datetime.datetime.now().isoformat(timespec='seconds')}, {profile} "
+  f"build, up to {dur} s each, load average {' '.join(open('/proc/loadavg').read().split()[:3])} "
+  "at the end): compare them with each other rather than with the tables above.")
+w("")
+w("| scenario | logins/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | accept | reject | lost | vip-bridge µs/login | vip-sim µs | slapd µs | vip-load µs | vip-bridge cores | peak RSS MiB |")
+w("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+for title, r, sl_us in (("(a) code only, VIP 0 ms", a0, None),
+                        ("ldap: LDAPS password + code, VIP 0 ms", ld,
+                         sl.get("cpu_seconds", 0) * 1e6 / ld["answered"] if ld and ld["answered"] and "cpu_seconds" in sl else None)):
+    if r is None:
+        continue
+    l, s = r["latency"], r.get("server") or {}
+    rss = s.get("peak_rss_kib")
+    w(f"| {title} | {f(r['throughput_per_s'])} | {l['p50_ms']:.2f} | {l['p90_ms']:.2f} | "
+      f"{l['p99_ms']:.2f} | {l['p999_ms']:.2f} | {l['max_ms']:.1f} | {r['accept']} | {r['reject']} | "
+      f"{r['lost']} | {f(us(r, 'server'))} | {f(us(r, 'upstream'))} | {f(sl_us)} | "
+      f"{f(us(r, 'generator'))} | {f(s.get('cpu_cores'), 2)} | {f(rss / 1024 if rss else None, 1)} |")
+w("")
+if a0 and ld and a0["throughput_per_s"]:
+    w(f"- ldap / a0: {ld['throughput_per_s'] / a0['throughput_per_s']:.0%} of the throughput; "
+      f"vip-bridge CPU per login {f(us(ld, 'server'))} µs vs {f(us(a0, 'server'))} µs "
+      f"(+{f((us(ld, 'server') or 0) - (us(a0, 'server') or 0))} µs for the search and the bind)")
+if "binds" in sl and ld:
+    n = ld["answered"] or 1
+    w(f"- slapd (cn=Monitor) during the run: {sl['connections']} connections opened, "
+      f"{sl['binds']} binds, {sl['searches']} searches for {ld['answered']} logins "
+      f"({sl['binds'] / n:.2f} binds and {sl['searches'] / n:.2f} searches per login): " +
+      ("the pooled connections are reused, no TLS handshake per login"
+       if sl["connections"] <= 4 * int(pool) else
+       f"{n / max(sl['connections'], 1):.1f} logins per connection: connections are not kept"))
+w(f"- VIP calls during ldap: {calls('ldap')}; during a0: {calls('a0')}")
+PY
+}
+
 log "summary"
 for n in "${NOTES[@]:-}"; do [ -n "$n" ] && echo "note: $n" >&2; done
 
@@ -475,6 +675,23 @@ if [ "$SMOKE" = 0 ]; then
   # Into a temporary file first: report.py reads the old RESULTS.md for its Soak section.
   python3 "$ROOT/bench/report.py" "$RES" "$BIN" "$DUR" "$CONC" "$OPEN_RATE" "$PUSHES" \
     "$PUSH_DELAY_MS" "$VIP_MAX_IN_FLIGHT" >"$OUT_MD.tmp"
+  # The ldap scenario's section (report.py does not know it), before "Raw JSON reports".
+  if [ -s "$RES/ldap.json" ]; then
+    ldap_section >"$RES/ldap.md"
+    python3 - "$OUT_MD.tmp" "$RES/ldap.md" <<'PY'
+import sys
+path, section = sys.argv[1], open(sys.argv[2]).read()
+text = open(path).read()
+for mark in ("\nRaw JSON reports:", "\n## Soak"):
+    at = text.find(mark)
+    if at >= 0:
+        text = text[:at + 1] + section + "\n" + text[at + 1:]
+        break
+else:
+    text = text.rstrip("\n") + "\n\n" + section
+open(path, "w").write(text)
+PY
+  fi
   mv "$OUT_MD.tmp" "$OUT_MD"
   echo "wrote $OUT_MD" >&2
 fi

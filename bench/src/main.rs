@@ -56,6 +56,10 @@ struct TemplateArgs {
     totp_secret: Option<String>,
     #[arg(long, default_value_t = 6)]
     totp_digits: u32,
+    /// Put this before every User-Password (fixed or TOTP), e.g. `pw,` for a policy with an
+    /// LDAP first factor: `password,code`.
+    #[arg(long, default_value = "")]
+    password_prefix: String,
     /// A State attribute (hex) to send with every request.
     #[arg(long)]
     state: Option<String>,
@@ -74,7 +78,8 @@ impl TemplateArgs {
             },
             (Some(p), None) => PasswordSource::Fixed(p.clone().into_bytes()),
             (None, None) => PasswordSource::Fixed(b"123456".to_vec()),
-        };
+        }
+        .with_prefix(self.password_prefix.as_bytes());
         let state = match &self.state {
             Some(h) => Some(hex::decode(h).context("--state is not hex")?),
             None => None,
@@ -234,6 +239,10 @@ struct SoakArgs {
     totp_secret: String,
     #[arg(long, default_value_t = 6)]
     totp_digits: u32,
+    /// Put this before every User-Password (fixed or TOTP), e.g. `pw,` for a policy with an
+    /// LDAP first factor: `password,code`.
+    #[arg(long, default_value = "")]
+    password_prefix: String,
     /// What a push login types.
     #[arg(long, default_value = "push")]
     push_password: String,
