@@ -11,7 +11,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 use tracing_subscriber::EnvFilter;
-use vip_core::engine::{Authenticate, Engine};
+use vip_core::engine::Authenticate;
 use vip_core::metrics::Metrics;
 
 use crate::config::{self, Loaded, LogConfig, LogFormat};
@@ -26,7 +26,9 @@ pub async fn run(config_path: &Path, ready_file: Option<&Path>) -> Result<()> {
     preflight(&cfg)?;
     init_logging(&cfg.log)?;
     let mut registry = new_registry();
-    let engine = Engine::with_metrics(&cfg.core, Metrics::new(&mut registry))?;
+    let engine = cfg
+        .core
+        .build_engine_with_metrics(Metrics::new(&mut registry))?;
     let auth: Arc<dyn Authenticate> = engine;
     let shutdown = Arc::new(watch::channel(false).0);
     spawn_signal_handler(shutdown.clone())?;
@@ -72,7 +74,7 @@ pub fn preflight(cfg: &Loaded) -> Result<()> {
             )));
         }
     }
-    Engine::check(&cfg.core)?;
+    cfg.core.check_engine()?;
     Ok(())
 }
 

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::watch;
-use vip_core::engine::{Authenticate, Engine};
+use vip_core::engine::Authenticate;
 use vip_core::metrics::Metrics;
 
 use crate::cli::{DemoArgs, DemoCodeArgs, DEMO_PORT};
@@ -424,7 +424,9 @@ pub async fn run(args: &DemoArgs) -> Result<()> {
     };
     daemon::init_logging(&cfg.log)?;
     let mut registry = daemon::new_registry();
-    let engine = Engine::with_metrics(&cfg.core, Metrics::new(&mut registry))?;
+    let engine = cfg
+        .core
+        .build_engine_with_metrics(Metrics::new(&mut registry))?;
     let auth: Arc<dyn Authenticate> = engine;
     let shutdown = Arc::new(watch::channel(false).0);
     daemon::spawn_signal_handler(shutdown.clone())?;
@@ -724,7 +726,7 @@ mod tests {
         assert!(cfg.pam.is_some() && cfg.metrics.is_some());
         // The State key is set (no "random State key" warning) and loads.
         assert!(cfg.core.engine.state_key_file.is_some());
-        Engine::check(&cfg.core).unwrap();
+        cfg.core.check_engine().unwrap();
         // The daemon's default log level: the login lines carry the user (the `login` span).
         assert_eq!(cfg.log.level, "info");
         let sim = vip_sim::SimConfig::from_toml_str(&sim_toml(&certs, 0)).unwrap();

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use vip_core::config::ConfigError;
+use vip_core::config::{BuildError, ConfigError};
 use vip_core::engine::EngineError;
 
 #[derive(Debug, thiserror::Error)]
@@ -12,7 +12,7 @@ pub enum Error {
     #[error(transparent)]
     Config(#[from] ConfigError),
     #[error("cannot start the auth engine: {0}")]
-    Engine(#[from] EngineError),
+    Engine(#[from] BuildError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -45,6 +45,12 @@ pub enum Error {
     },
     #[error("demo: {0}")]
     Demo(String),
+}
+
+impl From<EngineError> for Error {
+    fn from(e: EngineError) -> Self {
+        Error::Engine(BuildError::Engine(e))
+    }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

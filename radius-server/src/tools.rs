@@ -11,7 +11,7 @@ use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
 use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::Layer;
-use vip_core::engine::{AuthRequest, Authenticate, ClientInfo, Engine, FrontDoor, Outcome};
+use vip_core::engine::{AuthRequest, Authenticate, ClientInfo, FrontDoor, Outcome};
 use vip_core::secret::Secret;
 use vip_core::vip::{VipClient, VipConfig};
 
@@ -188,7 +188,7 @@ pub async fn check_config(path: &Path, offline: bool) -> Result<Report> {
 /// a search; upstream RADIUS: Status-Server). A directory none of whose servers answers is an
 /// error (its logins would all be refused); one dead server of several is a warning.
 async fn probe_directories(core: &vip_core::config::CoreConfig, r: &mut Report) -> Result<()> {
-    let directories = Engine::directories(core)?;
+    let directories = core.directories()?;
     let mut names: Vec<&String> = directories.keys().collect();
     names.sort();
     for name in names {
@@ -447,7 +447,7 @@ pub async fn test_auth(
             "policy {policy_name:?} has no first factor (first_factor = \"none\"): --password-file is not used"
         )));
     }
-    let engine = Engine::new(&cfg.core)?;
+    let engine = cfg.core.build_engine()?;
     let io = |source| Error::Io {
         what: "writing the output".into(),
         source,

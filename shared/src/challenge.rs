@@ -152,7 +152,7 @@ impl StateSealer {
     pub fn from_key_file(path: &Path, max_ttl: Duration) -> Result<Self, KeyError> {
         let shown = path.display().to_string();
         // 64 hex characters and some white space: anything much longer is not a key file.
-        let bytes = crate::config::read_at_most(path, 4096).map_err(|source| KeyError::Read {
+        let bytes = crate::files::read_at_most(path, 4096).map_err(|source| KeyError::Read {
             path: shown.clone(),
             source,
         })?;

@@ -9,8 +9,11 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
-use crate::engine::{EngineConfig, FirstFactorKind, LoginPolicy};
-use crate::first_factor::DirectoryConfig;
+use std::collections::HashMap;
+
+use crate::engine::{Engine, EngineConfig, EngineError, FirstFactorKind, LoginPolicy};
+use crate::first_factor::{DirectoryConfig, FirstFactor};
+use crate::metrics::Metrics;
 use crate::vip::VipConfig;
 
 /// The sections of the config file the core reads. Binaries embed these in their own
@@ -58,7 +61,76 @@ pub const MISSING_HINT: &str = "the vip-bridge package installs an example as \
      `vip-bridge demo --dir DIR` writes a complete working one to DIR/vip-bridge.toml, \
      or pass --config FILE (or set VIP_BRIDGE_CONFIG)";
 
+/// Why the engine could not be built from a configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error("VIP client: {0}")]
+    Vip(#[from] crate::vip::VipError),
+    #[error("directories.{name}: {message}")]
+    Directory { name: String, message: String },
+}
+
 impl CoreConfig {
+    /// The engine, its VIP client and its directories, as configured.
+    pub fn build_engine(&self) -> Result<Arc<Engine>, BuildError> {
+        self.engine_recording(None)
+    }
+
+    /// [`build_engine`](Self::build_engine), with the engine and its VIP client recording into
+    /// `metrics`.
+    pub fn build_engine_with_metrics(
+        &self,
+        metrics: Arc<Metrics>,
+    ) -> Result<Arc<Engine>, BuildError> {
+        self.engine_recording(Some(metrics))
+    }
+
+    fn engine_recording(&self, metrics: Option<Arc<Metrics>>) -> Result<Arc<Engine>, BuildError> {
+        let client = crate::vip::VipClient::new(&self.vip)?;
+        if let Some(m) = &metrics {
+            client.set_metrics(m.clone());
+        }
+        let backend = crate::vip::VipBackend::new(client, self.vip.health_check_interval);
+        let engine = Engine::with_parts(
+            &self.engine,
+            Arc::new(backend),
+            self.directories()?,
+            &self.policies,
+        )?;
+        if let Some(m) = metrics {
+            engine.set_metrics(m);
+        }
+        Ok(engine)
+    }
+
+    /// Everything building the engine would refuse (the VIP client's URLs, certificate, key and
+    /// CA files, the State key, the poll interval, the throttles, the directories' files),
+    /// checked without starting anything or calling anyone. `check-config` and `serve` both run
+    /// it, so a pre-start check catches what the daemon would refuse.
+    pub fn check_engine(&self) -> Result<(), BuildError> {
+        Engine::check(&self.engine)?;
+        crate::vip::VipClient::new(&self.vip)?;
+        self.directories()?;
+        Ok(())
+    }
+
+    /// The first factors `[directories]` describes (files read, nothing contacted).
+    pub fn directories(&self) -> Result<HashMap<String, Arc<dyn FirstFactor>>, BuildError> {
+        self.directories
+            .iter()
+            .map(|(name, d)| {
+                d.build(&self.base_dir)
+                    .map(|built| (name.clone(), built))
+                    .map_err(|message| BuildError::Directory {
+                        name: name.clone(),
+                        message,
+                    })
+            })
+            .collect()
+    }
+
     /// The policy called `name`; `default` falls back to the built-in defaults.
     pub fn policy(&self, name: &str) -> Option<Arc<LoginPolicy>> {
         match self.policies.get(name) {
@@ -227,22 +299,6 @@ pub fn check_duration(
     })
 }
 
-/// Reads a whole file of at most `max` bytes into a zeroizing buffer; a longer one (or
-/// `/dev/zero` named by mistake) is an error, not an allocation without end.
-pub fn read_at_most(path: &Path, max: usize) -> std::io::Result<zeroize::Zeroizing<Vec<u8>>> {
-    use std::io::Read;
-    let file = std::fs::File::open(path)?;
-    let mut buf = zeroize::Zeroizing::new(Vec::with_capacity(max.min(64 * 1024) + 1));
-    file.take(max as u64 + 1).read_to_end(&mut buf)?;
-    if buf.len() > max {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("longer than {max} bytes"),
-        ));
-    }
-    Ok(buf)
-}
-
 /// Configuration files larger than this are refused.
 pub const MAX_CONFIG_BYTES: usize = 1 << 20;
 
@@ -258,7 +314,7 @@ pub fn load_toml<T: DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
             source,
         },
     };
-    let raw = read_at_most(path, MAX_CONFIG_BYTES).map_err(read)?;
+    let raw = crate::files::read_at_most(path, MAX_CONFIG_BYTES).map_err(read)?;
     let text = std::str::from_utf8(&raw).map_err(|e| {
         read(std::io::Error::new(
             std::io::ErrorKind::InvalidData,
@@ -507,18 +563,6 @@ mod locate {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn files_are_read_up_to_a_bound() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("f");
-        std::fs::write(&p, vec![b'x'; 100]).unwrap();
-        assert_eq!(read_at_most(&p, 100).unwrap().len(), 100);
-        assert!(read_at_most(&p, 99).is_err());
-        // A device that never ends is refused, not read until memory runs out.
-        let e = read_at_most(Path::new("/dev/zero"), 4096).unwrap_err();
-        assert!(e.to_string().contains("longer than 4096"), "{e}");
-    }
 
     fn parse_err(text: &str) -> String {
         parse_toml::<CoreConfig>(Path::new("/etc/vb.toml"), text)

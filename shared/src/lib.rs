@@ -7,17 +7,19 @@
 //!   Directory, an upstream RADIUS server), each the only place its wire format lives;
 //! - [`challenge`]: sealed, expiring, single-use State tokens;
 //! - [`request_id`]: VIP requestId generation;
-//! - [`cache`], [`throttle`]: moka caches and governor limiters used by the engine;
+//! - [`throttle`]: governor limiters and the lockout guard used by the engine;
 //! - [`ipc`]: the PAM module <-> daemon protocol;
 //! - [`metrics`]: Prometheus metrics of logins and VIP calls;
 //! - [`log_limit`], [`log_text`]: log lines a stranger can trigger, rate-limited and escaped;
-//! - [`config`]: typed configuration of the core;
+//! - [`config`]: typed configuration of the core (it composes the engine's, the VIP
+//!   client's and the directories' sections, and builds the engine from them);
+//! - [`files`]: bounded, zeroizing reads of the files a configuration names;
 //! - [`secret`]: a zeroizing, never-printed string for passwords, codes and PINs.
 
-pub mod cache;
 pub mod challenge;
 pub mod config;
 pub mod engine;
+pub mod files;
 pub mod first_factor;
 pub mod ipc;
 pub mod log_limit;

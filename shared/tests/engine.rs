@@ -1067,7 +1067,7 @@ async fn no_free_vip_slot_is_overload_and_never_opens() {
         engine: fast_engine_config(),
         ..Default::default()
     };
-    let engine = vip_core::engine::Engine::new(&core).unwrap();
+    let engine = core.build_engine().unwrap();
     sim.set_user_faults(
         "bob",
         vip_sim::Faults {
@@ -1129,8 +1129,8 @@ async fn another_instance_with_the_shared_key_continues_a_push_but_never_fails_o
     let key = env.dir.path().join("state.key");
     std::fs::write(&key, "7f".repeat(32)).unwrap();
     env.core.engine.state_key_file = Some(key);
-    let first = vip_core::engine::Engine::new(&env.core).unwrap();
-    let second = vip_core::engine::Engine::new(&env.core).unwrap();
+    let first = env.core.build_engine().unwrap();
+    let second = env.core.build_engine().unwrap();
     let open = fail_policy(FailMode::Open);
 
     // dave approves after 1.2 s; the NAS fails over to the second instance for round two.
@@ -1166,7 +1166,7 @@ async fn a_refused_client_certificate_never_fails_open() {
     let mut core = env.core.clone();
     core.vip.cert_file = Some(other.client_cert.clone());
     core.vip.key_file = Some(other.client_key.clone());
-    let engine = vip_core::engine::Engine::new(&core).unwrap();
+    let engine = core.build_engine().unwrap();
     let open = fail_policy(FailMode::Open);
     let o = auth_with(
         &engine,

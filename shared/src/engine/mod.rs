@@ -9,6 +9,7 @@
 //! it up. No password, code, PIN or State value is ever logged.
 
 pub mod backend;
+mod cache;
 mod config;
 mod model;
 pub mod policy;
@@ -34,9 +35,7 @@ pub use policy::{
     PasswordFormat, PasswordMode, PushMode, UserNameMapping,
 };
 
-use crate::cache::UserFactorsCache;
 use crate::challenge::{SessionHandle, StateSealer, Step};
-use crate::config::CoreConfig;
 use crate::first_factor::{
     self, DirectoryUser, FirstFactor, FirstFactorError, Lookup, RawAttribute, Verdict,
 };
@@ -48,6 +47,7 @@ use backend::{
     transaction_key, Backend, BackendError, Channel, CodeCheck, CodeKind, PushStart, PushState,
     Refusal, UserFactors, Verified,
 };
+use cache::UserFactorsCache;
 use push::{Join, Phase, PushBoard};
 
 /// What a front door calls. Implemented by [`Engine`]; front doors hold an
@@ -67,8 +67,6 @@ pub trait Authenticate: Send + Sync + 'static {
 pub enum EngineError {
     #[error(transparent)]
     StateKey(#[from] crate::challenge::KeyError),
-    #[error("VIP client: {0}")]
-    Vip(#[from] crate::vip::VipError),
     #[error("{0}")]
     Config(String),
 }
@@ -138,57 +136,9 @@ struct FirstFactorSession {
 const MAX_ROUND_WAIT: Duration = Duration::from_secs(10);
 
 impl Engine {
-    /// Builds the engine, its VIP client and its directories from the core configuration.
-    pub fn new(core: &CoreConfig) -> Result<Arc<Engine>, EngineError> {
-        Self::from_core(core, None)
-    }
-
-    /// [`Engine::new`], with the engine and its VIP client recording into `metrics`.
-    pub fn with_metrics(
-        core: &CoreConfig,
-        metrics: Arc<Metrics>,
-    ) -> Result<Arc<Engine>, EngineError> {
-        Self::from_core(core, Some(metrics))
-    }
-
-    fn from_core(
-        core: &CoreConfig,
-        metrics: Option<Arc<Metrics>>,
-    ) -> Result<Arc<Engine>, EngineError> {
-        let client = crate::vip::VipClient::new(&core.vip)?;
-        if let Some(m) = &metrics {
-            client.set_metrics(m.clone());
-        }
-        let backend = crate::vip::VipBackend::new(client, core.vip.health_check_interval);
-        let engine = Engine::with_parts(
-            &core.engine,
-            Arc::new(backend),
-            Self::directories(core)?,
-            &core.policies,
-        )?;
-        if let Some(m) = metrics {
-            engine.set_metrics(m);
-        }
-        Ok(engine)
-    }
-
-    /// The first factors `[directories]` describes (files read, nothing contacted).
-    pub fn directories(
-        core: &CoreConfig,
-    ) -> Result<HashMap<String, Arc<dyn FirstFactor>>, EngineError> {
-        core.directories
-            .iter()
-            .map(|(name, d)| {
-                d.build(&core.base_dir)
-                    .map(|built| (name.clone(), built))
-                    .map_err(|m| EngineError::Config(format!("directories.{name}: {m}")))
-            })
-            .collect()
-    }
-
     /// Records logins, rejects, fail-opens, throttles and pending pushes into `metrics` from
     /// now on (the first call wins). VIP calls are recorded by the VIP client
-    /// ([`crate::vip::VipClient::set_metrics`]).
+    /// (`VipClient::set_metrics`).
     pub fn set_metrics(self: &Arc<Self>, metrics: Arc<Metrics>) {
         let engine = Arc::downgrade(self);
         metrics.set_pending_pushes_source(move || {
@@ -200,15 +150,11 @@ impl Engine {
         let _ = self.metrics.set(metrics);
     }
 
-    /// Everything building the engine from `core` would refuse (the VIP client's URLs,
-    /// certificate, key and CA files, the State key, the poll interval, the throttles),
-    /// checked without starting anything or calling VIP. `check-config` and `serve` both run
-    /// it, so a pre-start check catches what the daemon would refuse.
-    pub fn check(core: &CoreConfig) -> Result<(), EngineError> {
-        Self::parts(&core.engine)?;
-        crate::vip::VipClient::new(&core.vip)?;
-        Self::directories(core)?;
-        Ok(())
+    /// Everything building the engine from `cfg` would refuse (the State key, the poll
+    /// interval, the throttles), checked without starting anything. The VIP client and the
+    /// directories are checked by `CoreConfig::check_engine`, which composes this.
+    pub fn check(cfg: &EngineConfig) -> Result<(), EngineError> {
+        Self::parts(cfg).map(|_| ())
     }
 
     /// The State sealer and throttles `cfg` describes, or why they cannot be built.

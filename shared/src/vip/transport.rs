@@ -604,7 +604,7 @@ const MAX_PKI_FILE_BYTES: usize = 1 << 20;
 
 /// Reads the file of config key `key` (`vip.cert_file`...): errors name the key and the path.
 fn read(path: &Path, key: &str) -> Result<Zeroizing<Vec<u8>>, VipError> {
-    crate::config::read_at_most(path, MAX_PKI_FILE_BYTES).map_err(|e| {
+    crate::files::read_at_most(path, MAX_PKI_FILE_BYTES).map_err(|e| {
         let why = match e.kind() {
             std::io::ErrorKind::NotFound => "no such file".to_owned(),
             std::io::ErrorKind::PermissionDenied => {

@@ -167,7 +167,7 @@ pub async fn env_with(extra_users: &str, engine: EngineConfig) -> Env {
         engine,
         ..CoreConfig::default()
     };
-    let engine = Engine::new(&core).expect("engine");
+    let engine = core.build_engine().expect("engine");
     Env {
         sim,
         engine,

@@ -136,7 +136,7 @@ fn read_file(
     max: usize,
 ) -> Result<zeroize::Zeroizing<Vec<u8>>, String> {
     let path = base.join(p);
-    crate::config::read_at_most(&path, max).map_err(|e| {
+    crate::files::read_at_most(&path, max).map_err(|e| {
         let why = match e.kind() {
             std::io::ErrorKind::NotFound => "no such file".to_owned(),
             std::io::ErrorKind::PermissionDenied => {
