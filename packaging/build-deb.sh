@@ -28,8 +28,11 @@ fi
 target_dir=$(cargo metadata --format-version 1 --no-deps \
     | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
 
-say "cargo build --release -p vip-bridge -p pam_vip"
-cargo build --release -p vip-bridge -p pam_vip >&2
+# --no-default-features: without the `demo` feature, so the packaged daemon does not link the
+# VIP simulator (`vip-bridge demo` from the package says how to get it). A later
+# `cargo run --release -p vip-bridge -- demo` rebuilds target/release/vip-bridge with it.
+say "cargo build --release --no-default-features -p vip-bridge -p pam_vip"
+cargo build --release --no-default-features -p vip-bridge -p pam_vip >&2
 
 # The man pages ship from packaging/man/ (a test keeps them equal to `vip-bridge man`).
 # --multiarch=foreign: assets under usr/lib/ go to usr/lib/<triple>/ of the target (the PAM

@@ -341,6 +341,12 @@ def check_installed_files():
             fail("no man page vip-bridge-%s(1)" % sub)
     if not any(os.path.exists("/usr/lib/%s/security/pam_vip.so" % triple) for _ in [0]):
         fail("pam_vip.so is not in the multiarch security directory")
+    # The package is built without the demo: the production daemon links no simulator, and
+    # says so when asked for the demo.
+    p = run(["/usr/bin/vip-bridge", "demo", "--port", "0"], check=False, timeout=30)
+    if p.returncode == 0 or "built without the demo" not in p.stderr:
+        fail("the packaged vip-bridge demo should refuse, naming the missing feature: rc %d\n%s"
+             % (p.returncode, p.stderr))
     for f, mode, owner in [("/etc/vip-bridge", 0o750, "root:vip-bridge"),
                            (CONFIG, 0o640, "root:vip-bridge"),
                            ("/etc/vip-bridge/state.key", 0o640, "root:vip-bridge"),

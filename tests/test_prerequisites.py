@@ -35,3 +35,19 @@ def test_pam_vip_is_what_needs_libpam():
     module = os.path.join(os.path.dirname(harness.find_binary("vip-bridge")), "libpam_vip.so")
     out = subprocess.run(["ldd", module], capture_output=True, text=True, timeout=30).stdout
     assert "libpam.so" in out, out
+
+
+def test_the_demo_is_a_visible_choice():
+    """The simulator is linked only for `vip-bridge demo` (cargo feature `demo`, on by default);
+    the Debian package builds without it."""
+    def crates(*extra):
+        p = subprocess.run(["cargo", "tree", "--offline", "-p", "vip-bridge", "-e", "normal",
+                            "--prefix", "none", *extra], capture_output=True, text=True,
+                           timeout=300, cwd=harness.REPO)
+        assert p.returncode == 0, p.stderr
+        return {line.split()[0] for line in p.stdout.splitlines() if line.strip()}
+
+    assert "vip-sim" in crates()
+    assert "vip-sim" not in crates("--no-default-features")
+    with open(os.path.join(harness.REPO, "packaging", "build-deb.sh")) as f:
+        assert "--no-default-features -p vip-bridge" in f.read()

@@ -1,4 +1,4 @@
-//! The PAM socket protocol (shared/src/ipc.rs), both directions, over an in-memory stream:
+//! The PAM socket protocol (the vip-ipc crate, ipc/src), both directions, over an in-memory stream:
 //!
 //! - daemon side: `server_handshake` then `read_message::<ClientMessage>` until the stream
 //!   ends or fails, as pam_door's `rounds` does (the Error replies it writes go to a sink), and
@@ -20,7 +20,8 @@ use std::task::{Context, Poll, Waker};
 
 use libfuzzer_sys::fuzz_target;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use vip_core::ipc::{self, ClientMessage, ErrorKind, IpcError, ServerMessage};
+use vip_core::secret::Secret;
+use vip_ipc::{self as ipc, ClientMessage, ErrorKind, IpcError, ServerMessage};
 
 /// A stream that reads `input` `chunk` octets at a time and swallows writes.
 struct Mem<'a> {
@@ -131,7 +132,7 @@ fn daemon(input: &[u8], chunk: usize) {
             }
             ClientMessage::Authenticate(mut req) => {
                 let _ = (req.service.len(), req.user.chars().count());
-                let secret = req.answer.take().map(ipc::Answer::into_secret);
+                let secret = req.answer.take().map(|a| Secret::from(a.into_inner()));
                 let _ = secret.as_ref().map(|s| s.expose().len());
                 let _ = req.state.take().filter(|s| !s.is_empty());
             }

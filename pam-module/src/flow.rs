@@ -4,8 +4,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use vip_core::engine::{Outcome, RejectReason};
-use vip_core::ipc::{Answer, AuthenticateRequest, Client, ErrorKind, IpcError};
+use vip_ipc::{Answer, AuthenticateRequest, Client, ErrorKind, IpcError};
+use vip_ipc::{Outcome, RejectReason};
 use zeroize::Zeroizing;
 
 use crate::args::{Args, FailMode, FirstPass};
@@ -314,7 +314,7 @@ fn prompt_text(prompt: &str) -> String {
 mod tests {
     use super::*;
     use std::collections::VecDeque;
-    use vip_core::engine::{Accept, Challenge, Factor, Reject};
+    use vip_ipc::{Accept, Challenge, Factor, Reject};
 
     #[derive(Default)]
     struct User {
@@ -364,7 +364,6 @@ mod tests {
             credential_type: None,
             authn_id: None,
             failed_open: false,
-            reply_attributes: Vec::new(),
         }))
     }
     fn reject(reason: RejectReason) -> Result<Outcome, RoundError> {

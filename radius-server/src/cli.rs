@@ -46,6 +46,8 @@ pub enum Command {
     /// VIP requestIds and timings. Exit status: 0 accept, 1 reject, 2 challenge left unanswered.
     TestAuth(TestAuthArgs),
     /// A complete bridge in one process against a built-in VIP simulator, to try it out.
+    /// (Builds from source have it: cargo feature `demo`, on by default. The Debian package
+    /// is built without it and says so.)
     Demo(DemoArgs),
     /// Write the man pages (roff): vip-bridge(1) and one per command into DIR, or
     /// vip-bridge(1) on stdout without DIR.

@@ -16,6 +16,7 @@
 pub mod cli;
 pub mod config;
 pub mod daemon;
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod error;
 pub mod manpages;

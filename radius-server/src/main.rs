@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use vip_bridge::cli::{Cli, Command, DemoCommand};
+use vip_bridge::cli::{Cli, Command};
 use vip_bridge::tools::{TestAuthEnd, Typed};
 
 // Every login allocates small, short-lived buffers on several threads (packet, SOAP body,
@@ -89,10 +89,21 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 TestAuthEnd::Challenge => ExitCode::from(2),
             });
         }
+        #[cfg(feature = "demo")]
         Command::Demo(d) => match &d.action {
-            Some(DemoCommand::Code { user }) => println!("{}", vip_bridge::demo::code(user)?),
+            Some(vip_bridge::cli::DemoCommand::Code { user }) => {
+                println!("{}", vip_bridge::demo::code(user)?)
+            }
             None => runtime()?.block_on(vip_bridge::demo::run(&d))?,
         },
+        #[cfg(not(feature = "demo"))]
+        Command::Demo(_) => {
+            return Err(anyhow::anyhow!(
+                "this vip-bridge was built without the demo (cargo feature `demo`, which the \
+                 Debian package leaves out so a production daemon does not link the VIP \
+                 simulator); try it from the source: cargo run --release -p vip-bridge -- demo"
+            ))
+        }
         Command::Man { dir: Some(dir) } => {
             for page in vip_bridge::manpages::write_all(&dir)? {
                 println!("{}", page.display());

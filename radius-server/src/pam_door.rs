@@ -1,6 +1,6 @@
 //! The PAM front door: the Unix socket `pam_vip.so` talks to.
 //!
-//! One connection carries one or more rounds of the [`vip_core::ipc`] protocol. Who may connect
+//! One connection carries one or more rounds of the [`vip_ipc`] protocol. Who may connect
 //! is decided twice. The file system first: the socket is mode 0660, owned by the daemon and
 //! `socket_group`, so only root, the daemon and that group's members can connect at all. Then
 //! the peer's credentials (`SO_PEERCRED`), read before the connection holds anything: root, the
@@ -43,11 +43,12 @@ use vip_core::engine::{
     AuthRequest, Authenticate, Challenge, ClientInfo, EmptyPassword, FrontDoor, LoginPolicy,
     Outcome, PasswordMode,
 };
-use vip_core::ipc::{
-    self, AuthenticateRequest, ClientMessage, ErrorKind, IpcError, ServerMessage, MAX_ANSWER,
-};
 use vip_core::log_limit::OncePerSecond;
 use vip_core::log_text::Escaped;
+use vip_core::secret::Secret;
+use vip_ipc::{
+    self as ipc, AuthenticateRequest, ClientMessage, ErrorKind, IpcError, ServerMessage, MAX_ANSWER,
+};
 
 /// Where the socket lives unless configured.
 pub const DEFAULT_SOCKET: &str = "/run/vip-bridge/pam.sock";
@@ -729,7 +730,7 @@ impl Door {
         if fresh && req.answer.is_none() && wants_typed_first(&policy) {
             debug!("asking for the code");
             return ServerMessage::Outcome {
-                outcome: Outcome::Challenge(Challenge {
+                outcome: ipc::Outcome::Challenge(Challenge {
                     prompt: self
                         .cfg
                         .prompt
@@ -752,7 +753,7 @@ impl Door {
         });
         let auth_req = AuthRequest {
             user: std::mem::take(&mut req.user),
-            secret: req.answer.take().map(ipc::Answer::into_secret),
+            secret: req.answer.take().map(|a| Secret::from(a.into_inner())),
             state: req.state.take().filter(|s| !s.is_empty()),
             client: ClientInfo {
                 front_door: FrontDoor::Pam,
@@ -772,7 +773,9 @@ impl Door {
             }
             other => debug!(outcome = other.kind(), "answered"),
         }
-        ServerMessage::Outcome { outcome }
+        ServerMessage::Outcome {
+            outcome: outcome.into(),
+        }
     }
 }
 
@@ -1074,7 +1077,7 @@ mod tests {
     use std::pin::Pin;
     use std::sync::Mutex;
     use vip_core::engine::{Accept, Factor, Reject, RejectReason};
-    use vip_core::ipc::{Answer, Client};
+    use vip_ipc::{Answer, Client};
 
     /// What the fake engine saw (secrets exposed here only to assert on them).
     #[derive(Debug, Clone)]
@@ -1262,7 +1265,7 @@ mod tests {
     async fn rounds_blocking(
         socket: &Path,
         reqs: Vec<AuthenticateRequest>,
-    ) -> Vec<Result<Outcome, IpcError>> {
+    ) -> Vec<Result<ipc::Outcome, IpcError>> {
         let socket = socket.to_owned();
         tokio::task::spawn_blocking(move || {
             let mut c = match Client::connect(&socket, Duration::from_secs(5)) {
@@ -1287,7 +1290,7 @@ mod tests {
         )
         .await;
         assert!(
-            matches!(&out[0], Ok(Outcome::Accept(a)) if a.factor == Factor::Code),
+            matches!(&out[0], Ok(ipc::Outcome::Accept(a)) if a.factor == Factor::Code),
             "{out:?}"
         );
         let seen = run.fake.seen.lock().unwrap()[0].clone();
@@ -1330,7 +1333,7 @@ mod tests {
         let run = start(cfg(dir.path()), Fake::default()).await;
         let out = rounds_blocking(&run.socket, vec![req("sshd", "alice", None, None)]).await;
         match &out[0] {
-            Ok(Outcome::Challenge(c)) => {
+            Ok(ipc::Outcome::Challenge(c)) => {
                 assert!(c.state.is_empty());
                 assert!(!c.echo);
                 assert_eq!(
@@ -1346,7 +1349,7 @@ mod tests {
         );
         // A policy where nothing typed means push goes straight to the engine.
         let out = rounds_blocking(&run.socket, vec![req("gdm", "alice", None, None)]).await;
-        assert!(matches!(&out[0], Ok(Outcome::Reject(_))));
+        assert!(matches!(&out[0], Ok(ipc::Outcome::Reject(_))));
         assert_eq!(run.fake.seen.lock().unwrap()[0].secret, None);
         run.stop().await;
     }
@@ -1364,9 +1367,9 @@ mod tests {
             ],
         )
         .await;
-        assert!(matches!(&out[0], Ok(Outcome::Challenge(c)) if c.state == b"sealed"));
-        assert!(matches!(&out[1], Ok(Outcome::Accept(a)) if a.factor == Factor::Push));
-        assert!(matches!(&out[2], Ok(Outcome::Accept(a)) if a.factor == Factor::Code));
+        assert!(matches!(&out[0], Ok(ipc::Outcome::Challenge(c)) if c.state == b"sealed"));
+        assert!(matches!(&out[1], Ok(ipc::Outcome::Accept(a)) if a.factor == Factor::Push));
+        assert!(matches!(&out[2], Ok(ipc::Outcome::Accept(a)) if a.factor == Factor::Code));
         let seen = run.fake.seen.lock().unwrap().clone();
         assert_eq!(seen[1].state.as_deref(), Some(&b"sealed"[..]));
         assert_eq!(seen[2].state, None);
@@ -1470,7 +1473,7 @@ mod tests {
         for _ in 0..250 {
             let out =
                 rounds_blocking(&run.socket, vec![req("sshd", "a", Some("123456"), None)]).await;
-            if matches!(&out[..], [Ok(Outcome::Accept(_))]) {
+            if matches!(&out[..], [Ok(ipc::Outcome::Accept(_))]) {
                 ok = true;
                 break;
             }
@@ -1909,7 +1912,7 @@ mod tests {
         for _ in 0..250 {
             let out =
                 rounds_blocking(&run.socket, vec![req("sshd", "a", Some("123456"), None)]).await;
-            if matches!(&out[..], [Ok(Outcome::Accept(_))]) {
+            if matches!(&out[..], [Ok(ipc::Outcome::Accept(_))]) {
                 ok = true;
                 break;
             }
@@ -1933,7 +1936,7 @@ mod tests {
         .await
         .unwrap();
         let out = rounds_blocking(&run.socket, vec![req("sshd", "a", Some("123456"), None)]).await;
-        assert!(matches!(&out[..], [Ok(Outcome::Accept(_))]), "{out:?}");
+        assert!(matches!(&out[..], [Ok(ipc::Outcome::Accept(_))]), "{out:?}");
         assert!(run.door.per_uid.lock().unwrap().is_empty());
         drop(idle);
         run.stop().await;
@@ -2081,7 +2084,7 @@ mod tests {
         // The directory that was there already is left alone.
         assert_eq!(std::fs::metadata(dir.path()).unwrap().gid(), own_gid);
         let out = rounds_blocking(&run.socket, vec![req("sshd", "a", Some("123456"), None)]).await;
-        assert!(matches!(&out[..], [Ok(Outcome::Accept(_))]), "{out:?}");
+        assert!(matches!(&out[..], [Ok(ipc::Outcome::Accept(_))]), "{out:?}");
         run.stop().await;
     }
 

@@ -8,7 +8,6 @@
 //! - [`challenge`]: sealed, expiring, single-use State tokens;
 //! - [`request_id`]: VIP requestId generation;
 //! - [`throttle`]: governor limiters and the lockout guard used by the engine;
-//! - [`ipc`]: the PAM module <-> daemon protocol;
 //! - [`metrics`]: Prometheus metrics of logins and VIP calls;
 //! - [`log_limit`], [`log_text`]: log lines a stranger can trigger, rate-limited and escaped;
 //! - [`config`]: typed configuration of the core (it composes the engine's, the VIP
@@ -21,7 +20,6 @@ pub mod config;
 pub mod engine;
 pub mod files;
 pub mod first_factor;
-pub mod ipc;
 pub mod log_limit;
 pub mod log_text;
 pub mod metrics;

@@ -35,6 +35,13 @@ impl From<String> for Secret {
     }
 }
 
+/// Takes over zeroizing memory as it is (e.g. a PAM answer off the socket): no copy is left.
+impl From<Zeroizing<String>> for Secret {
+    fn from(s: Zeroizing<String>) -> Self {
+        Secret(s)
+    }
+}
+
 impl From<&str> for Secret {
     fn from(s: &str) -> Self {
         Secret::new(s)

@@ -1,7 +1,6 @@
 //! The engine's vocabulary: what a front door asks ([`AuthRequest`]) and what it gets back
 //! ([`Outcome`]). Front doors translate to and from these; they never see VIP's wire format.
 
-use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -62,31 +61,7 @@ pub struct AuthRequest {
     pub policy: Arc<LoginPolicy>,
 }
 
-/// The factor a login succeeded (or failed) with; for logs and metrics.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Factor {
-    Code,
-    PinCode,
-    Push,
-    Sms,
-    Voice,
-    /// Nothing was verified (fail-open, throttled before any factor, a bad State).
-    None,
-}
-
-impl Factor {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Factor::Code => "code",
-            Factor::PinCode => "pin_code",
-            Factor::Push => "push",
-            Factor::Sms => "sms",
-            Factor::Voice => "voice",
-            Factor::None => "none",
-        }
-    }
-}
+pub use vip_ipc::{Challenge, Factor, Reject, RejectReason};
 
 /// The single answer to one round.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
@@ -111,98 +86,6 @@ pub struct Accept {
     pub reply_attributes: Vec<crate::first_factor::RawAttribute>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Reject {
-    pub reason: RejectReason,
-    /// A sentence fit to show the user (RADIUS Reply-Message, PAM error message).
-    pub message: String,
-}
-
-#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Challenge {
-    /// The text to show; the last line is the question.
-    pub prompt: String,
-    /// Whether the answer may be echoed (a menu choice) or must be hidden (a code).
-    pub echo: bool,
-    /// The sealed State the client must send back with its answer.
-    pub state: Vec<u8>,
-}
-
-impl fmt::Debug for Challenge {
-    // The State value never reaches a log line.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Challenge")
-            .field("prompt", &self.prompt)
-            .field("echo", &self.echo)
-            .field("state", &format_args!("<{} bytes>", self.state.len()))
-            .finish()
-    }
-}
-
-/// Why a login was refused. Stable names: they appear in logs and metrics labels.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RejectReason {
-    /// The code (or PIN) was wrong.
-    BadCode,
-    /// VIP does not know the user.
-    UnknownUser,
-    /// The user is locked or disabled in VIP.
-    UserLocked,
-    /// The credential is locked, disabled or not bound.
-    CredentialLocked,
-    /// The user has no credential for the requested factor (no push-capable phone, no phone number).
-    NoCredential,
-    PushDenied,
-    PushTimeout,
-    /// Number challenge answered wrongly on the phone.
-    NumberChallengeFailed,
-    /// Over a rate limit; VIP was not called.
-    Throttled,
-    /// A State that is forged, expired, replayed or for another user or client.
-    BadState,
-    /// The input cannot be a valid answer (empty where not allowed, malformed, too long).
-    BadInput,
-    /// An outage (VIP could not be reached or says it is down) while failing closed, or on a
-    /// VIP the health check says is up.
-    Unavailable,
-    /// Our configuration or VIP account is wrong (invalid account, revoked certificate, 600B,
-    /// a wrong URL, a TLS refusal), or VIP's answer is not its protocol. Never fails open.
-    Misconfigured,
-    /// No local capacity to call VIP in time (`vip.max_in_flight`). Never fails open.
-    Overloaded,
-    /// The VIP PIN was right but has expired.
-    PinExpired,
-    /// The directory password (first factor) was wrong, or the directory does not know the user.
-    BadPassword,
-    /// The password was right, but the user is in none of the policy's `required_groups`.
-    NotPermitted,
-}
-
-impl RejectReason {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RejectReason::BadCode => "bad_code",
-            RejectReason::UnknownUser => "unknown_user",
-            RejectReason::UserLocked => "user_locked",
-            RejectReason::CredentialLocked => "credential_locked",
-            RejectReason::NoCredential => "no_credential",
-            RejectReason::PushDenied => "push_denied",
-            RejectReason::PushTimeout => "push_timeout",
-            RejectReason::NumberChallengeFailed => "number_challenge_failed",
-            RejectReason::Throttled => "throttled",
-            RejectReason::BadState => "bad_state",
-            RejectReason::BadInput => "bad_input",
-            RejectReason::Unavailable => "unavailable",
-            RejectReason::Misconfigured => "misconfigured",
-            RejectReason::Overloaded => "overloaded",
-            RejectReason::PinExpired => "pin_expired",
-            RejectReason::BadPassword => "bad_password",
-            RejectReason::NotPermitted => "not_permitted",
-        }
-    }
-}
-
 impl Outcome {
     /// `accept`, `reject` or `challenge`: for logs and metric labels.
     pub fn kind(&self) -> &'static str {
@@ -210,6 +93,24 @@ impl Outcome {
             Outcome::Accept(_) => "accept",
             Outcome::Reject(_) => "reject",
             Outcome::Challenge(_) => "challenge",
+        }
+    }
+}
+
+/// The decision as the PAM socket carries it (no RADIUS reply attributes: a PAM policy has no
+/// upstream RADIUS server).
+impl From<Outcome> for vip_ipc::Outcome {
+    fn from(o: Outcome) -> Self {
+        match o {
+            Outcome::Accept(a) => vip_ipc::Outcome::Accept(vip_ipc::Accept {
+                factor: a.factor,
+                credential_id: a.credential_id,
+                credential_type: a.credential_type,
+                authn_id: a.authn_id,
+                failed_open: a.failed_open,
+            }),
+            Outcome::Reject(r) => vip_ipc::Outcome::Reject(r),
+            Outcome::Challenge(c) => vip_ipc::Outcome::Challenge(c),
         }
     }
 }

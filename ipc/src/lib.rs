@@ -20,14 +20,17 @@
 //! (more authenticate requests, or close)
 //! ```
 //!
-//! `outcome` is the engine's [`Outcome`] as serde writes it. `answer` is what the user typed
+//! `outcome` is an [`Outcome`] (the engine's decision, as the daemon converts it for PAM) as serde
+//! writes it. `answer` is what the user typed
 //! (absent on the first round unless the module already has something to send); it is held in
 //! zeroizing memory on both ends and is never printed by `Debug`. `state` is the sealed State of
 //! the previous Challenge, base64 (standard alphabet, padded).
 //!
-//! Both ends live here: an async codec for the daemon ([`read_message`], [`write_message`],
-//! [`server_handshake`]) and a **blocking** client for the PAM module ([`Client`]), which uses
-//! only `std::os::unix::net::UnixStream` with read/write timeouts: no runtime, no threads.
+//! Both ends live here: a **blocking** client for the PAM module ([`Client`]), which uses only
+//! `std::os::unix::net::UnixStream` with read/write timeouts (no runtime, no threads), and,
+//! with the `tokio` feature, the daemon's async codec (`read_message`, `write_message`,
+//! `server_handshake`). The PAM module builds this crate without features: what runs inside
+//! sshd and sudo is this protocol, serde and the standard library.
 
 use std::fmt;
 use std::io::{Read, Write};
@@ -37,11 +40,15 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use zeroize::Zeroizing;
 
-use crate::engine::Outcome;
-use crate::secret::Secret;
+mod outcome;
+#[cfg(any(test, feature = "tokio"))]
+mod server;
+
+pub use outcome::{Accept, Challenge, Factor, Outcome, Reject, RejectReason};
+#[cfg(any(test, feature = "tokio"))]
+pub use server::{read_frame, read_message, server_handshake, write_message};
 
 /// The protocol version this build speaks. Bumped on any incompatible change.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -74,9 +81,10 @@ impl Answer {
         self.0.is_empty()
     }
 
-    /// Moves the text into a [`Secret`] without leaving a copy behind.
-    pub fn into_secret(mut self) -> Secret {
-        Secret::new(std::mem::take(&mut *self.0))
+    /// The text, moved out without leaving a copy behind (the daemon turns it into its own
+    /// zeroizing secret).
+    pub fn into_inner(self) -> Zeroizing<String> {
+        self.0
     }
 }
 
@@ -404,90 +412,6 @@ impl Client {
     }
 }
 
-// ---------------------------------------------------------------------------------------------
-// Async side (daemon)
-// ---------------------------------------------------------------------------------------------
-
-/// Reads one frame body. `Ok(None)` on a clean end of stream before the first byte.
-pub async fn read_frame<R: AsyncRead + Unpin>(
-    r: &mut R,
-) -> Result<Option<Zeroizing<Vec<u8>>>, IpcError> {
-    let mut prefix = [0u8; 4];
-    let mut got = 0;
-    while got < 4 {
-        match r.read(&mut prefix[got..]).await {
-            Ok(0) if got == 0 => return Ok(None),
-            Ok(0) => return Err(IpcError::Truncated),
-            Ok(n) => got += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(IpcError::from_io(e)),
-        }
-    }
-    let len = frame_len(prefix)?;
-    let mut body = Zeroizing::new(vec![0u8; len]);
-    r.read_exact(&mut body).await.map_err(IpcError::from_io)?;
-    Ok(Some(body))
-}
-
-/// Reads one message. `Ok(None)` on a clean end of stream between messages.
-pub async fn read_message<R: AsyncRead + Unpin, T: for<'de> Deserialize<'de>>(
-    r: &mut R,
-) -> Result<Option<T>, IpcError> {
-    match read_frame(r).await? {
-        Some(body) => decode(&body).map(Some),
-        None => Ok(None),
-    }
-}
-
-/// Writes one message as a frame.
-pub async fn write_message<W: AsyncWrite + Unpin, T: Serialize>(
-    w: &mut W,
-    msg: &T,
-) -> Result<(), IpcError> {
-    let frame = encode(msg)?;
-    w.write_all(&frame).await.map_err(IpcError::from_io)?;
-    w.flush().await.map_err(IpcError::from_io)
-}
-
-/// The daemon's half of the handshake: reads the client's `Hello` and answers it. A client of
-/// another version gets an `Error { kind: Version }` and [`IpcError::Version`] is returned.
-pub async fn server_handshake<S: AsyncRead + AsyncWrite + Unpin>(
-    s: &mut S,
-) -> Result<(), IpcError> {
-    let msg = match read_message::<_, ClientMessage>(s).await {
-        Ok(Some(m)) => m,
-        Ok(None) => return Err(IpcError::Closed),
-        Err(e) => {
-            let _ = write_message(s, &error_message(ErrorKind::BadRequest, &e)).await;
-            return Err(e);
-        }
-    };
-    match msg {
-        ClientMessage::Hello { version } if version == PROTOCOL_VERSION => {
-            write_message(
-                s,
-                &ServerMessage::Hello {
-                    version: PROTOCOL_VERSION,
-                },
-            )
-            .await
-        }
-        ClientMessage::Hello { version } => {
-            let e = IpcError::Version {
-                ours: PROTOCOL_VERSION,
-                theirs: version,
-            };
-            let _ = write_message(s, &error_message(ErrorKind::Version, &e)).await;
-            Err(e)
-        }
-        ClientMessage::Authenticate(_) => {
-            let e = IpcError::Unexpected("authenticate before hello");
-            let _ = write_message(s, &error_message(ErrorKind::BadRequest, &e)).await;
-            Err(e)
-        }
-    }
-}
-
 /// An `Error` message carrying `e`'s description. Pass only descriptions that never contain
 /// input: an [`IpcError`] qualifies (see [`Malformation`]), a peer's text does not.
 pub fn error_message(kind: ErrorKind, e: &dyn fmt::Display) -> ServerMessage {
@@ -524,7 +448,6 @@ mod opt_base64 {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::engine::{Accept, Challenge, Factor, Reject, RejectReason};
     use std::io::Cursor;
 
     fn request() -> AuthenticateRequest {
@@ -569,7 +492,6 @@ mod tests {
                 credential_type: None,
                 authn_id: Some("a1".into()),
                 failed_open: false,
-                reply_attributes: Vec::new(),
             }),
             Outcome::Reject(Reject {
                 reason: RejectReason::BadCode,
@@ -633,9 +555,9 @@ mod tests {
     }
 
     #[test]
-    fn answer_moves_into_secret() {
+    fn answer_moves_out_whole() {
         let a = Answer::new("654321");
-        assert_eq!(a.into_secret().expose(), "654321");
+        assert_eq!(a.into_inner().as_str(), "654321");
     }
 
     #[test]
