@@ -83,7 +83,7 @@ impl Default for ThrottleConfig {
     }
 }
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -163,84 +163,110 @@ impl Throttles {
 /// `per` window. An attempt in flight counts as a failure until it ends, so a burst of
 /// concurrent guesses cannot slip past the limit; a right password clears the count; an
 /// attempt that ends without a verdict (outage) counts for nothing.
-pub struct PasswordGuard {
-    limit: RateLimit,
-    /// Bounded: a user's window is forgotten once idle for `per` (it is empty by then).
-    users: moka::sync::Cache<String, Arc<Mutex<FailureWindow>>>,
-}
+///
+/// Memory follows the failures, not the logins: only names with a recent wrong password keep a
+/// window, and only attempts in flight keep a counter.
+pub struct PasswordGuard(Arc<GuardState>);
 
-#[derive(Default)]
-struct FailureWindow {
-    failures: VecDeque<std::time::Instant>,
-    in_flight: u32,
+struct GuardState {
+    limit: RateLimit,
+    /// Attempts in flight per name; an entry is removed when its last attempt ends. Every
+    /// decision and update takes this lock first (never across an await), so counting the
+    /// failures and the attempts in flight is one atomic step.
+    in_flight: Mutex<HashMap<String, u32>>,
+    /// Recent failure times per name. Bounded: a name is forgotten once idle for `per` (its
+    /// failures have expired by then), and the cache holds at most a million names.
+    failures: moka::sync::Cache<String, Arc<Mutex<VecDeque<std::time::Instant>>>>,
 }
 
 /// One directory password check under the guard; ends with [`failed`](Self::failed),
 /// [`passed`](Self::passed), or (dropped) as neither.
 pub struct PasswordAttempt {
-    window: Arc<Mutex<FailureWindow>>,
-    per: Duration,
+    guard: Arc<GuardState>,
+    key: String,
 }
 
 impl PasswordGuard {
     pub fn new(limit: RateLimit) -> Result<Self, String> {
         quota("password_failures_per_user", limit)?;
-        Ok(PasswordGuard {
+        Ok(PasswordGuard(Arc::new(GuardState {
             limit,
-            users: moka::sync::Cache::builder()
+            in_flight: Mutex::new(HashMap::new()),
+            failures: moka::sync::Cache::builder()
                 .time_to_idle(limit.per)
                 .max_capacity(1_000_000)
                 .build(),
-        })
+        })))
     }
 
     /// Starts an attempt for `login` (case-folded here), or `None` when its failures (with
     /// the attempts in flight) already reach the limit.
     pub fn begin(&self, login: &str) -> Option<PasswordAttempt> {
-        let window = self.users.get_with(login.to_lowercase(), || {
-            Arc::new(Mutex::new(FailureWindow::default()))
-        });
-        {
-            let mut w = window.lock().unwrap_or_else(|e| e.into_inner());
+        let g = &self.0;
+        let key = login.to_lowercase();
+        let mut in_flight = g.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        let failures = g.failures.get(&key).map_or(0, |w| {
+            let mut w = w.lock().unwrap_or_else(|e| e.into_inner());
             let now = std::time::Instant::now();
             while w
-                .failures
                 .front()
-                .is_some_and(|t| now.duration_since(*t) >= self.limit.per)
+                .is_some_and(|t| now.duration_since(*t) >= g.limit.per)
             {
-                w.failures.pop_front();
+                w.pop_front();
             }
-            if w.failures.len() as u64 + u64::from(w.in_flight) >= u64::from(self.limit.count) {
-                return None;
-            }
-            w.in_flight += 1;
+            w.len() as u64
+        });
+        let running = in_flight.get(&key).copied().unwrap_or(0);
+        if failures + u64::from(running) >= u64::from(g.limit.count) {
+            return None;
         }
+        in_flight.insert(key.clone(), running + 1);
         Some(PasswordAttempt {
-            window,
-            per: self.limit.per,
+            guard: g.clone(),
+            key,
         })
+    }
+
+    /// Names with failures on record (for tests and diagnostics).
+    pub fn names_with_failures(&self) -> u64 {
+        self.0.failures.run_pending_tasks();
+        self.0.failures.entry_count()
     }
 }
 
 impl PasswordAttempt {
     /// The directory refused the password: it counts for `per`.
     pub fn failed(self) {
-        let mut w = self.window.lock().unwrap_or_else(|e| e.into_inner());
-        w.failures.push_back(std::time::Instant::now());
-        let _ = self.per;
+        let g = &self.guard;
+        let _in_flight = g.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        let window = g.failures.get_with(self.key.clone(), Default::default);
+        window
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push_back(std::time::Instant::now());
     }
 
     /// The password was right: earlier failures are forgotten.
     pub fn passed(self) {
-        let mut w = self.window.lock().unwrap_or_else(|e| e.into_inner());
-        w.failures.clear();
+        let g = &self.guard;
+        let _in_flight = g.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        g.failures.invalidate(&self.key);
     }
 }
 
 impl Drop for PasswordAttempt {
     fn drop(&mut self) {
-        let mut w = self.window.lock().unwrap_or_else(|e| e.into_inner());
-        w.in_flight = w.in_flight.saturating_sub(1);
+        let mut in_flight = self
+            .guard
+            .in_flight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        match in_flight.get_mut(&self.key) {
+            Some(n) if *n > 1 => *n -= 1,
+            _ => {
+                in_flight.remove(&self.key);
+            }
+        }
     }
 }
 
@@ -296,6 +322,28 @@ mod tests {
         g.begin("alice").unwrap().failed();
         assert!(g.begin("alice").is_none(), "three failures");
         assert!(g.begin("bob").is_some(), "per login name");
+    }
+
+    #[test]
+    fn the_password_guard_keeps_nothing_for_right_passwords() {
+        let g = PasswordGuard::new(RateLimit {
+            count: 3,
+            per: Duration::from_secs(60),
+        })
+        .unwrap();
+        for i in 0..1000 {
+            g.begin(&format!("user{i}")).unwrap().passed();
+        }
+        assert_eq!(g.names_with_failures(), 0);
+        assert!(g.0.in_flight.lock().unwrap().is_empty());
+        g.begin("mallory").unwrap().failed();
+        assert_eq!(g.names_with_failures(), 1);
+        g.begin("mallory").unwrap().passed();
+        assert_eq!(
+            g.names_with_failures(),
+            0,
+            "a right password forgets the failures"
+        );
     }
 
     #[test]
