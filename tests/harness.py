@@ -167,6 +167,17 @@ def sim_toml(certs, users_toml, policy_toml="", listen="127.0.0.1:0"):
     )
 
 
+def vip_toml(sim, certs, timeout="5s"):
+    """The [vip] section pointing at `sim` over mutual TLS with the test certificates."""
+    return (
+        '[vip]\nauth_url = "%s"\nquery_url = "%s"\nmanagement_url = "%s"\ncert_file = "%s"\n'
+        'key_file = "%s"\nca_file = "%s"\ntimeout = "%s"\n'
+        % (sim.url("AuthenticationService"), sim.url("QueryService"),
+           sim.url("ManagementService"), certs["client.pem"], certs["client.key"],
+           certs["ca.pem"], timeout)
+    )
+
+
 def free_port(kind=socket.SOCK_STREAM):
     """A loopback port free right now (TCP by default, or socket.SOCK_DGRAM), for a process
     that must be restarted on the same address."""

@@ -81,16 +81,7 @@ nested_groups = "recursive"
     clients = "".join(
         '[[radius.clients]]\nname = "{p}"\naddress = "{a}"\nsecret = "{s}"\npolicy = "{p}"\n\n'
         .format(p=p, a=a, s=SECRET) for p, a in SOURCES.items())
-    return """
-[vip]
-auth_url = "{auth}"
-query_url = "{query}"
-management_url = "{mgmt}"
-cert_file = "{cert}"
-key_file = "{key}"
-ca_file = "{ca}"
-timeout = "5s"
-
+    return harness.vip_toml(sim, certs) + """
 [engine]
 poll_interval = "500ms"
 
@@ -155,9 +146,7 @@ listen = "127.0.0.1:0"
 format = "text"
 level = "info"
 """.format(
-        auth=sim.url("AuthenticationService"), query=sim.url("QueryService"),
-        mgmt=sim.url("ManagementService"), cert=certs["client.pem"], key=certs["client.key"],
-        ca=certs["ca.pem"], dead0=dead[0], dead1=dead[1], dead2=dead[2], ldaps=d.ldaps_url,
+        dead0=dead[0], dead1=dead[1], dead2=dead[2], ldaps=d.ldaps_url,
         ldap_common=ldap_common, upstream=upstream.addr, upstream_secret=upstream.secret,
         dead_udp=fr.free_udp_port(), vpn_users=VPN_USERS, clients=clients)
 
@@ -433,10 +422,8 @@ def test_the_readmes_three_validation_modes_work_as_written(ff, certs, workroot,
     clients = "".join(
         '[[radius.clients]]\nname = "{p}"\naddress = "{a}"\nsecret = "{s}"\npolicy = "{p}"\n\n'
         .format(p=p, a=a, s=SECRET) for p, a in sources.items())
-    with open(ff.bridge.config) as f:
-        vip = f.read().split("[engine]", 1)[0]  # the [vip] section of the main bridge
     config = "%s\n%s\n[radius]\nlisten = [\"127.0.0.1:0\"]\naccounting_listen = []\n\n%s" % (
-        vip, modes, clients)
+        harness.vip_toml(ff.sim, certs), modes, clients)
     bridge = harness.Bridge(workdir, config)
     try:
         def ask(policy, user, typed):
