@@ -47,16 +47,7 @@ SIM_POLICY = "number_challenge = false\nlockout_after = 50\n"
 
 
 def bridge_toml(sim, certs, pam_conf=None):
-    return """
-[vip]
-auth_url = "{auth}"
-query_url = "{query}"
-management_url = "{mgmt}"
-cert_file = "{cert}"
-key_file = "{key}"
-ca_file = "{ca}"
-timeout = "5s"
-
+    return harness.vip_toml(sim, certs) + """
 [engine]
 poll_interval = "500ms"
 
@@ -89,12 +80,6 @@ require_message_authenticator = false
 format = "text"
 level = "info"
 """.format(
-        auth=sim.url("AuthenticationService"),
-        query=sim.url("QueryService"),
-        mgmt=sim.url("ManagementService"),
-        cert=certs["client.pem"],
-        key=certs["client.key"],
-        ca=certs["ca.pem"],
         nas_secret=NAS_SECRET,
         nas6_secret=NAS6_SECRET,
         pam_source=PAM_SOURCE,

@@ -79,16 +79,7 @@ def sim_users(users):
 
 
 def bridge_toml(sim, certs, policy):
-    return """
-[vip]
-auth_url = "{auth}"
-query_url = "{query}"
-management_url = "{mgmt}"
-cert_file = "{cert}"
-key_file = "{key}"
-ca_file = "{ca}"
-timeout = "5s"
-
+    return harness.vip_toml(sim, certs) + """
 [engine]
 poll_interval = "300ms"
 
@@ -113,9 +104,7 @@ require_message_authenticator = false
 [log]
 format = "text"
 level = "info"
-""".format(auth=sim.url("AuthenticationService"), query=sim.url("QueryService"),
-           mgmt=sim.url("ManagementService"), cert=certs["client.pem"],
-           key=certs["client.key"], ca=certs["ca.pem"], policy=policy, secret=SECRET)
+""".format(policy=policy, secret=SECRET)
 
 
 class VpnStack:
