@@ -672,6 +672,45 @@ async fn thousand_sequential_calls_reuse_connections() {
     env.sim.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_logins_on_a_cold_client_then_reuses_its_connections() {
+    let env = start().await;
+    let c = env.client();
+    env.sim.reset_counters();
+    let mut opened = Vec::new();
+    for round in 0..2 {
+        let mut calls = tokio::task::JoinSet::new();
+        for _ in 0..64 {
+            let c = c.clone();
+            calls.spawn(async move { c.get_server_time().await });
+        }
+        while let Some(r) = calls.join_next().await {
+            r.unwrap().unwrap();
+        }
+        let counters = env.sim.counters();
+        eprintln!("round {round}: {counters:?}");
+        assert_eq!(counters.calls("getServerTime"), 64 * (round + 1));
+        // Never more connections than calls in flight (max_in_flight), and the second burst
+        // finds them open.
+        assert!(counters.tls_handshakes <= 64, "{counters:?}");
+        opened.push(counters.tls_handshakes);
+    }
+    assert!(
+        opened[1] - opened[0] < opened[0],
+        "the second burst opened as many connections as the first: {opened:?}"
+    );
+    let first = env.sim.counters().tls_handshakes;
+    for _ in 0..64 {
+        c.get_server_time().await.unwrap();
+    }
+    assert_eq!(
+        env.sim.counters().tls_handshakes,
+        first,
+        "sequential calls reuse"
+    );
+    env.sim.shutdown().await;
+}
+
 fn assert_refused(e: &VipError) {
     eprintln!("refused as expected: {e}");
     assert!(

@@ -3,8 +3,8 @@
 use std::sync::{Arc, OnceLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use reqwest::Url;
 use tracing::Instrument;
+use url::Url;
 
 use super::config::VipConfig;
 use super::error::VipError;

@@ -3,13 +3,15 @@
 //! - `soap`: envelopes out, namespace-checked parsing in;
 //! - `ops`: one typed request/response per operation (pure render/parse functions);
 //! - `status`: every status, poll-status and detail code as an enum;
-//! - `transport`: reqwest + mutual TLS + pooling + deadlines + bounded in-flight calls;
+//! - `transport`: mutual TLS + deadlines + bounded in-flight calls + error classes;
+//! - `connections`: kept-alive HTTP/1.1 connections, a bounded number opened at a time;
 //! - `health`: is VIP down? (the check fail-open waits on);
 //! - `error`: [`VipError`] and its [`FailureClass`].
 
 mod backend;
 mod client;
 mod config;
+mod connections;
 mod error;
 mod health;
 mod ops;

@@ -1,17 +1,21 @@
-//! HTTPS to VIP: reqwest over a preconfigured rustls (TLS 1.2+, client certificate),
-//! one pooled client per process, per-call deadline, bounded in-flight calls.
+//! HTTPS to VIP: HTTP/1.1 over rustls (TLS 1.2+, client certificate) on kept-alive
+//! connections ([`super::connections`]), per-call deadline, bounded in-flight calls.
 
 use std::io::BufReader;
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use reqwest::Url;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::header::{HeaderValue, CONTENT_TYPE, HOST};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio::sync::Semaphore;
+use url::Url;
 use zeroize::Zeroizing;
 
 use super::config::VipConfig;
+use super::connections::{Conn, ConnectError, Pool};
 use super::error::VipError;
 use super::soap;
 use crate::metrics::Metrics;
@@ -26,8 +30,8 @@ pub(crate) struct Identity {
 }
 
 pub(crate) struct Transport {
-    http: reqwest::Client,
-    /// The same TLS setup as `http`, for the trust probe (see [`Transport::probe_trust`]).
+    pool: Pool,
+    /// The same TLS setup as `pool`'s, for the trust probe (see [`Transport::probe_trust`]).
     tls: Arc<rustls::ClientConfig>,
     permits: Semaphore,
     /// One slot for the health probe, outside `permits`.
@@ -65,28 +69,11 @@ impl Transport {
         if cfg.timeout.is_zero() {
             return Err(VipError::config("vip.timeout must be more than zero", None));
         }
-        let tls = tls_config(cfg)?;
-        let http = reqwest::Client::builder()
-            .use_preconfigured_tls(tls.clone())
-            .https_only(true)
-            // VIP speaks HTTP/1.1; keep-alive connections are pooled and reused.
-            .http1_only()
-            .pool_idle_timeout(Duration::from_secs(50))
-            .pool_max_idle_per_host(cfg.max_in_flight)
-            .connect_timeout(cfg.timeout)
-            .tcp_keepalive(Duration::from_secs(30))
-            .tcp_nodelay(true)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| {
-                VipError::config(
-                    format!("cannot build the HTTPS client for VIP: {}", chain(&e)),
-                    None,
-                )
-            })?;
+        let tls = Arc::new(tls_config(cfg)?);
         Ok(Transport {
-            http,
-            tls: Arc::new(tls),
+            // VIP speaks HTTP/1.1; keep-alive connections are pooled and reused.
+            pool: Pool::new(tls.clone(), cfg.max_in_flight),
+            tls,
             permits: Semaphore::new(cfg.max_in_flight),
             reserved: Semaphore::new(1),
             max_in_flight: cfg.max_in_flight,
@@ -175,44 +162,47 @@ impl Transport {
     }
 
     async fn exchange(&self, url: &Url, body: String) -> Result<Vec<u8>, Exchange> {
-        let mut resp = self
-            .http
-            .post(url.clone())
-            .header(reqwest::header::CONTENT_TYPE, "text/xml; charset=utf-8")
-            .header("SOAPAction", "\"\"")
-            .body(body)
-            .send()
+        let body = Bytes::from(body);
+        let mut conn = self
+            .pool
+            .get(url)
             .await
-            .map_err(|e| {
-                if let Some(tls) = find_rustls(&e) {
-                    Exchange::Failed(VipError::TlsRefused {
-                        request_id: String::new(),
-                        url: url.to_string(),
-                        cause: explain_tls(tls, url, &self.tls_setup),
-                    })
-                } else if is_local_exhaustion(&e) {
-                    Exchange::Failed(VipError::Exhausted {
-                        request_id: String::new(),
-                        url: url.to_string(),
-                        cause: chain(&e),
-                    })
-                } else {
-                    Exchange::Broken(chain(&e))
-                }
-            })?;
-        let status = resp.status();
-        let mut buf = Vec::new();
-        while let Some(chunk) = resp.chunk().await.map_err(|e| {
-            if let Some(tls) = find_rustls(&e) {
-                Exchange::Failed(VipError::TlsRefused {
-                    request_id: String::new(),
-                    url: url.to_string(),
-                    cause: explain_tls(tls, url, &self.tls_setup),
-                })
-            } else {
-                Exchange::Broken(format!("reading the answer: {}", chain(&e)))
+            .map_err(|e| self.connect_failed(url, e))?;
+        let resp = match conn
+            .sender
+            .try_send_request(request(url, body.clone())?)
+            .await
+        {
+            Ok(resp) => resp,
+            // Not sent at all on a connection that served before: the server closed it while
+            // it was idle. Once more on a new one (a request that was sent is never repeated:
+            // VIP would see the code twice).
+            Err(e) if conn.reused && e.message().is_some() => {
+                let sender = self
+                    .pool
+                    .connect(&conn.key)
+                    .await
+                    .map_err(|e| self.connect_failed(url, e))?;
+                conn = Conn {
+                    sender,
+                    key: conn.key,
+                    reused: false,
+                };
+                conn.sender
+                    .send_request(request(url, body)?)
+                    .await
+                    .map_err(|e| self.broken(url, &e, ""))?
             }
-        })? {
+            Err(e) => return Err(self.broken(url, e.error(), "")),
+        };
+        let (head, mut incoming) = resp.into_parts();
+        let status = head.status;
+        let mut buf = Vec::new();
+        while let Some(frame) = incoming.frame().await {
+            let frame = frame.map_err(|e| self.broken(url, &e, "reading the answer: "))?;
+            let Ok(chunk) = frame.into_data() else {
+                continue;
+            };
             if buf.len() + chunk.len() > MAX_RESPONSE_BYTES {
                 return Err(Exchange::Failed(VipError::Protocol {
                     request_id: String::new(),
@@ -222,7 +212,9 @@ impl Transport {
             }
             buf.extend_from_slice(&chunk);
         }
-        if status == reqwest::StatusCode::OK {
+        // Read in full: the connection can serve the next call.
+        self.pool.put(conn);
+        if status == hyper::StatusCode::OK {
             return Ok(buf);
         }
         let fault = soap::fault_of(&buf);
@@ -246,6 +238,47 @@ impl Transport {
                 cause: format!("{cause}; check the URL (vip.auth_url / query_url / management_url) and the account"),
             }
         }))
+    }
+
+    /// A connection that could not be opened: a TLS refusal, our own exhaustion (file
+    /// descriptors, memory), or broken (checked for a hidden TLS refusal by the caller).
+    fn connect_failed(&self, url: &Url, e: ConnectError) -> Exchange {
+        match e {
+            ConnectError::Io(e) => {
+                if let Some(tls) = find_rustls(&e) {
+                    Exchange::Failed(VipError::TlsRefused {
+                        request_id: String::new(),
+                        url: url.to_string(),
+                        cause: explain_tls(tls, url, &self.tls_setup),
+                    })
+                } else if is_local_exhaustion(&e) {
+                    Exchange::Failed(VipError::Exhausted {
+                        request_id: String::new(),
+                        url: url.to_string(),
+                        cause: chain(&e),
+                    })
+                } else {
+                    Exchange::Broken(format!("connecting: {}", chain(&e)))
+                }
+            }
+            ConnectError::Http(e) => Exchange::Broken(format!("connecting: {}", chain(&e))),
+            ConnectError::NoHost => Exchange::Failed(VipError::config(
+                format!("{url} has no host name that TLS can check"),
+                None,
+            )),
+        }
+    }
+
+    /// An exchange that broke after the connection was open: a TLS alert, or broken.
+    fn broken(&self, url: &Url, e: &(dyn std::error::Error + 'static), doing: &str) -> Exchange {
+        match find_rustls(e) {
+            Some(tls) => Exchange::Failed(VipError::TlsRefused {
+                request_id: String::new(),
+                url: url.to_string(),
+                cause: explain_tls(tls, url, &self.tls_setup),
+            }),
+            None => Exchange::Broken(format!("{doing}{}", chain(e))),
+        }
     }
 
     /// Opens a fresh TLS connection with our client certificate, sends nothing, and listens
@@ -278,6 +311,30 @@ impl Transport {
 enum Exchange {
     Broken(String),
     Failed(VipError),
+}
+
+/// The POST of one SOAP body to `url`, in origin form with its Host header.
+fn request(url: &Url, body: Bytes) -> Result<hyper::Request<Full<Bytes>>, Exchange> {
+    let target = &url[url::Position::BeforePath..url::Position::AfterQuery];
+    let host = &url[url::Position::BeforeHost..url::Position::AfterPort];
+    let bad = |what: String| {
+        Exchange::Failed(VipError::config(
+            format!("{url} cannot be sent as an HTTP request: {what}"),
+            None,
+        ))
+    };
+    hyper::Request::post(target)
+        .header(
+            HOST,
+            HeaderValue::from_str(host).map_err(|e| bad(e.to_string()))?,
+        )
+        .header(
+            CONTENT_TYPE,
+            HeaderValue::from_static("text/xml; charset=utf-8"),
+        )
+        .header("SOAPAction", HeaderValue::from_static("\"\""))
+        .body(Full::new(body))
+        .map_err(|e| bad(e.to_string()))
 }
 
 /// The rustls error anywhere in the chain, if any: the handshake reached TLS and failed on
@@ -499,7 +556,7 @@ fn is_local_exhaustion(e: &(dyn std::error::Error + 'static)) -> bool {
     e.source().is_some_and(is_local_exhaustion)
 }
 
-/// An error and its sources, joined: reqwest's own message hides the useful part
+/// An error and its sources, joined: the outer message hides the useful part
 /// ("connection refused", "certificate unknown").
 fn chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
@@ -1399,6 +1456,47 @@ mod tests {
         assert!(matches!(e, VipError::BadRequest { .. }), "{e}");
         let e = c.poll_push_status(&[]).await.unwrap_err();
         assert!(matches!(e, VipError::BadRequest { .. }), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_burst_opens_a_bounded_number_of_connections_at_a_time() {
+        let p = pki();
+        // Accepts TCP and never speaks TLS: every connection stays "being opened".
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = accepted.clone();
+        let hold = tokio::spawn(async move {
+            let mut socks = Vec::new();
+            while let Ok((s, _)) = l.accept().await {
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                socks.push(s);
+            }
+        });
+        let c = VipClient::new(&VipConfig {
+            auth_url: format!("https://{addr}/vipuserservices/AuthenticationService_1_8"),
+            timeout: Duration::from_millis(500),
+            max_in_flight: 32,
+            ..cfg(&p)
+        })
+        .unwrap();
+        let mut calls = tokio::task::JoinSet::new();
+        for i in 0..32 {
+            let c = c.clone();
+            calls
+                .spawn(async move { c.check_otp(&format!("user{i}"), "123456", None, None).await });
+        }
+        while let Some(r) = calls.join_next().await {
+            let e = r.unwrap().unwrap_err();
+            assert!(e.is_unreachable(), "{e}");
+        }
+        let opened = accepted.load(std::sync::atomic::Ordering::SeqCst);
+        // 32 logins at once on a cold client: not 32 handshakes at once.
+        assert!(
+            (1..=crate::vip::connections::MAX_CONNECTING).contains(&opened),
+            "{opened} connections opened at once"
+        );
+        hold.abort();
     }
 
     #[tokio::test]

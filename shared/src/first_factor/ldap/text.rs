@@ -38,8 +38,7 @@ pub struct ServerUrl {
 /// Checks an entry of `urls`: `ldaps://host[:port]` or `ldap://host[:port]`, nothing else (no
 /// DN, attributes or filter: those have keys of their own).
 pub fn parse_url(s: &str) -> Result<ServerUrl, String> {
-    let url =
-        reqwest::Url::parse(s.trim()).map_err(|e| format!("urls: {s:?} is not a URL: {e}"))?;
+    let url = url::Url::parse(s.trim()).map_err(|e| format!("urls: {s:?} is not a URL: {e}"))?;
     let ldaps = match url.scheme() {
         "ldaps" => true,
         "ldap" => false,
