@@ -35,6 +35,8 @@ use crate::radius::stats::Stats;
 
 /// RFC 2865 says 4096 octets at most; a longer datagram is cut here and fails the checks.
 const RECV_BUFFER: usize = 4096;
+/// Datagrams read per wake-up at most, so one busy socket cannot keep its task from yielding.
+const RECV_BATCH: usize = 64;
 /// Backstop lifetime of an in-progress duplicate entry (longer than any push timeout).
 const IN_PROGRESS_TTL: Duration = Duration::from_secs(11 * 60);
 /// Longest user-facing text we put in a reply (Reply-Message values are split at 253 octets;
@@ -279,16 +281,31 @@ async fn recv_loop(
                     break;
                 }
             }
-            r = sock.recv_from(&mut buf) => match r {
-                Ok((n, peer)) => match port {
-                    Port::Auth => handle_datagram(&shared, &sock, local, &buf[..n], peer),
-                    Port::Accounting => handle_accounting(&shared, &sock, local, &buf[..n], peer),
-                },
-                Err(e) => {
-                    // ICMP errors surface here on some systems; never fatal for a UDP server.
+            r = sock.readable() => {
+                if let Err(e) = r {
                     debug!(error = %e, addr = %local, "recv error");
+                    continue;
                 }
-            },
+                // Everything that queued while we were away, up to a batch, before looking
+                // at the shutdown signal again.
+                for _ in 0..RECV_BATCH {
+                    match sock.try_recv_from(&mut buf) {
+                        Ok((n, peer)) => match port {
+                            Port::Auth => handle_datagram(&shared, &sock, local, &buf[..n], peer),
+                            Port::Accounting => {
+                                handle_accounting(&shared, &sock, local, &buf[..n], peer)
+                            }
+                        },
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                        Err(e) => {
+                            // ICMP errors surface here on some systems; never fatal for a UDP
+                            // server.
+                            debug!(error = %e, addr = %local, "recv error");
+                            break;
+                        }
+                    }
+                }
+            }
         }
     }
 }
