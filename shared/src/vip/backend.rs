@@ -78,16 +78,10 @@ fn refusal(status: Status) -> Option<Refusal> {
         Status::OutOfSync => Refusal::OutOfSync,
         Status::InternalError => return None,
         // Our account, certificate or request; a success code where an error was expected
-        // (0000 on a push, 6040 elsewhere), management-only codes and codes we do not know
-        // are not VIP's decision about this user either: reject, never fail open.
-        Status::InvalidAccount
-        | Status::CertificateRevoked
-        | Status::SchemaValidationFailed
-        | Status::PinNotEnabled
-        | Status::UserExists
-        | Status::Success
-        | Status::PushSent
-        | Status::Other(_) => Refusal::Misconfigured,
+        // (0000 on a push, 6040 elsewhere), management-only codes (6002, 6010, 6026, ...)
+        // and codes we do not know are not VIP's decision about this user either: reject,
+        // never fail open.
+        _ => Refusal::Misconfigured,
     })
 }
 
