@@ -27,6 +27,25 @@ pub struct SimConfig {
     /// Users with their credentials.
     #[serde(default)]
     pub users: Vec<UserConfig>,
+    /// Unbound tokens (the account's credential inventory) that addCredential may bind.
+    #[serde(default)]
+    pub tokens: Vec<TokenConfig>,
+}
+
+/// `[[tokens]]`: a STANDARD_OTP token that exists but is bound to no user yet.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    /// Credential id, e.g. `VSMT00000001` (4-100 of `[0-9A-Za-z,#.*]`).
+    pub id: String,
+    /// Base32 TOTP secret (RFC 6238, SHA1, 30 s).
+    pub secret: String,
+    /// The token's clock drift in 30 s steps.
+    #[serde(default)]
+    pub drift_steps: i64,
+    /// Code length.
+    #[serde(default = "default_digits")]
+    pub digits: u32,
 }
 
 /// `[server]`
@@ -106,6 +125,9 @@ pub struct Policy {
     pub pin_enabled: bool,
     /// The status a successful authenticateUserWithPush answers.
     pub push_success_status: PushSuccessStatus,
+    /// "Remembered device deletion: Admin only" in VIP Manager: removeCredential answers 6010
+    /// (seed 000, removeCredential note).
+    pub credential_removal_admin_only: bool,
 }
 
 /// The success status of authenticateUserWithPush (`"6040"` or `"0000"`).
@@ -141,6 +163,7 @@ impl Default for Policy {
             sent_code_ttl_secs: 300,
             pin_enabled: true,
             push_success_status: PushSuccessStatus::Sent,
+            credential_removal_admin_only: false,
         }
     }
 }
@@ -317,6 +340,22 @@ pub enum CredentialType {
 }
 
 impl CredentialType {
+    /// Every type, for parsing the wire value.
+    pub const ALL: [CredentialType; 7] = [
+        CredentialType::StandardOtp,
+        CredentialType::SmsOtp,
+        CredentialType::VoiceOtp,
+        CredentialType::ServiceOtp,
+        CredentialType::EmailOtp,
+        CredentialType::Certificate,
+        CredentialType::Ia,
+    ];
+
+    /// From the wire value (`CredentialTypeEnum`; exact spelling).
+    pub fn from_wire(s: &str) -> Option<CredentialType> {
+        CredentialType::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+
     /// The wire value.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -467,6 +506,7 @@ impl SimConfig {
             policy: Policy::default(),
             faults: Faults::default(),
             users: Vec::new(),
+            tokens: Vec::new(),
         }
     }
 
@@ -573,8 +613,34 @@ impl SimConfig {
                 }
             }
         }
+        let mut ids = std::collections::HashSet::new();
+        for t in &self.tokens {
+            if !valid_credential_id(&t.id) {
+                return err(format!(
+                    "token id {:?} must be 4-100 of [0-9A-Za-z,#.*]",
+                    t.id
+                ));
+            }
+            if !ids.insert(t.id.clone()) {
+                return err(format!("token id {:?} appears twice", t.id));
+            }
+            if !(6..=10).contains(&t.digits) {
+                return err(format!("token {}: digits must be 6-10", t.id));
+            }
+            match crate::totp::decode_base32(&t.secret) {
+                Some(k) if !k.is_empty() => {}
+                _ => return err(format!("token {}: secret is not valid base32", t.id)),
+            }
+        }
         Ok(())
     }
+}
+
+/// VIP's credentialId facet: 4-100 of `[0-9A-Za-z,#.*]`.
+pub fn valid_credential_id(s: &str) -> bool {
+    (4..=100).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b",#.*".contains(&b))
 }
 
 #[cfg(test)]

@@ -37,7 +37,7 @@ use tokio::task::JoinHandle;
 
 pub use config::{
     CredentialConfig, CredentialStatus, CredentialType, Faults, Policy, PushAction, PushConfig,
-    PushSuccessStatus, ServerConfig, SimConfig, TlsConfig, UserConfig, UserStatus,
+    PushSuccessStatus, ServerConfig, SimConfig, TlsConfig, TokenConfig, UserConfig, UserStatus,
 };
 
 /// Errors of the simulator.
@@ -186,6 +186,7 @@ impl Sim {
             cfg.policy.clone(),
             cfg.faults.clone(),
             &cfg.users,
+            &cfg.tokens,
         ));
         let limits = server::Limits {
             max_body: cfg.server.max_body_bytes,
@@ -275,6 +276,34 @@ impl Sim {
     /// The code the user's first STANDARD_OTP token shows now (its drift included).
     pub fn current_code(&self, user: &str) -> Option<String> {
         self.state.current_code(user)
+    }
+
+    /// True when the user exists (configured or created at run time; case-insensitive).
+    pub fn user_exists(&self, user: &str) -> bool {
+        self.state.user_exists(user)
+    }
+
+    /// The user's bindings (tokens and registered phones) as `(credentialId, type)`, in
+    /// getUserInfo order; empty for an unknown user.
+    pub fn credentials_of(&self, user: &str) -> Vec<(String, CredentialType)> {
+        self.state.credentials_of(user)
+    }
+
+    /// The last code "sent" to a phone number by register (or by sendOtp /
+    /// setTemporaryPassword delivery to it), even if already used.
+    pub fn last_sent_code_to(&self, phone: &str) -> Option<String> {
+        self.state.last_sent_code_to(phone)
+    }
+
+    /// The code a token shows now (its drift included): an unbound `[[tokens]]` token or
+    /// any bound STANDARD_OTP credential with a secret.
+    pub fn token_code(&self, credential_id: &str) -> Option<String> {
+        self.state.token_code(credential_id)
+    }
+
+    /// The user's current (unexpired) temporary security code.
+    pub fn temporary_code(&self, user: &str) -> Option<String> {
+        self.state.temporary_code(user)
     }
 
     /// Stops accepting, closes every connection and waits for the listeners to end.

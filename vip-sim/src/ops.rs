@@ -15,6 +15,9 @@ use crate::totp::{code_at_step, decode_base32, STEP_SECONDS};
 use crate::xml::{Elem, Resp};
 use crate::Counters;
 
+#[path = "mgmt.rs"]
+mod mgmt;
+
 /// The operations the simulator implements.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op {
@@ -25,6 +28,19 @@ pub enum Op {
     GetUserInfo,
     GetServerTime,
     SendOtp,
+    CreateUser,
+    UpdateUser,
+    DeleteUser,
+    AddCredential,
+    RemoveCredential,
+    UpdateCredential,
+    Register,
+    SetTemporaryPassword,
+    ClearTemporaryPassword,
+    SetTemporaryPasswordAttributes,
+    ClearUserPin,
+    GetTemporaryPasswordAttributes,
+    GetCredentialInfo,
 }
 
 /// The three SOAP services (URL paths).
@@ -49,7 +65,7 @@ impl Service {
 
 impl Op {
     /// Every operation.
-    pub const ALL: [Op; 7] = [
+    pub const ALL: [Op; 20] = [
         Op::AuthenticateUser,
         Op::CheckOtp,
         Op::AuthenticateUserWithPush,
@@ -57,6 +73,19 @@ impl Op {
         Op::GetUserInfo,
         Op::GetServerTime,
         Op::SendOtp,
+        Op::CreateUser,
+        Op::UpdateUser,
+        Op::DeleteUser,
+        Op::AddCredential,
+        Op::RemoveCredential,
+        Op::UpdateCredential,
+        Op::Register,
+        Op::SetTemporaryPassword,
+        Op::ClearTemporaryPassword,
+        Op::SetTemporaryPasswordAttributes,
+        Op::ClearUserPin,
+        Op::GetTemporaryPasswordAttributes,
+        Op::GetCredentialInfo,
     ];
 
     /// From the counter name (`checkOtp`).
@@ -74,6 +103,19 @@ impl Op {
             "GetUserInfoRequest" => Op::GetUserInfo,
             "GetServerTimeRequest" => Op::GetServerTime,
             "SendOtpRequest" => Op::SendOtp,
+            "CreateUserRequest" => Op::CreateUser,
+            "UpdateUserRequest" => Op::UpdateUser,
+            "DeleteUserRequest" => Op::DeleteUser,
+            "AddCredentialRequest" => Op::AddCredential,
+            "RemoveCredentialRequest" => Op::RemoveCredential,
+            "UpdateCredentialRequest" => Op::UpdateCredential,
+            "RegisterRequest" => Op::Register,
+            "SetTemporaryPasswordRequest" => Op::SetTemporaryPassword,
+            "ClearTemporaryPasswordRequest" => Op::ClearTemporaryPassword,
+            "SetTemporaryPasswordAttributesRequest" => Op::SetTemporaryPasswordAttributes,
+            "ClearUserPinRequest" => Op::ClearUserPin,
+            "GetTemporaryPasswordAttributesRequest" => Op::GetTemporaryPasswordAttributes,
+            "GetCredentialInfoRequest" => Op::GetCredentialInfo,
             _ => return None,
         })
     }
@@ -88,6 +130,19 @@ impl Op {
             Op::GetUserInfo => "getUserInfo",
             Op::GetServerTime => "getServerTime",
             Op::SendOtp => "sendOtp",
+            Op::CreateUser => "createUser",
+            Op::UpdateUser => "updateUser",
+            Op::DeleteUser => "deleteUser",
+            Op::AddCredential => "addCredential",
+            Op::RemoveCredential => "removeCredential",
+            Op::UpdateCredential => "updateCredential",
+            Op::Register => "register",
+            Op::SetTemporaryPassword => "setTemporaryPassword",
+            Op::ClearTemporaryPassword => "clearTemporaryPassword",
+            Op::SetTemporaryPasswordAttributes => "setTemporaryPasswordAttributes",
+            Op::ClearUserPin => "clearUserPin",
+            Op::GetTemporaryPasswordAttributes => "getTemporaryPasswordAttributes",
+            Op::GetCredentialInfo => "getCredentialInfo",
         }
     }
 
@@ -97,8 +152,23 @@ impl Op {
             Op::AuthenticateUser | Op::CheckOtp | Op::AuthenticateUserWithPush => {
                 Service::Authentication
             }
-            Op::PollPushStatus | Op::GetUserInfo | Op::GetServerTime => Service::Query,
-            Op::SendOtp => Service::Management,
+            Op::PollPushStatus
+            | Op::GetUserInfo
+            | Op::GetServerTime
+            | Op::GetTemporaryPasswordAttributes
+            | Op::GetCredentialInfo => Service::Query,
+            Op::SendOtp
+            | Op::CreateUser
+            | Op::UpdateUser
+            | Op::DeleteUser
+            | Op::AddCredential
+            | Op::RemoveCredential
+            | Op::UpdateCredential
+            | Op::Register
+            | Op::SetTemporaryPassword
+            | Op::ClearTemporaryPassword
+            | Op::SetTemporaryPasswordAttributes
+            | Op::ClearUserPin => Service::Management,
         }
     }
 
@@ -112,12 +182,25 @@ impl Op {
             Op::GetUserInfo => "GetUserInfoResponse",
             Op::GetServerTime => "GetServerTimeResponse",
             Op::SendOtp => "SendOtpResponse",
+            Op::CreateUser => "CreateUserResponse",
+            Op::UpdateUser => "UpdateUserResponse",
+            Op::DeleteUser => "DeleteUserResponse",
+            Op::AddCredential => "AddCredentialResponse",
+            Op::RemoveCredential => "RemoveCredentialResponse",
+            Op::UpdateCredential => "UpdateCredentialResponse",
+            Op::Register => "RegisterResponse",
+            Op::SetTemporaryPassword => "SetTemporaryPasswordResponse",
+            Op::ClearTemporaryPassword => "ClearTemporaryPasswordResponse",
+            Op::SetTemporaryPasswordAttributes => "SetTemporaryPasswordAttributesResponse",
+            Op::ClearUserPin => "ClearUserPinResponse",
+            Op::GetTemporaryPasswordAttributes => "GetTemporaryPasswordAttributesResponse",
+            Op::GetCredentialInfo => "GetCredentialInfoResponse",
         }
     }
 }
 
 /// The envelope's statusMessage for a status code (VIP's wording where it is known).
-fn message(code: &str) -> &'static str {
+pub(crate) fn message(code: &str) -> &'static str {
     match code.to_ascii_uppercase().as_str() {
         "0000" => "Success",
         "6001" => "Invalid account.",
@@ -133,6 +216,12 @@ fn message(code: &str) -> &'static str {
         "600B" => "Schema validation failed.",
         "600D" => "Operation not allowed in current state of credential.",
         "600E" => "Client certificate is revoked.",
+        // Seed 000 (removeCredential note): the code when remembered-device deletion is
+        // admin-only; the wording is the simulator's.
+        "6010" => "Operation not allowed.",
+        // Simulator choices (the status table found does not show these rows; see mgmt.rs).
+        "6011" => "Credential is already bound to the user.",
+        "6026" => "Phone number is already registered.",
         "6015" => "Invalid phone number",
         "601B" => "Operation not allowed in current user status.",
         "601F" => "Invalid user PIN.",
@@ -212,6 +301,11 @@ struct UserState {
     last_authn: HashMap<String, LastAuthn>,
     /// In-band statuses injected so far from this user's `faults.status`, by operation.
     injected: HashMap<&'static str, u32>,
+    /// The temporary security code (config `temporary_code` or setTemporaryPassword).
+    temp: Option<mgmt::TempCode>,
+    /// friendlyName of SMS / voice bindings (by phone number), set by addCredential or
+    /// updateCredential.
+    phone_names: HashMap<String, String>,
 }
 
 struct Txn {
@@ -229,6 +323,10 @@ struct Txn {
 struct Inner {
     users: HashMap<String, UserState>,
     txns: HashMap<String, Txn>,
+    /// Unbound STANDARD_OTP tokens (`[[tokens]]`), by credential id.
+    tokens: HashMap<String, crate::config::TokenConfig>,
+    /// Registered phone numbers (RegisterRequest, or a configured user's phones).
+    phones: HashMap<String, mgmt::Registration>,
 }
 
 /// The global faults and how often their `status` entries were injected.
@@ -376,6 +474,7 @@ fn validate(op: Op, el: &Elem) -> bool {
             })
         }
         Op::AuthenticateUser | Op::CheckOtp | Op::GetServerTime => true,
+        _ => mgmt::validate(op, el),
     }
 }
 
@@ -409,7 +508,24 @@ enum Verdict {
 }
 
 impl State {
-    pub(crate) fn new(policy: Policy, faults: Faults, users: &[UserConfig]) -> State {
+    pub(crate) fn new(
+        policy: Policy,
+        faults: Faults,
+        users: &[UserConfig],
+        tokens: &[crate::config::TokenConfig],
+    ) -> State {
+        let mut phones = HashMap::new();
+        for u in users {
+            for (list, kind) in [
+                (&u.sms_phones, CredentialType::SmsOtp),
+                (&u.voice_phones, CredentialType::VoiceOtp),
+            ] {
+                for p in list {
+                    phones.insert(p.clone(), mgmt::Registration::configured(kind));
+                }
+            }
+        }
+        let tokens = tokens.iter().map(|t| (t.id.clone(), t.clone())).collect();
         let users = users
             .iter()
             .map(|u| {
@@ -434,6 +550,8 @@ impl State {
                         last_sent: None,
                         last_authn: HashMap::new(),
                         injected: HashMap::new(),
+                        temp: u.temporary_code.clone().map(mgmt::TempCode::configured),
+                        phone_names: HashMap::new(),
                     },
                 )
             })
@@ -443,6 +561,8 @@ impl State {
             inner: Mutex::new(Inner {
                 users,
                 txns: HashMap::new(),
+                tokens,
+                phones,
             }),
             global_faults: Mutex::new(GlobalFaults {
                 faults,
@@ -621,6 +741,7 @@ impl State {
                 r.finish()
             }
             Op::SendOtp => self.send_otp(rid, el),
+            _ => self.run_mgmt(op, rid, el),
         }
     }
 
@@ -689,6 +810,11 @@ impl State {
             }
             Verdict::Ok { cred_id, cred_type } => (cred_id, cred_type),
         };
+        // Seed 000 (setTemporaryPassword note): authenticating with a code from a real
+        // credential clears the temporary security code.
+        if cred_id.is_some() {
+            user.temp = None;
+        }
         let authn_id = random_hex(16, true);
         if let Some(id) = &cred_id {
             user.last_authn.insert(
@@ -736,12 +862,23 @@ impl State {
         if !valid_otp(otp) || otp2.is_some_and(|o| !valid_otp(o)) {
             return self.fail(user);
         }
-        if allow_temp && otp2.is_none() && user.cfg.temporary_code.as_deref() == Some(otp) {
-            user.bad_count = 0;
-            return Verdict::Ok {
-                cred_id: None,
-                cred_type: None,
-            };
+        if allow_temp && otp2.is_none() {
+            // Seed 000 (setTemporaryPassword): valid until its expiration time, and gone
+            // after one use when oneTimeUseOnly.
+            let now = SystemTime::now();
+            if user.temp.as_ref().is_some_and(|t| t.expired(now)) {
+                user.temp = None;
+            }
+            if let Some(t) = user.temp.as_ref().filter(|t| t.code == otp) {
+                if t.one_time {
+                    user.temp = None;
+                }
+                user.bad_count = 0;
+                return Verdict::Ok {
+                    cred_id: None,
+                    cred_type: None,
+                };
+            }
         }
         let now = Instant::now();
         user.sent.retain(|s| s.expires > now);
@@ -1091,7 +1228,8 @@ impl State {
         ] {
             for p in phones {
                 r.open("credentialBindingDetail");
-                binding(&mut r, p, kind.as_str(), "ENABLED", p);
+                let name = user.phone_names.get(p).map_or(p.as_str(), String::as_str);
+                binding(&mut r, p, kind.as_str(), "ENABLED", name);
                 r.close("credentialBindingDetail");
             }
         }
@@ -1105,7 +1243,11 @@ impl State {
         );
         r.field(
             "isTempPasswordSet",
-            if user.cfg.temporary_code.is_some() {
+            if user
+                .temp
+                .as_ref()
+                .is_some_and(|t| !t.expired(SystemTime::now()))
+            {
                 "true"
             } else {
                 "false"
@@ -1158,10 +1300,13 @@ impl State {
         user.sent.push(SentCode {
             code: code.clone(),
             kind,
-            phone,
+            phone: phone.clone(),
             expires: now + Duration::from_secs(self.policy.sent_code_ttl_secs),
         });
-        user.last_sent = Some(code);
+        user.last_sent = Some(code.clone());
+        if let Some(r) = inner.phones.get_mut(&phone) {
+            r.last_code = Some(code);
+        }
         drop(inner);
         Resp::new(op.response(), rid, "0000", "Success", None).finish()
     }

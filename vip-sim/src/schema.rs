@@ -161,6 +161,149 @@ const SEND_OTP: &[Part] = &[
 
 const GET_SERVER_TIME: &[Part] = &[leaf("requestId", 1, 1), leaf("onBehalfOfAccountId", 0, 1)];
 
+// The Management and Query requests below follow VIP's XSD as its soap4r mapping records it
+// (element order and occurs), plus the later optional elements seed 000's wrapper sends
+// (forcePinChange, trustedDevice, includePushAttributes), each in the position it is listed.
+
+const USER_ONLY: &[Part] = &[
+    leaf("requestId", 1, 1),
+    leaf("onBehalfOfAccountId", 0, 1),
+    leaf("userId", 1, 1),
+];
+
+const CREATE_USER: &[Part] = &[
+    leaf("requestId", 1, 1),
+    leaf("onBehalfOfAccountId", 0, 1),
+    leaf("userId", 1, 1),
+    leaf("pin", 0, 1),
+    leaf("forcePinChange", 0, 1),
+];
+
+const UPDATE_USER: &[Part] = &[
+    leaf("requestId", 1, 1),
+    leaf("onBehalfOfAccountId", 0, 1),
+    leaf("userId", 1, 1),
+    leaf("newUserId", 0, 1),
+    leaf("newUserStatus", 0, 1),
+    leaf("oldPin", 0, 1),
+    leaf("newPin", 0, 1),
+    leaf("forcePinChange", 0, 1),
+];
+
+const CREDENTIAL_DETAIL_FIELDS: &[Part] = &[
+    leaf("credentialId", 1, 1),
+    leaf("credentialType", 1, 1),
+    leaf("friendlyName", 0, 1),
+    leaf("trustedDevice", 0, 1),
+];
+
+const ADD_CREDENTIAL: &[Part] = &[
+    leaf("requestId", 1, 1),
+    leaf("onBehalfOfAccountId", 0, 1),
+    leaf("userId", 1, 1),
+    Part {
+        name: "credentialDetail",
+        min: 1,
+        max: 1,
+        content: Content::Seq(CREDENTIAL_DETAIL_FIELDS),
+    },
+    Part {
+        name: "otpAuthData",
+        min: 0,
+        max: 1,
+        content: Content::Seq(OTP_FIELDS),
+    },
+];
+
+const REMOVE_CREDENTIAL: &[Part] = &[
+    leaf("requestId", 1, 1),
+    leaf("onBehalfOfAccountId", 0, 1),
+    leaf("userId", 1, 1),
+    leaf("credentialId", 1, 1),
+    leaf("credentialType", 1, 1),
+    leaf("trustedDevice", 0, 1),
+];
+
+const UPDATE_CREDENTIAL: &[Part] = &[
+    leaf("requestId", 1, 1),
+    leaf("onBehalfOfAccountId", 0, 1),
+    leaf("userId", 1, 1),
+    leaf("credentialId", 1, 1),
+    leaf("credentialType", 1, 1),
+    leaf("friendlyName", 1, 1),
+];
+
+// The XSD's choice (sms | voice | serviceOtp), exactly one: `mgmt::validate` counts them.
+const REGISTER: &[Part] = &[
+    leaf("requestId", 1, 1),
+    leaf("onBehalfOfAccountId", 0, 1),
+    Part {
+        name: "smsDeliveryInfo",
+        min: 0,
+        max: 1,
+        content: Content::Seq(SMS_FIELDS),
+    },
+    Part {
+        name: "voiceDeliveryInfo",
+        min: 0,
+        max: 1,
+        content: Content::Seq(VOICE_FIELDS),
+    },
+    Part {
+        name: "serviceOtpDeliveryInfo",
+        min: 0,
+        max: 1,
+        content: Content::Any,
+    },
+];
+
+const TEMP_ATTRS_FIELDS: &[Part] = &[leaf("expirationTime", 0, 1), leaf("oneTimeUseOnly", 0, 1)];
+
+const SET_TEMP: &[Part] = &[
+    leaf("requestId", 1, 1),
+    leaf("onBehalfOfAccountId", 0, 1),
+    leaf("userId", 1, 1),
+    leaf("temporaryPassword", 0, 1),
+    Part {
+        name: "temporaryPasswordAttributes",
+        min: 0,
+        max: 1,
+        content: Content::Seq(TEMP_ATTRS_FIELDS),
+    },
+    Part {
+        name: "smsDeliveryInfo",
+        min: 0,
+        max: 1,
+        content: Content::Seq(SMS_FIELDS),
+    },
+    Part {
+        name: "voiceDeliveryInfo",
+        min: 0,
+        max: 1,
+        content: Content::Seq(VOICE_FIELDS),
+    },
+];
+
+const SET_TEMP_ATTRS: &[Part] = &[
+    leaf("requestId", 1, 1),
+    leaf("onBehalfOfAccountId", 0, 1),
+    leaf("userId", 1, 1),
+    Part {
+        name: "temporaryPasswordAttributes",
+        min: 1,
+        max: 1,
+        content: Content::Seq(TEMP_ATTRS_FIELDS),
+    },
+];
+
+const GET_CREDENTIAL_INFO: &[Part] = &[
+    leaf("requestId", 1, 1),
+    leaf("onBehalfOfAccountId", 0, 1),
+    leaf("credentialId", 1, 1),
+    leaf("credentialType", 1, 1),
+    leaf("includePushAttributes", 0, 1),
+];
+
 fn request_fields(op: Op) -> &'static [Part] {
     match op {
         Op::AuthenticateUser => AUTHENTICATE_USER,
@@ -170,6 +313,19 @@ fn request_fields(op: Op) -> &'static [Part] {
         Op::GetUserInfo => GET_USER_INFO,
         Op::SendOtp => SEND_OTP,
         Op::GetServerTime => GET_SERVER_TIME,
+        Op::CreateUser => CREATE_USER,
+        Op::UpdateUser => UPDATE_USER,
+        Op::DeleteUser
+        | Op::ClearTemporaryPassword
+        | Op::ClearUserPin
+        | Op::GetTemporaryPasswordAttributes => USER_ONLY,
+        Op::AddCredential => ADD_CREDENTIAL,
+        Op::RemoveCredential => REMOVE_CREDENTIAL,
+        Op::UpdateCredential => UPDATE_CREDENTIAL,
+        Op::Register => REGISTER,
+        Op::SetTemporaryPassword => SET_TEMP,
+        Op::SetTemporaryPasswordAttributes => SET_TEMP_ATTRS,
+        Op::GetCredentialInfo => GET_CREDENTIAL_INFO,
     }
 }
 
