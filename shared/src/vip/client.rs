@@ -8,6 +8,7 @@ use url::Url;
 
 use super::config::VipConfig;
 use super::error::VipError;
+use super::management::{self as mgmt, *};
 use super::ops::{self, *};
 use super::status::Status;
 use super::transport::{parse_url, Transport};
@@ -267,6 +268,213 @@ impl VipClient {
             true,
             render_get_server_time,
             |body, rid| parse_get_server_time(body, rid, unix_now()),
+        )
+        .await
+    }
+}
+
+/// The Management service (users, credentials, PINs, temporary security codes) and the Query
+/// calls an admin tool needs beside it. None of the Management calls is retried on 6005: a
+/// change VIP may have made must not be made twice behind the caller's back.
+impl VipClient {
+    /// createUser (Management). 6002: the user exists.
+    pub async fn create_user(&self, req: &CreateUser<'_>) -> Result<Acknowledged, VipError> {
+        self.call(
+            mgmt::OP_CREATE_USER,
+            &self.inner.management_url,
+            false,
+            |rid| render_create_user(rid, req),
+            parse_create_user,
+        )
+        .await
+    }
+
+    /// updateUser (Management): new user id, status ACTIVE/DISABLED, PIN change or reset,
+    /// forcePinChange.
+    pub async fn update_user(&self, req: &UpdateUser<'_>) -> Result<Acknowledged, VipError> {
+        self.call(
+            mgmt::OP_UPDATE_USER,
+            &self.inner.management_url,
+            false,
+            |rid| render_update_user(rid, req),
+            parse_update_user,
+        )
+        .await
+    }
+
+    /// deleteUser (Management): the user and every binding.
+    pub async fn delete_user(&self, user_id: &str) -> Result<Acknowledged, VipError> {
+        self.call(
+            mgmt::OP_DELETE_USER,
+            &self.inner.management_url,
+            false,
+            |rid| render_delete_user(rid, user_id),
+            parse_delete_user,
+        )
+        .await
+    }
+
+    /// clearUserPin (Management).
+    pub async fn clear_user_pin(&self, user_id: &str) -> Result<Acknowledged, VipError> {
+        self.call(
+            mgmt::OP_CLEAR_USER_PIN,
+            &self.inner.management_url,
+            false,
+            |rid| render_clear_user_pin(rid, user_id),
+            parse_clear_user_pin,
+        )
+        .await
+    }
+
+    /// addCredential (Management): binds a credential, with security codes as proof.
+    pub async fn add_credential(&self, req: &AddCredential<'_>) -> Result<Acknowledged, VipError> {
+        self.call(
+            mgmt::OP_ADD_CREDENTIAL,
+            &self.inner.management_url,
+            false,
+            |rid| render_add_credential(rid, req),
+            parse_add_credential,
+        )
+        .await
+    }
+
+    /// removeCredential (Management). 6007: not bound to this user; 6010: the account's
+    /// policy leaves it to VIP Manager.
+    pub async fn remove_credential(
+        &self,
+        user_id: &str,
+        credential_id: &str,
+        credential_type: &CredentialType,
+    ) -> Result<Acknowledged, VipError> {
+        self.call(
+            mgmt::OP_REMOVE_CREDENTIAL,
+            &self.inner.management_url,
+            false,
+            |rid| render_remove_credential(rid, user_id, credential_id, credential_type),
+            parse_remove_credential,
+        )
+        .await
+    }
+
+    /// updateCredential (Management): the binding's friendly name.
+    pub async fn update_credential(
+        &self,
+        user_id: &str,
+        credential_id: &str,
+        credential_type: &CredentialType,
+        friendly_name: &str,
+    ) -> Result<Acknowledged, VipError> {
+        self.call(
+            mgmt::OP_UPDATE_CREDENTIAL,
+            &self.inner.management_url,
+            false,
+            |rid| {
+                render_update_credential(
+                    rid,
+                    user_id,
+                    credential_id,
+                    credential_type,
+                    friendly_name,
+                )
+            },
+            parse_update_credential,
+        )
+        .await
+    }
+
+    /// register (Management): an SMS or voice phone as a credential (then bound with
+    /// addCredential). 6026: already registered.
+    pub async fn register(&self, phone: &OtpDelivery) -> Result<RegisterResponse, VipError> {
+        self.call(
+            mgmt::OP_REGISTER,
+            &self.inner.management_url,
+            false,
+            |rid| render_register(rid, phone),
+            parse_register,
+        )
+        .await
+    }
+
+    /// setTemporaryPassword (Management): the given 6-digit code or one VIP generates, for at
+    /// most 30 days, optionally one-time and delivered by SMS or voice.
+    pub async fn set_temporary_password(
+        &self,
+        req: &SetTemporaryPassword<'_>,
+    ) -> Result<SetTemporaryPasswordResponse, VipError> {
+        self.call(
+            mgmt::OP_SET_TEMP_PASSWORD,
+            &self.inner.management_url,
+            false,
+            |rid| render_set_temporary_password(rid, req, unix_now()),
+            parse_set_temporary_password,
+        )
+        .await
+    }
+
+    /// clearTemporaryPassword (Management).
+    pub async fn clear_temporary_password(&self, user_id: &str) -> Result<Acknowledged, VipError> {
+        self.call(
+            mgmt::OP_CLEAR_TEMP_PASSWORD,
+            &self.inner.management_url,
+            false,
+            |rid| render_clear_temporary_password(rid, user_id),
+            parse_clear_temporary_password,
+        )
+        .await
+    }
+
+    /// setTemporaryPasswordAttributes (Management): a new expiry and/or one-time flag for
+    /// the code set earlier.
+    pub async fn set_temporary_password_attributes(
+        &self,
+        user_id: &str,
+        attributes: &TempPasswordAttributes,
+    ) -> Result<Acknowledged, VipError> {
+        self.call(
+            mgmt::OP_SET_TEMP_PASSWORD_ATTRS,
+            &self.inner.management_url,
+            false,
+            |rid| render_set_temporary_password_attributes(rid, user_id, attributes, unix_now()),
+            parse_set_temporary_password_attributes,
+        )
+        .await
+    }
+
+    /// getTemporaryPasswordAttributes (Query).
+    pub async fn get_temporary_password_attributes(
+        &self,
+        user_id: &str,
+    ) -> Result<TempPasswordInfo, VipError> {
+        self.call(
+            mgmt::OP_GET_TEMP_PASSWORD_ATTRS,
+            &self.inner.query_url,
+            true,
+            |rid| render_get_temporary_password_attributes(rid, user_id),
+            parse_get_temporary_password_attributes,
+        )
+        .await
+    }
+
+    /// getCredentialInfo (Query): the credential and the users it is bound to.
+    pub async fn get_credential_info(
+        &self,
+        credential_id: &str,
+        credential_type: &CredentialType,
+        include_push_attributes: bool,
+    ) -> Result<CredentialInfo, VipError> {
+        self.call(
+            mgmt::OP_GET_CREDENTIAL_INFO,
+            &self.inner.query_url,
+            true,
+            |rid| {
+                render_get_credential_info(
+                    rid,
+                    credential_id,
+                    credential_type,
+                    include_push_attributes,
+                )
+            },
+            parse_get_credential_info,
         )
         .await
     }

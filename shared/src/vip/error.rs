@@ -111,6 +111,13 @@ impl VipError {
         }
     }
 
+    /// VIP answered that what the call named does not exist: no such user (6003), no such
+    /// credential (6004) or no binding between them (6007). Everything else, including an
+    /// outage or our own refusal to send, is not "not found".
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, VipError::Rejected { status, .. } if status.is_not_found())
+    }
+
     pub fn is_unreachable(&self) -> bool {
         matches!(self, VipError::Unreachable { .. })
     }

@@ -2,6 +2,7 @@
 //!
 //! - `soap`: envelopes out, namespace-checked parsing in;
 //! - `ops`: one typed request/response per operation (pure render/parse functions);
+//! - `management`: the same for the Management service and the Query calls beside it;
 //! - `status`: every status, poll-status and detail code as an enum;
 //! - `transport`: mutual TLS + deadlines + bounded in-flight calls + error classes;
 //! - `connections`: kept-alive HTTP/1.1 connections, a bounded number opened at a time;
@@ -14,6 +15,7 @@ mod config;
 mod connections;
 mod error;
 mod health;
+mod management;
 mod ops;
 mod soap;
 mod status;
@@ -24,6 +26,11 @@ pub use client::VipClient;
 pub use config::{VipConfig, DEFAULT_AUTH_URL, DEFAULT_MANAGEMENT_URL, DEFAULT_QUERY_URL};
 pub use error::{FailureClass, VipError};
 pub use health::{Health, HealthMonitor};
+pub use management::{
+    Acknowledged, AddCredential, CreateUser, CredentialInfo, CredentialType, NewUserStatus,
+    RegisterResponse, SetTemporaryPassword, SetTemporaryPasswordResponse, TempPasswordAttributes,
+    TempPasswordInfo, UpdateUser, UserBinding, MAX_TEMPORARY_PASSWORD_LIFETIME,
+};
 pub use ops::{
     AuthenticateUser, CredentialBinding, OtpAuthResponse, OtpDelivery, PollResponse, PushDetail,
     PushRequest, PushResponse, SendOtpResponse, ServerTime, TransactionStatus, UserInfo,
@@ -36,6 +43,17 @@ pub use status::{DetailCode, PollStatus, Status};
 /// `request_id` is passed in so bodies are deterministic. Not a stable API.
 #[doc(hidden)]
 pub mod wire {
+    pub use super::management::{
+        parse_add_credential, parse_clear_temporary_password, parse_clear_user_pin,
+        parse_create_user, parse_delete_user, parse_get_credential_info,
+        parse_get_temporary_password_attributes, parse_register, parse_remove_credential,
+        parse_set_temporary_password, parse_set_temporary_password_attributes,
+        parse_update_credential, parse_update_user, render_add_credential,
+        render_clear_temporary_password, render_clear_user_pin, render_create_user,
+        render_delete_user, render_get_credential_info, render_get_temporary_password_attributes,
+        render_register, render_remove_credential, render_set_temporary_password,
+        render_set_temporary_password_attributes, render_update_credential, render_update_user,
+    };
     pub use super::ops::{
         parse_authenticate_user, parse_authenticate_user_with_push, parse_check_otp,
         parse_get_server_time, parse_get_user_info, parse_poll_push_status, parse_send_otp,

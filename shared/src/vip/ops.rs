@@ -229,7 +229,7 @@ pub struct ServerTime {
 
 // ---------------------------------------------------------------- validation
 
-fn bad(op: &'static str, request_id: &str, message: impl Into<String>) -> VipError {
+pub(crate) fn bad(op: &'static str, request_id: &str, message: impl Into<String>) -> VipError {
     VipError::BadRequest {
         operation: op,
         request_id: String::new(),
@@ -237,7 +237,7 @@ fn bad(op: &'static str, request_id: &str, message: impl Into<String>) -> VipErr
     }
 }
 
-fn check_request_id(op: &'static str, rid: &str) -> Result<(), VipError> {
+pub(crate) fn check_request_id(op: &'static str, rid: &str) -> Result<(), VipError> {
     if is_valid_request_id(rid) {
         Ok(())
     } else {
@@ -245,7 +245,7 @@ fn check_request_id(op: &'static str, rid: &str) -> Result<(), VipError> {
     }
 }
 
-fn check_user(op: &'static str, rid: &str, user_id: &str) -> Result<(), VipError> {
+pub(crate) fn check_user(op: &'static str, rid: &str, user_id: &str) -> Result<(), VipError> {
     let n = user_id.chars().count();
     if !(1..=128).contains(&n) {
         return Err(bad(
@@ -264,7 +264,12 @@ fn check_user(op: &'static str, rid: &str, user_id: &str) -> Result<(), VipError
     Ok(())
 }
 
-fn check_otp(op: &'static str, rid: &str, what: &str, otp: &str) -> Result<(), VipError> {
+pub(crate) fn check_otp(
+    op: &'static str,
+    rid: &str,
+    what: &str,
+    otp: &str,
+) -> Result<(), VipError> {
     // Never include the code itself in the message.
     if !(6..=10).contains(&otp.len()) || !otp.bytes().all(|b| b.is_ascii_alphanumeric()) {
         return Err(bad(
@@ -276,7 +281,7 @@ fn check_otp(op: &'static str, rid: &str, what: &str, otp: &str) -> Result<(), V
     Ok(())
 }
 
-fn check_pin(op: &'static str, rid: &str, pin: &str) -> Result<(), VipError> {
+pub(crate) fn check_pin(op: &'static str, rid: &str, pin: &str) -> Result<(), VipError> {
     let n = pin.chars().count();
     if !(4..=128).contains(&n) || !soap::is_xml_text(pin) {
         return Err(bad(op, rid, "pin must be 4..=128 characters"));
@@ -293,7 +298,7 @@ fn check_auth_level(op: &'static str, rid: &str, level: Option<u8>) -> Result<()
     }
 }
 
-fn check_text(
+pub(crate) fn check_text(
     op: &'static str,
     rid: &str,
     what: &str,
@@ -316,7 +321,7 @@ fn is_transaction_id(s: &str) -> bool {
     (4..=16).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
-fn is_phone_number(s: &str) -> bool {
+pub(crate) fn is_phone_number(s: &str) -> bool {
     let (digits, ext) = match s.split_once('x') {
         Some((d, e)) => (d, Some(e)),
         None => (s, None),
@@ -556,7 +561,7 @@ pub fn render_get_server_time(rid: &str) -> Result<String, VipError> {
 
 /// Parses the common head of a response and checks its status against the operation's
 /// success code; returns the payload element when it is a success.
-fn checked(
+pub(crate) fn checked(
     body: &[u8],
     response: &str,
     op: &'static str,
@@ -626,7 +631,7 @@ fn parse_otp_auth(
     })
 }
 
-fn optional_bool(el: &Element, name: &str) -> Result<Option<bool>, VipError> {
+pub(crate) fn optional_bool(el: &Element, name: &str) -> Result<Option<bool>, VipError> {
     el.vip_text(name).map(|s| parse_bool(name, &s)).transpose()
 }
 
@@ -638,7 +643,7 @@ pub fn parse_check_otp(body: &[u8], rid: &str) -> Result<OtpAuthResponse, VipErr
     parse_otp_auth(body, "CheckOtpResponse", OP_CHECK_OTP, rid)
 }
 
-fn parse_bool(what: &str, s: &str) -> Result<bool, VipError> {
+pub(crate) fn parse_bool(what: &str, s: &str) -> Result<bool, VipError> {
     match s.trim() {
         t if t.eq_ignore_ascii_case("true") || t == "1" => Ok(true),
         t if t.eq_ignore_ascii_case("false") || t == "0" => Ok(false),
@@ -649,7 +654,7 @@ fn parse_bool(what: &str, s: &str) -> Result<bool, VipError> {
     }
 }
 
-fn required(el: &Element, parent: &str, name: &str) -> Result<String, VipError> {
+pub(crate) fn required(el: &Element, parent: &str, name: &str) -> Result<String, VipError> {
     el.vip_text(name)
         .ok_or_else(|| VipError::protocol(format!("{parent} without {name}")))
 }

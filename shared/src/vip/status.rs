@@ -64,6 +64,14 @@ pub enum Status {
 }
 
 impl Status {
+    /// 6010: the account's policy does not let the API do this (removeCredential of a
+    /// Remembered Device while its deletion policy is "Admin Only": only VIP Manager may; seed
+    /// 000, removeCredential). A named constant rather than a variant so matches elsewhere
+    /// stay exhaustive; it parses to this value.
+    pub const NOT_ALLOWED_BY_POLICY: Status = Status::Other(0x6010);
+    /// 6026: register of an SMS / voice phone that is already registered (management only).
+    pub const ALREADY_REGISTERED: Status = Status::Other(0x6026);
+
     pub fn from_code(code: u16) -> Status {
         match code {
             0x0000 => Status::Success,
@@ -123,6 +131,16 @@ impl Status {
         }
     }
 
+    /// VIP could not find what the request named: the user (6003), the credential (6004:
+    /// "The credential ID cannot be found"), or the binding between them (6007). An admin tool
+    /// tells these from every other refusal.
+    pub fn is_not_found(&self) -> bool {
+        matches!(
+            self,
+            Status::UserNotFound | Status::InvalidCredentialId | Status::NoBinding
+        )
+    }
+
     /// The wire form, 4 upper-case hex digits.
     pub fn code_str(&self) -> String {
         format!("{:04X}", self.code())
@@ -155,6 +173,8 @@ impl Status {
             Status::PinPolicy => "PIN does not meet policy",
             Status::PinNotEnabled => "PIN not enabled for this account",
             Status::OutOfSync => "OTP out of sync",
+            Status::Other(0x6010) => "Operation not allowed by account policy",
+            Status::Other(0x6026) => "Credential already registered",
             Status::Other(_) => "Unknown status code",
         }
     }
@@ -313,6 +333,46 @@ mod tests {
         assert_eq!(Status::parse("60"), None);
         assert_eq!(Status::parse("zzzz"), None);
         assert_eq!(Status::parse("+600"), None);
+    }
+
+    #[test]
+    fn management_statuses() {
+        assert_eq!(Status::parse("6010"), Some(Status::NOT_ALLOWED_BY_POLICY));
+        assert_eq!(Status::parse("6026"), Some(Status::ALREADY_REGISTERED));
+        assert_eq!(
+            Status::NOT_ALLOWED_BY_POLICY.to_string(),
+            "6010 (Operation not allowed by account policy)"
+        );
+        assert_eq!(
+            Status::ALREADY_REGISTERED.to_string(),
+            "6026 (Credential already registered)"
+        );
+        assert_eq!(Status::parse("6002"), Some(Status::UserExists));
+        assert_eq!(Status::parse("6007"), Some(Status::NoBinding));
+        assert_eq!(Status::parse("601b"), Some(Status::UserStatusNotAllowed));
+        assert_eq!(Status::Other(0x6abc).meaning(), "Unknown status code");
+    }
+
+    #[test]
+    fn not_found_statuses() {
+        for s in [
+            Status::UserNotFound,
+            Status::InvalidCredentialId,
+            Status::NoBinding,
+        ] {
+            assert!(s.is_not_found(), "{s}");
+        }
+        for s in [
+            Status::Success,
+            Status::UserExists,
+            Status::InternalError,
+            Status::UserStatusNotAllowed,
+            Status::NOT_ALLOWED_BY_POLICY,
+            Status::ALREADY_REGISTERED,
+            Status::Other(0x6abc),
+        ] {
+            assert!(!s.is_not_found(), "{s}");
+        }
     }
 
     #[test]
