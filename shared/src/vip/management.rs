@@ -1704,8 +1704,13 @@ mod tests {
             ),
             (
                 "6010",
-                Status::NOT_ALLOWED_BY_POLICY,
+                Status::OperationNotAllowed,
                 "Operation not allowed.",
+            ),
+            (
+                "6011",
+                Status::CredentialAlreadyBound,
+                "Credential is already bound to the user.",
             ),
             ("6015", Status::InvalidPhoneNumber, "Invalid phone number"),
             (
@@ -1720,7 +1725,11 @@ mod tests {
                 Status::PinNotEnabled,
                 "PIN not enabled for this account.",
             ),
-            ("6026", Status::ALREADY_REGISTERED, "Already registered."),
+            (
+                "6026",
+                Status::AlreadyRegistered,
+                "Phone number is already registered.",
+            ),
         ];
         for (response_name, op, parse) in ACKS {
             let ok = parse(&response(response_name, "0000", "Success", ""), RID).unwrap();
@@ -1820,7 +1829,7 @@ mod tests {
             RID,
         )
         .unwrap_err();
-        assert_eq!(e.status(), Some(Status::ALREADY_REGISTERED));
+        assert_eq!(e.status(), Some(Status::AlreadyRegistered));
         assert_eq!(e.class(), FailureClass::Answered);
         let e = parse_register(
             &response("RegisterResponse", "6015", "Invalid phone number", ""),

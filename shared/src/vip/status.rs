@@ -47,6 +47,11 @@ pub enum Status {
     CredentialStateNotAllowed,
     /// 600E
     CertificateRevoked,
+    /// 6010: "Operation not allowed": the account's policy leaves this to VIP Manager
+    /// (removeCredential while Remembered Device deletion is "Admin Only": seed 000).
+    OperationNotAllowed,
+    /// 6011: addCredential of a credential the user already holds (management only).
+    CredentialAlreadyBound,
     /// 6015
     InvalidPhoneNumber,
     /// 601B
@@ -57,6 +62,9 @@ pub enum Status {
     PinPolicy,
     /// 6021
     PinNotEnabled,
+    /// 6026: register of an SMS / voice phone number that is already registered
+    /// (management only).
+    AlreadyRegistered,
     /// 604A
     OutOfSync,
     /// Any other code, as its numeric value.
@@ -64,14 +72,6 @@ pub enum Status {
 }
 
 impl Status {
-    /// 6010: the account's policy does not let the API do this (removeCredential of a
-    /// Remembered Device while its deletion policy is "Admin Only": only VIP Manager may; seed
-    /// 000, removeCredential). A named constant rather than a variant so matches elsewhere
-    /// stay exhaustive; it parses to this value.
-    pub const NOT_ALLOWED_BY_POLICY: Status = Status::Other(0x6010);
-    /// 6026: register of an SMS / voice phone that is already registered (management only).
-    pub const ALREADY_REGISTERED: Status = Status::Other(0x6026);
-
     pub fn from_code(code: u16) -> Status {
         match code {
             0x0000 => Status::Success,
@@ -89,11 +89,14 @@ impl Status {
             0x600B => Status::SchemaValidationFailed,
             0x600D => Status::CredentialStateNotAllowed,
             0x600E => Status::CertificateRevoked,
+            0x6010 => Status::OperationNotAllowed,
+            0x6011 => Status::CredentialAlreadyBound,
             0x6015 => Status::InvalidPhoneNumber,
             0x601B => Status::UserStatusNotAllowed,
             0x601F => Status::InvalidPin,
             0x6020 => Status::PinPolicy,
             0x6021 => Status::PinNotEnabled,
+            0x6026 => Status::AlreadyRegistered,
             0x604A => Status::OutOfSync,
             other => Status::Other(other),
         }
@@ -121,11 +124,14 @@ impl Status {
             Status::SchemaValidationFailed => 0x600B,
             Status::CredentialStateNotAllowed => 0x600D,
             Status::CertificateRevoked => 0x600E,
+            Status::OperationNotAllowed => 0x6010,
+            Status::CredentialAlreadyBound => 0x6011,
             Status::InvalidPhoneNumber => 0x6015,
             Status::UserStatusNotAllowed => 0x601B,
             Status::InvalidPin => 0x601F,
             Status::PinPolicy => 0x6020,
             Status::PinNotEnabled => 0x6021,
+            Status::AlreadyRegistered => 0x6026,
             Status::OutOfSync => 0x604A,
             Status::Other(c) => *c,
         }
@@ -167,14 +173,15 @@ impl Status {
                 "Operation not allowed in current state of credential"
             }
             Status::CertificateRevoked => "Client certificate is revoked",
+            Status::OperationNotAllowed => "Operation not allowed",
+            Status::CredentialAlreadyBound => "Credential is already bound to the user",
             Status::InvalidPhoneNumber => "Invalid phone number",
             Status::UserStatusNotAllowed => "Operation not allowed in current user status",
             Status::InvalidPin => "Invalid user PIN",
             Status::PinPolicy => "PIN does not meet policy",
             Status::PinNotEnabled => "PIN not enabled for this account",
+            Status::AlreadyRegistered => "Phone number is already registered",
             Status::OutOfSync => "OTP out of sync",
-            Status::Other(0x6010) => "Operation not allowed by account policy",
-            Status::Other(0x6026) => "Credential already registered",
             Status::Other(_) => "Unknown status code",
         }
     }
@@ -318,7 +325,8 @@ mod tests {
     fn every_named_status_round_trips_and_parses_any_case() {
         for code in [
             0x0000u16, 0x6040, 0x6001, 0x6002, 0x6003, 0x6004, 0x6005, 0x6006, 0x6007, 0x6008,
-            0x6009, 0x600A, 0x600B, 0x600D, 0x600E, 0x6015, 0x601B, 0x601F, 0x6020, 0x6021, 0x604A,
+            0x6009, 0x600A, 0x600B, 0x600D, 0x600E, 0x6010, 0x6011, 0x6015, 0x601B, 0x601F, 0x6020,
+            0x6021, 0x6026, 0x604A,
         ] {
             let s = Status::from_code(code);
             assert!(!matches!(s, Status::Other(_)), "{code:04X} should be named");
@@ -337,15 +345,16 @@ mod tests {
 
     #[test]
     fn management_statuses() {
-        assert_eq!(Status::parse("6010"), Some(Status::NOT_ALLOWED_BY_POLICY));
-        assert_eq!(Status::parse("6026"), Some(Status::ALREADY_REGISTERED));
+        assert_eq!(Status::parse("6010"), Some(Status::OperationNotAllowed));
+        assert_eq!(Status::parse("6011"), Some(Status::CredentialAlreadyBound));
+        assert_eq!(Status::parse("6026"), Some(Status::AlreadyRegistered));
         assert_eq!(
-            Status::NOT_ALLOWED_BY_POLICY.to_string(),
-            "6010 (Operation not allowed by account policy)"
+            Status::OperationNotAllowed.to_string(),
+            "6010 (Operation not allowed)"
         );
         assert_eq!(
-            Status::ALREADY_REGISTERED.to_string(),
-            "6026 (Credential already registered)"
+            Status::AlreadyRegistered.to_string(),
+            "6026 (Phone number is already registered)"
         );
         assert_eq!(Status::parse("6002"), Some(Status::UserExists));
         assert_eq!(Status::parse("6007"), Some(Status::NoBinding));
@@ -367,8 +376,9 @@ mod tests {
             Status::UserExists,
             Status::InternalError,
             Status::UserStatusNotAllowed,
-            Status::NOT_ALLOWED_BY_POLICY,
-            Status::ALREADY_REGISTERED,
+            Status::OperationNotAllowed,
+            Status::CredentialAlreadyBound,
+            Status::AlreadyRegistered,
             Status::Other(0x6abc),
         ] {
             assert!(!s.is_not_found(), "{s}");
