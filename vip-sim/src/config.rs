@@ -700,6 +700,32 @@ mod tests {
     }
 
     #[test]
+    fn example_config_and_tokens_parse() {
+        let cfg = SimConfig::from_toml_str(include_str!("../examples/sim.toml"))
+            .expect("examples/sim.toml");
+        assert_eq!(cfg.tokens.len(), 1);
+        let readme = include_str!("../README.md");
+        let start = readme.find("```toml\n").expect("toml block") + 8;
+        let end = start + readme[start..].find("```").expect("end of block");
+        let cfg = SimConfig::from_toml_str(&readme[start..end]).expect("README example");
+        assert_eq!(cfg.tokens[0].id, "VSMT00000001");
+        assert!(!cfg.policy.credential_removal_admin_only);
+        let base = "[tls]\ncert='a'\nkey='b'\nclient_ca='c'\n";
+        for bad in [
+            "[[tokens]]\nid='VS'\nsecret='GEZDGNBVGY3TQOJQ'\n",
+            "[[tokens]]\nid='VSMT00000001'\nsecret='!!'\n",
+            "[[tokens]]\nid='VSMT00000001'\nsecret='GEZDGNBVGY3TQOJQ'\ndigits=5\n",
+            "[[tokens]]\nid='VSMT00000001'\nsecret='GEZDGNBVGY3TQOJQ'\n[[tokens]]\nid='VSMT00000001'\nsecret='GEZDGNBVGY3TQOJQ'\n",
+            "[[tokens]]\nid='VSMT00000001'\nsecret='GEZDGNBVGY3TQOJQ'\nkind='x'\n",
+        ] {
+            assert!(
+                SimConfig::from_toml_str(&format!("{base}{bad}")).is_err(),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
     fn new_knobs_and_their_validation() {
         let base = "[tls]\ncert='a'\nkey='b'\nclient_ca='c'\n";
         let cfg = SimConfig::from_toml_str(base).expect("minimal");

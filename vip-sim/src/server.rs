@@ -449,6 +449,14 @@ async fn handle_admin(
             Some(c) => json(StatusCode::OK, serde_json::json!({"code": c})),
             None => not_found(),
         },
+        (Method::GET, ["phones", phone, "code"]) => match st.last_sent_code_to(phone) {
+            Some(c) => json(StatusCode::OK, serde_json::json!({"code": c})),
+            None => not_found(),
+        },
+        (Method::GET, ["tokens", id, "code"]) => match st.token_code(id) {
+            Some(c) => json(StatusCode::OK, serde_json::json!({"code": c})),
+            None => not_found(),
+        },
         (Method::GET, ["faults"]) => match serde_json::to_value(st.global_faults()) {
             Ok(v) => json(StatusCode::OK, v),
             Err(e) => json(

@@ -1021,3 +1021,34 @@ async fn injected_status_and_faults_apply_to_management_calls() {
     assert_eq!(status(&h.mgmt(&create_user("zed", "")).await), "0000");
     assert!(h.sim.user_exists("zed"));
 }
+
+#[tokio::test]
+async fn admin_api_reads_token_and_phone_codes() {
+    let h = start_mgmt().await;
+    let admin = format!("http://{}", h.sim.admin_addr().expect("admin"));
+    let http = reqwest::Client::new();
+    let get = |p: String| {
+        let http = http.clone();
+        async move {
+            let r = http.get(p).send().await.expect("get");
+            let s = r.status().as_u16();
+            let v: serde_json::Value =
+                serde_json::from_str(&r.text().await.expect("text")).expect("json");
+            (s, v)
+        }
+    };
+    let (s, v) = get(format!("{admin}/tokens/{TOKEN1}/code")).await;
+    assert_eq!(s, 200);
+    let shown = h.sim.token_code(TOKEN1).expect("code");
+    assert_eq!(v["code"], serde_json::Value::String(shown));
+    assert_eq!(
+        get(format!("{admin}/tokens/VSMT99999999/code")).await.0,
+        404
+    );
+    assert_eq!(get(format!("{admin}/phones/15559990001/code")).await.0, 404);
+    assert_eq!(status(&h.mgmt(&register_sms("15559990001")).await), "0000");
+    let (s, v) = get(format!("{admin}/phones/15559990001/code")).await;
+    assert_eq!(s, 200);
+    let sent = h.sim.last_sent_code_to("15559990001").expect("sent");
+    assert_eq!(v["code"], serde_json::Value::String(sent));
+}
