@@ -335,7 +335,7 @@ def check_installed_files():
                  "/usr/share/man/man1/vip-bridge.1.gz"]:
         if not os.path.exists(path) and not os.path.exists(path[:-3]):
             fail("the package did not install %s" % path)
-    for sub in ("serve", "check-config", "test-auth", "demo"):
+    for sub in ("serve", "check-config", "test-auth", "demo", "admin", "admin-import"):
         if not any(os.path.exists("/usr/share/man/man1/vip-bridge-%s.1%s" % (sub, z))
                    for z in ("", ".gz")):
             fail("no man page vip-bridge-%s(1)" % sub)

@@ -49,6 +49,11 @@ pub enum Command {
     /// (Builds from source have it: cargo feature `demo`, on by default. The Debian package
     /// is built without it and says so.)
     Demo(DemoArgs),
+    /// The help desk's commands against VIP's Management and Query services, with the same
+    /// configuration file: users, credentials, temporary security codes, PINs, phones, and a
+    /// CSV import. Prints VIP's requestId for every call. Exit status: 0 done, 1 failed or
+    /// refused, 3 not found (user, credential or binding).
+    Admin(AdminArgs),
     /// Write the man pages (roff): vip-bridge(1) and one per command into DIR, or
     /// vip-bridge(1) on stdout without DIR.
     #[command(hide = true)]
@@ -126,6 +131,193 @@ pub struct DemoCodeArgs {
     /// With --sms: the --port the demo runs with (its simulator answers on that TCP port).
     #[arg(long, default_value_t = DEMO_PORT, requires = "sms")]
     pub port: u16,
+}
+
+#[derive(Debug, Args)]
+pub struct AdminArgs {
+    /// The configuration file (its `[vip]` section: URLs, client certificate).
+    #[arg(long, short, default_value = DEFAULT_CONFIG_PATH, env = "VIP_BRIDGE_CONFIG", global = true)]
+    pub config: PathBuf,
+    /// One JSON object on stdout instead of text, for scripts.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: AdminCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// VIP users: show, create, update, delete.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// A user's credentials: list, add (with a code from it), remove, rename.
+    #[command(subcommand)]
+    Credential(CredentialCommand),
+    /// Temporary security codes, for a user who lost their phone or token.
+    #[command(subcommand, name = "temp-code")]
+    TempCode(TempCodeCommand),
+    /// VIP PINs.
+    #[command(subcommand)]
+    Pin(PinCommand),
+    /// Phone numbers for SMS codes.
+    #[command(subcommand)]
+    Sms(PhoneCommand),
+    /// Phone numbers for voice-call codes.
+    #[command(subcommand)]
+    Voice(PhoneCommand),
+    /// VIP's clock and ours (getServerTime): checks the account and certificate too.
+    ServerTime,
+    /// Create every user listed in a CSV file (a header line naming `user_id`). Safe to run
+    /// again: users VIP already has are counted, not failed. Exit status 1 when a row failed or
+    /// was malformed (the other rows are still sent).
+    Import(ImportArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// The user's status, credentials, PIN and temporary-code state (getUserInfo).
+    Show { user: String },
+    /// Create the user (enabled).
+    Create {
+        user: String,
+        /// A file holding the user's first PIN (one line; `-` reads stdin).
+        #[arg(long, value_name = "FILE")]
+        pin_file: Option<PathBuf>,
+        /// The PIN must be changed at its first use.
+        #[arg(long)]
+        force_pin_change: bool,
+    },
+    /// Change the user's id, status or PIN.
+    Update {
+        user: String,
+        /// A new user id.
+        #[arg(long, value_name = "ID")]
+        new_id: Option<String>,
+        /// Enable or disable the user.
+        #[arg(long, value_enum)]
+        status: Option<UserStatusArg>,
+        /// A file holding the new PIN (one line; `-` reads stdin).
+        #[arg(long, value_name = "FILE")]
+        pin_file: Option<PathBuf>,
+        /// The PIN must be changed at its next use.
+        #[arg(long)]
+        force_pin_change: bool,
+    },
+    /// Delete the user and their credential bindings.
+    Delete {
+        user: String,
+        /// Required: deleting cannot be undone.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum UserStatusArg {
+    Active,
+    Disabled,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum CredentialTypeArg {
+    /// A VIP Access app or hardware token (STANDARD_OTP).
+    Token,
+    /// A phone number for SMS codes (SMS_OTP).
+    Sms,
+    /// A phone number for voice-call codes (VOICE_OTP).
+    Voice,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CredentialCommand {
+    /// The user's credentials and their state.
+    List { user: String },
+    /// Bind a credential to the user, proven by a code from it (a second, consecutive code
+    /// when VIP finds the token out of sync).
+    Add {
+        user: String,
+        /// The credential id (a token's serial such as VSMT12345678, or a phone number).
+        credential: String,
+        #[arg(long = "type", value_enum, default_value = "token")]
+        kind: CredentialTypeArg,
+        /// A security code the credential shows now (or that was sent to the phone).
+        #[arg(long)]
+        code: String,
+        /// The next code, for a token out of sync.
+        #[arg(long)]
+        code2: Option<String>,
+        /// A name the user recognises it by.
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Remove a credential from the user.
+    Remove {
+        user: String,
+        credential: String,
+        #[arg(long = "type", value_enum, default_value = "token")]
+        kind: CredentialTypeArg,
+    },
+    /// Give a credential a new name.
+    Rename {
+        user: String,
+        credential: String,
+        name: String,
+        #[arg(long = "type", value_enum, default_value = "token")]
+        kind: CredentialTypeArg,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TempCodeCommand {
+    /// Set a temporary security code: VIP generates one (printed once) unless --code-file
+    /// gives it; valid for --expires (at most 30 days, VIP's default 1 day), once with
+    /// --one-time; sent by SMS or voice call with --sms / --voice.
+    Set {
+        user: String,
+        /// A file holding the 6-digit code to set (`-` reads stdin).
+        #[arg(long, value_name = "FILE")]
+        code_file: Option<PathBuf>,
+        /// How long it is valid, e.g. 8h or 3d (at most 30d).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        expires: Option<std::time::Duration>,
+        /// Valid for one login only.
+        #[arg(long)]
+        one_time: bool,
+        /// Text it to this phone number.
+        #[arg(long, value_name = "PHONE", conflicts_with = "voice")]
+        sms: Option<String>,
+        /// Read it out on a call to this phone number.
+        #[arg(long, value_name = "PHONE")]
+        voice: Option<String>,
+    },
+    /// Remove the user's temporary security code.
+    Clear { user: String },
+    /// Whether the user has one, until when, and whether it is one-time.
+    Show { user: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PinCommand {
+    /// Remove the user's PIN.
+    Clear { user: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PhoneCommand {
+    /// Register a phone number with VIP (it receives a code to bind with `credential add`).
+    Register { phone: String },
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The CSV file (`-` reads stdin).
+    pub file: PathBuf,
+    /// Check the file and say what would be sent, without contacting VIP.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// VIP calls at once (at most `vip.max_in_flight`).
+    #[arg(long, default_value_t = 8)]
+    pub concurrency: usize,
 }
 
 /// The demo's default RADIUS port (UDP), also the TCP port `demo code --sms` asks.

@@ -89,6 +89,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 TestAuthEnd::Challenge => ExitCode::from(2),
             });
         }
+        Command::Admin(a) => {
+            let code = runtime()?.block_on(vip_bridge::admin::run(a, &mut std::io::stdout()))?;
+            return Ok(ExitCode::from(code));
+        }
         #[cfg(feature = "demo")]
         Command::Demo(d) => match &d.action {
             Some(vip_bridge::cli::DemoCommand::Code { user }) => {

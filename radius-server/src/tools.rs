@@ -570,27 +570,39 @@ pub async fn test_auth(
 
 /// The directory password from `file` (`-`: one line of stdin), without its line end.
 fn read_password(file: &Path) -> Result<Secret> {
+    read_secret_line(file, "password")
+}
+
+/// One secret line (a password, PIN or code: `what`) from `file` (`-`: one line of stdin),
+/// without its line end; never empty.
+pub(crate) fn read_secret_line(file: &Path, what: &str) -> Result<Secret> {
     let mut line = zeroize::Zeroizing::new(String::new());
-    let what = format!("reading the password from {}", file.display());
+    let doing = format!("reading the {what} from {}", file.display());
     if file == Path::new("-") {
         std::io::stdin()
             .lock()
             .read_line(&mut line)
-            .map_err(|source| Error::Io { what, source })?;
+            .map_err(|source| Error::Io {
+                what: doing,
+                source,
+            })?;
     } else {
         use std::io::Read;
         std::fs::File::open(file)
             .and_then(|f| f.take(4096).read_to_string(&mut line))
-            .map_err(|source| Error::Io { what, source })?;
+            .map_err(|source| Error::Io {
+                what: doing,
+                source,
+            })?;
     }
-    let password = line.lines().next().unwrap_or("");
-    if password.is_empty() {
+    let secret = line.lines().next().unwrap_or("");
+    if secret.is_empty() {
         return Err(Error::Check(format!(
-            "{}: the password is empty",
+            "{}: the {what} is empty",
             file.display()
         )));
     }
-    Ok(Secret::new(password))
+    Ok(Secret::new(secret))
 }
 
 /// What a user of `policy` types in the first round for `password` and the second factor

@@ -17,9 +17,11 @@ pub const DEFAULT_MANAGEMENT_URL: &str =
 pub struct VipConfig {
     /// AuthenticationService URL (authenticateUser, checkOtp, authenticateUserWithPush).
     pub auth_url: String,
-    /// QueryService URL (pollPushStatus, getUserInfo, getServerTime).
+    /// QueryService URL (pollPushStatus, getUserInfo, getServerTime, and for `vip-bridge admin`
+    /// getTemporaryPasswordAttributes, getCredentialInfo).
     pub query_url: String,
-    /// ManagementService URL (sendOtp).
+    /// ManagementService URL (sendOtp, and `vip-bridge admin`'s user, credential, phone,
+    /// PIN and temporary-code calls).
     pub management_url: String,
     /// The VIP client certificate as PEM (certificate chain), with `key_file`.
     pub cert_file: Option<PathBuf>,
