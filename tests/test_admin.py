@@ -81,6 +81,26 @@ def test_user_lifecycle_text_and_json(stack):
     assert j["request_ids"][0].startswith("vb"), j
 
 
+def test_pins_come_from_files_and_are_never_printed(stack):
+    sim, cfg, _ = stack
+    user = "hd-pia@example.com"
+    rc, out, err = admin(cfg, "user", "create", user, "--pin-file", "-", "--force-pin-change",
+                         stdin="73195\n")
+    assert rc == 0 and "created" in out, out + err
+    rc, j, _ = admin(cfg, "user", "show", user, json_out=True)
+    assert j["pin_set"] is True, j
+    rc, out, err = admin(cfg, "user", "update", user, "--pin-file", "-", stdin="84026\n")
+    assert rc == 0 and "new PIN" in out, out + err
+    rc, out, err = admin(cfg, "user", "update", user, "--pin-file", "-", stdin="\n")
+    assert rc == 1 and "the PIN is empty" in err, out + err
+    rc, out, err = admin(cfg, "pin", "clear", user)
+    assert rc == 0 and "cleared the PIN" in out, out + err
+    rc, j, _ = admin(cfg, "user", "show", user, json_out=True)
+    assert j["pin_set"] is False, j
+    for secret in ("73195", "84026"):
+        assert secret not in out + err
+
+
 def test_a_token_is_bound_with_its_code_renamed_listed_and_removed(stack):
     sim, cfg, _ = stack
     user = "hd-yann@example.com"

@@ -183,8 +183,8 @@ pub enum UserCommand {
         /// A file holding the user's first PIN (one line; `-` reads stdin).
         #[arg(long, value_name = "FILE")]
         pin_file: Option<PathBuf>,
-        /// The PIN must be changed at its first use.
-        #[arg(long)]
+        /// The PIN must be changed at its first use (with --pin-file).
+        #[arg(long, requires = "pin_file")]
         force_pin_change: bool,
     },
     /// Change the user's id, status or PIN.
@@ -199,8 +199,8 @@ pub enum UserCommand {
         /// A file holding the new PIN (one line; `-` reads stdin).
         #[arg(long, value_name = "FILE")]
         pin_file: Option<PathBuf>,
-        /// The PIN must be changed at its next use.
-        #[arg(long)]
+        /// The new PIN must be changed at its first use (with --pin-file).
+        #[arg(long, requires = "pin_file")]
         force_pin_change: bool,
     },
     /// Delete the user and their credential bindings.
@@ -412,6 +412,37 @@ mod tests {
         assert!(
             Cli::try_parse_from(["vip-bridge", "demo", "--port", "1", "code", "alice"]).is_err()
         );
+    }
+
+    #[test]
+    fn admin_force_pin_change_needs_a_pin() {
+        assert!(Cli::try_parse_from([
+            "vip-bridge",
+            "admin",
+            "user",
+            "create",
+            "bob",
+            "--force-pin-change"
+        ])
+        .is_err());
+        let cli = Cli::try_parse_from([
+            "vip-bridge",
+            "admin",
+            "--json",
+            "user",
+            "update",
+            "bob",
+            "--pin-file",
+            "-",
+            "--force-pin-change",
+        ])
+        .unwrap();
+        match cli.command {
+            Command::Admin(a) => assert!(a.json),
+            other => panic!("{other:?}"),
+        }
+        // --config and --json are accepted after the subcommand too.
+        assert!(Cli::try_parse_from(["vip-bridge", "admin", "server-time", "--json"]).is_ok());
     }
 
     #[test]

@@ -154,10 +154,9 @@ async fn dispatch(vip: &VipClient, command: AdminCommand) -> std::result::Result
             pin_file,
             force_pin_change,
         }) => {
-            if new_id.is_none() && status.is_none() && pin_file.is_none() && !force_pin_change {
+            if new_id.is_none() && status.is_none() && pin_file.is_none() {
                 return Err(Failed::Local(Error::Check(
-                    "nothing to update: give --new-id, --status, --pin-file or --force-pin-change"
-                        .into(),
+                    "nothing to update: give --new-id, --status or --pin-file".into(),
                 )));
             }
             let pin = pin_file
