@@ -8,6 +8,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use vip_core::secret::Secret;
 use vip_core::vip::*;
+mod support;
+
 use vip_sim::certs::CertPaths;
 use vip_sim::{Faults, Sim, SimConfig};
 
@@ -116,16 +118,8 @@ struct Env {
 
 async fn start() -> Env {
     let dir = tempfile::tempdir().unwrap();
-    let certs = vip_sim::certs::generate(&dir.path().join("pki")).unwrap();
-    let toml = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\n[tls]\ncert = '{}'\nkey = '{}'\nclient_ca = '{}'\n[policy]\nnumber_challenge = true\n{}",
-        certs.server_cert.display(),
-        certs.server_key.display(),
-        certs.ca_cert.display(),
-        users_toml()
-    );
-    let cfg = SimConfig::from_toml_str(&toml).unwrap();
-    let sim = Sim::start(cfg).await.unwrap();
+    let rest = format!("[policy]\nnumber_challenge = true\n{}", users_toml());
+    let (sim, certs) = support::sim_over_tls(&dir.path().join("pki"), &rest).await;
     Env { dir, certs, sim }
 }
 

@@ -150,9 +150,15 @@ pub fn fast_engine_config() -> EngineConfig {
 }
 
 pub async fn start_sim(dir: &Path, extra_users: &str) -> (vip_sim::Sim, vip_sim::certs::CertPaths) {
+    sim_over_tls(dir, &format!("{USERS}\n{extra_users}")).await
+}
+
+/// A simulator on a loopback port over mutual TLS, with a fresh test PKI under `dir`; `rest`
+/// is the rest of its TOML (`[policy]`, users, tokens).
+pub async fn sim_over_tls(dir: &Path, rest: &str) -> (vip_sim::Sim, vip_sim::certs::CertPaths) {
     let certs = vip_sim::certs::generate(dir).expect("certs");
     let toml = format!(
-        "[tls]\ncert = {:?}\nkey = {:?}\nclient_ca = {:?}\n{USERS}\n{extra_users}",
+        "[server]\nlisten = \"127.0.0.1:0\"\n[tls]\ncert = {:?}\nkey = {:?}\nclient_ca = {:?}\n{rest}",
         certs.server_cert, certs.server_key, certs.ca_cert
     );
     let cfg = vip_sim::SimConfig::from_toml_str(&toml).expect("sim config");
