@@ -22,7 +22,7 @@ use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{Key, XChaCha20Poly1305, XNonce};
 use libfuzzer_sys::fuzz_target;
 use sha2::{Digest, Sha256};
-use vip_core::challenge::{StateError, StateSealer, Step, MAX_TOKEN_LEN};
+use vip_core::challenge::{EnrollStep, StateError, StateSealer, Step, MAX_TOKEN_LEN};
 use vip_core::secret::Secret;
 
 /// The fixed sealing key: octets 0x00..=0x1f (fuzz/seeds.py seals the seed tokens with it).
@@ -134,7 +134,7 @@ fn field(rest: &mut &[u8]) -> String {
 
 fn step_from(bytes: &[u8]) -> Option<Step> {
     let (&kind, mut rest) = bytes.split_first()?;
-    Some(match kind % 4 {
+    Some(match kind % 8 {
         0 => Step::Menu,
         1 => {
             let first_code = Secret::new(field(&mut rest));
@@ -147,6 +147,24 @@ fn step_from(bytes: &[u8]) -> Option<Step> {
         2 => Step::SentCode {
             voice: rest.first().is_some_and(|b| b & 1 == 1),
         },
+        4 => Step::Enroll(EnrollStep::TokenNextCode {
+            credential_id: field(&mut rest),
+            first_code: Secret::new(field(&mut rest)),
+        }),
+        5 => {
+            let voice = rest.first().is_some_and(|b| b & 1 == 1);
+            Step::Enroll(EnrollStep::PhoneCode {
+                voice,
+                phone: field(&mut rest),
+            })
+        }
+        6 => {
+            let mut digest = [0u8; 16];
+            for (d, b) in digest.iter_mut().zip(rest.iter()) {
+                *d = *b;
+            }
+            Step::ConfirmPin { digest }
+        }
         _ => {
             let transaction_id = field(&mut rest);
             let number = field(&mut rest);

@@ -126,6 +126,10 @@ pub struct AuthenticateRequest {
     /// The State of the Challenge being answered.
     #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_base64")]
     pub state: Option<Vec<u8>>,
+    /// pam_unix ran earlier in this PAM transaction and accepted the password (read from the
+    /// result it records, `unix_setcred_return`): the first factor in-band enrollment needs.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stack_password_checked: bool,
 }
 
 impl fmt::Debug for AuthenticateRequest {
@@ -141,6 +145,7 @@ impl fmt::Debug for AuthenticateRequest {
                 "state",
                 &self.state.as_ref().map(|s| format!("<{} bytes>", s.len())),
             )
+            .field("stack_password_checked", &self.stack_password_checked)
             .finish()
     }
 }
@@ -458,6 +463,7 @@ mod tests {
             tty: Some("ssh".into()),
             answer: Some(Answer::new("123456")),
             state: Some(vec![1, 2, 3, 250]),
+            stack_password_checked: true,
         }
     }
 

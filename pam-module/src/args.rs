@@ -7,8 +7,9 @@ use std::time::Duration;
 pub const DEFAULT_SOCKET: &str = "/run/vip-bridge/pam.sock";
 /// Default `timeout=`: must cover a blocking push (the default `push_timeout` is 25 s).
 pub const DEFAULT_TIMEOUT_SECS: u64 = 60;
-/// Default `prompts=`.
-pub const DEFAULT_PROMPTS: u32 = 3;
+/// Default `prompts=`: the longest dialogue is an enrollment (choose, credential ID, code, a
+/// second code when VIP asks, and a retry or two).
+pub const DEFAULT_PROMPTS: u32 = 8;
 
 /// What to do when the daemon cannot be reached before the login started.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -112,7 +113,7 @@ mod tests {
         assert!(w.is_empty());
         assert_eq!(a, Args::default());
         assert_eq!(a.fail_mode, FailMode::Closed);
-        assert_eq!(a.prompts, 3);
+        assert_eq!(a.prompts, 8);
         assert_eq!(a.timeout, Duration::from_secs(60));
         assert_eq!(a.socket, PathBuf::from("/run/vip-bridge/pam.sock"));
     }

@@ -112,6 +112,8 @@ pub struct Context {
     pub authtok: Option<Zeroizing<String>>,
     /// PAM_SILENT: no info or error messages.
     pub silent: bool,
+    /// pam_unix ran before us in this transaction and accepted the password.
+    pub stack_password_checked: bool,
 }
 
 /// Whether `s` is sshd's placeholder for a refused user's password.
@@ -183,6 +185,7 @@ pub fn authenticate(
                 .take()
                 .map(|mut a| Answer::new(std::mem::take(&mut *a))),
             state: state.take(),
+            stack_password_checked: ctx.stack_password_checked,
         };
         let result = daemon.round(&req);
         drop(req);
@@ -416,6 +419,7 @@ mod tests {
             tty: None,
             authtok: None,
             silent: false,
+            stack_password_checked: false,
         }
     }
 

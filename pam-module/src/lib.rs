@@ -113,6 +113,7 @@ fn sm_authenticate(pamh: &mut PamHandle, raw_args: &[&CStr], flags: PamFlag) -> 
         tty: item_string::<Tty>(pamh),
         authtok,
         silent: flags & PAM_SILENT != 0,
+        stack_password_checked: pam_unix_passed(pamh),
     };
     if args.debug {
         log(
@@ -145,6 +146,19 @@ fn sm_authenticate(pamh: &mut PamHandle, raw_args: &[&CStr], flags: PamFlag) -> 
         }
     });
     to_pam(verdict)
+}
+
+/// Whether pam_unix ran earlier in this transaction and accepted the password. pam_unix
+/// records its result as an `int` under `unix_setcred_return` (for its own setcred), set on
+/// every outcome, so PAM_SUCCESS there means the password was right, whatever the stack's
+/// control flags. Only this lets the daemon offer in-band enrollment under PAM.
+fn pam_unix_passed(pamh: &PamHandle) -> bool {
+    // SAFETY: pam_unix stores a malloc'd `int` under this key (pam_unix_auth.c, AUTH_RETURN);
+    // no other module uses the name.
+    match unsafe { pamh.get_data::<libc::c_int>("unix_setcred_return") } {
+        Ok(rc) => *rc == PamResultCode::PAM_SUCCESS as libc::c_int,
+        Err(_) => false,
+    }
 }
 
 fn to_pam(v: Verdict) -> PamResultCode {

@@ -447,6 +447,19 @@ fn resolve_radius(path: &Path, core: &CoreConfig, r: RadiusConfig) -> Result<Rad
                 ),
             )
         })?;
+        if policy.enrollment != vip_core::engine::Enrollment::Off
+            && policy.first_factor == vip_core::engine::FirstFactorKind::None
+        {
+            return Err(invalid(
+                path,
+                key("policy"),
+                format!(
+                    "policy {:?} has enrollment = \"after_first_factor\" but no first_factor: over RADIUS only the bridge's own password check (first_factor = \"ldap\" or \"radius\") proves the first factor, and enrollment is never offered without it; add first_factor, or use a policy without enrollment for this client",
+                    c.policy
+                ),
+            )
+            .into());
+        }
         clients.push(Client::new(
             c.name,
             net,
@@ -677,6 +690,18 @@ level = "debug"
             )
             .unwrap();
         }
+    }
+
+    #[test]
+    fn enrollment_over_radius_needs_the_bridges_own_first_factor() {
+        let e = parse_err(&format!(
+            "{CLIENT}secret = \"s\"\npolicy = \"enroll\"\n[policies.enroll]\nenrollment = \"after_first_factor\"\n"
+        ));
+        assert!(
+            e.starts_with("/etc/vb.toml: radius.clients[0].policy"),
+            "{e}"
+        );
+        assert!(e.contains("no first_factor"), "{e}");
     }
 
     #[test]

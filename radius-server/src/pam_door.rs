@@ -765,6 +765,7 @@ impl Door {
                 session,
             },
             policy,
+            stack_password_checked: req.stack_password_checked,
         };
         let outcome = auth.authenticate(auth_req).await;
         match &outcome {
@@ -1258,6 +1259,7 @@ mod tests {
             tty: Some("ssh".into()),
             answer: answer.map(Answer::new),
             state: state.map(<[u8]>::to_vec),
+            stack_password_checked: false,
         }
     }
 

@@ -469,6 +469,7 @@ pub async fn test_auth(
                 session: None,
             },
             policy: policy.clone(),
+            stack_password_checked: false,
         };
         let t = Instant::now();
         let outcome = engine.authenticate(req).await;

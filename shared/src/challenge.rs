@@ -57,6 +57,38 @@ pub enum Step {
     /// The upstream RADIUS server (first factor) asked a question; the answer goes back to it.
     /// Its State lives in the login's first-factor session, which the token names.
     Upstream,
+    /// In-band enrollment of a user with no usable credential (seed 002's enrollment states).
+    Enroll(EnrollStep),
+    /// The user asked to reset (resynchronise) their token: the answer is its current code,
+    /// then the next one (`NextCode`).
+    ResetCode,
+    /// VIP accepted the PIN but it has expired: the answer is a new PIN.
+    NewPin,
+    /// The new PIN, asked again: the answer must match (`digest` is SHA-256 of the first,
+    /// truncated; the token is sealed, so it is never readable outside).
+    ConfirmPin { digest: [u8; 16] },
+}
+
+/// Where an in-band enrollment stands; each names the PingFederate VIP adapter state it mirrors.
+#[derive(Clone, PartialEq, Eq)]
+pub enum EnrollStep {
+    /// `VIP_ENROLLMENT`: the answer is the kind of credential to add (`token`, `sms`, `voice`).
+    Choose,
+    /// `VIP_CREDENTIAL_REQUIRED`: the answer is a VIP Access credential ID.
+    TokenId,
+    /// `submitVIPCredential`: the answer is the credential's current code.
+    TokenCode { credential_id: String },
+    /// VIP asked for a second code (604A) to add `credential_id`: the answer is the next code.
+    TokenNextCode {
+        credential_id: String,
+        first_code: Secret,
+    },
+    /// `VIP_SMS_CREDENTIAL_REQUIRED` / `VIP_VOICE_CREDENTIAL_REQUIRED`: the answer is a phone
+    /// number.
+    Phone { voice: bool },
+    /// `VIP_SMS_CREDENTIAL_VERIFICATION_REQUIRED` (or voice): a code was sent to `phone`; the
+    /// answer is that code (`validateSecurityCode`).
+    PhoneCode { voice: bool, phone: String },
 }
 
 impl std::fmt::Debug for Step {
@@ -68,7 +100,25 @@ impl std::fmt::Debug for Step {
             Step::SentCode { voice } => write!(f, "SentCode{{voice: {voice}}}"),
             Step::Push { .. } => f.write_str("Push"),
             Step::Upstream => f.write_str("Upstream"),
+            Step::Enroll(e) => write!(f, "Enroll{e:?}"),
+            Step::ResetCode => f.write_str("ResetCode"),
+            Step::NewPin => f.write_str("NewPin"),
+            Step::ConfirmPin { .. } => f.write_str("ConfirmPin"),
         }
+    }
+}
+
+impl std::fmt::Debug for EnrollStep {
+    // Neither codes nor phone numbers.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            EnrollStep::Choose => "Choose",
+            EnrollStep::TokenId => "TokenId",
+            EnrollStep::TokenCode { .. } => "TokenCode",
+            EnrollStep::TokenNextCode { .. } => "TokenNextCode",
+            EnrollStep::Phone { .. } => "Phone",
+            EnrollStep::PhoneCode { .. } => "PhoneCode",
+        })
     }
 }
 
@@ -222,6 +272,35 @@ impl StateSealer {
                 push_field(&mut plain, number.as_deref().unwrap_or(""))?;
             }
             Step::Upstream => plain.push(4),
+            Step::Enroll(EnrollStep::Choose) => plain.push(5),
+            Step::Enroll(EnrollStep::TokenId) => plain.push(6),
+            Step::Enroll(EnrollStep::TokenCode { credential_id }) => {
+                plain.push(7);
+                push_field(&mut plain, credential_id)?;
+            }
+            Step::Enroll(EnrollStep::TokenNextCode {
+                credential_id,
+                first_code,
+            }) => {
+                plain.push(8);
+                push_field(&mut plain, credential_id)?;
+                push_field(&mut plain, first_code.expose())?;
+            }
+            Step::Enroll(EnrollStep::Phone { voice }) => {
+                plain.push(9);
+                plain.push(u8::from(*voice));
+            }
+            Step::Enroll(EnrollStep::PhoneCode { voice, phone }) => {
+                plain.push(10);
+                plain.push(u8::from(*voice));
+                push_field(&mut plain, phone)?;
+            }
+            Step::ResetCode => plain.push(11),
+            Step::NewPin => plain.push(12),
+            Step::ConfirmPin { digest } => {
+                plain.push(13);
+                plain.extend_from_slice(digest);
+            }
         }
         if let Some(handle) = session {
             plain.push(SESSION_MARK);
@@ -358,6 +437,34 @@ fn decode(plain: &[u8]) -> Option<Decoded> {
             }
         }
         4 => Step::Upstream,
+        5 => Step::Enroll(EnrollStep::Choose),
+        6 => Step::Enroll(EnrollStep::TokenId),
+        7 => Step::Enroll(EnrollStep::TokenCode {
+            credential_id: r.field()?,
+        }),
+        8 => {
+            let credential_id = r.field()?;
+            let first_code = Secret::new(r.field()?);
+            Step::Enroll(EnrollStep::TokenNextCode {
+                credential_id,
+                first_code,
+            })
+        }
+        9 => Step::Enroll(EnrollStep::Phone {
+            voice: r.take(1)?[0] != 0,
+        }),
+        10 => {
+            let voice = r.take(1)?[0] != 0;
+            Step::Enroll(EnrollStep::PhoneCode {
+                voice,
+                phone: r.field()?,
+            })
+        }
+        11 => Step::ResetCode,
+        12 => Step::NewPin,
+        13 => Step::ConfirmPin {
+            digest: r.take(16)?.try_into().ok()?,
+        },
         _ => return None,
     };
     let session = match r.take(1) {
@@ -458,6 +565,23 @@ mod tests {
                 number: None,
             },
             Step::Upstream,
+            Step::Enroll(EnrollStep::Choose),
+            Step::Enroll(EnrollStep::TokenId),
+            Step::Enroll(EnrollStep::TokenCode {
+                credential_id: "VSST12345678".into(),
+            }),
+            Step::Enroll(EnrollStep::TokenNextCode {
+                credential_id: "VSST12345678".into(),
+                first_code: Secret::new("123456"),
+            }),
+            Step::Enroll(EnrollStep::Phone { voice: true }),
+            Step::Enroll(EnrollStep::PhoneCode {
+                voice: false,
+                phone: "15551234567".into(),
+            }),
+            Step::ResetCode,
+            Step::NewPin,
+            Step::ConfirmPin { digest: [9; 16] },
         ];
         for step in steps {
             let t = s.seal("Alice", "radius/vpn", &step, TTL).unwrap();
@@ -486,6 +610,17 @@ mod tests {
             Step::Upstream,
             Step::SentCode { voice: false },
             push,
+            // The longest enrollment steps: a credential ID as long as the prompt accepts
+            // (32) with a 10-character code, and a phone number with an extension.
+            Step::Enroll(EnrollStep::TokenNextCode {
+                credential_id: "C".repeat(32),
+                first_code: Secret::new("1234567890"),
+            }),
+            Step::Enroll(EnrollStep::PhoneCode {
+                voice: true,
+                phone: format!("{}x{}", "1".repeat(20), "2".repeat(20)),
+            }),
+            Step::ConfirmPin { digest: [1; 16] },
         ] {
             let t = s
                 .seal_with_session("alice", "radius/vpn", &step, TTL, Some(&handle))
@@ -612,6 +747,16 @@ mod tests {
             pin: None,
         };
         assert!(!format!("{step:?}").contains("123456"));
+        let step = Step::Enroll(EnrollStep::TokenNextCode {
+            credential_id: "VSST12345678".into(),
+            first_code: Secret::new("123456"),
+        });
+        assert_eq!(format!("{step:?}"), "EnrollTokenNextCode");
+        let step = Step::Enroll(EnrollStep::PhoneCode {
+            voice: false,
+            phone: "15551234567".into(),
+        });
+        assert!(!format!("{step:?}").contains("1555"));
     }
 
     #[test]

@@ -239,6 +239,7 @@ impl CoreConfig {
                 "password_failures_per_user",
                 throttle.password_failures_per_user,
             ),
+            ("enrollment_per_user", throttle.enrollment_per_user),
         ] {
             out.push((
                 format!("engine.throttle.{name}.per"),
@@ -729,6 +730,9 @@ mod tests {
             }),
             ("engine.throttle.password_failures_per_user.per", |c, d| {
                 c.engine.throttle.password_failures_per_user.per = d
+            }),
+            ("engine.throttle.enrollment_per_user.per", |c, d| {
+                c.engine.throttle.enrollment_per_user.per = d
             }),
         ];
         assert_eq!(cases.len(), CoreConfig::default().durations().len());

@@ -51,6 +51,14 @@ pub struct DirectoryCallLabels {
     pub result: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CredentialChangeLabels {
+    /// `credential_added`, `credential_reset` or `pin_changed`.
+    pub event: &'static str,
+    /// `token`, `sms`, `voice` or `pin`.
+    pub credential: &'static str,
+}
+
 type Source = Box<dyn Fn() -> i64 + Send + Sync>;
 
 /// A gauge read from a function at scrape time (0 until a source is set).
@@ -96,6 +104,9 @@ pub struct Metrics {
     pub vip_call_duration: Family<VipCallLabels, Histogram>,
     /// `directory_call_duration_seconds{directory, operation, result}`: first-factor calls.
     pub directory_call_duration: Family<DirectoryCallLabels, Histogram>,
+    /// `credential_changes_total{event, credential}`: credentials added or reset and PINs
+    /// changed during logins (each also an audit line).
+    pub credential_changes: Family<CredentialChangeLabels, Counter>,
     /// `pending_pushes`: pushes being sent or polled (read from the engine at scrape time).
     pending_pushes: Arc<SourcedGauge>,
 }
@@ -116,6 +127,7 @@ impl Metrics {
             directory_call_duration: Family::new_with_constructor(|| {
                 Histogram::new(exponential_buckets(0.005, 2.0, 14))
             }),
+            credential_changes: Family::default(),
             pending_pushes: Arc::new(SourcedGauge {
                 name: "pending_pushes",
                 help: "Pushes being sent or polled",
@@ -153,6 +165,11 @@ impl Metrics {
             "Duration of first-factor calls (LDAP, upstream RADIUS) by directory, operation and result",
             m.directory_call_duration.clone(),
         );
+        registry.register(
+            "credential_changes",
+            "Credentials added or reset and PINs changed during logins (in-band enrollment), by event and credential kind",
+            m.credential_changes.clone(),
+        );
         registry.register_collector(Box::new(m.pending_pushes.clone()));
         Arc::new(m)
     }
@@ -173,6 +190,12 @@ impl Metrics {
 
     pub fn fail_open(&self) {
         self.fail_opens.inc();
+    }
+
+    pub fn credential_change(&self, event: &'static str, credential: &'static str) {
+        self.credential_changes
+            .get_or_create(&CredentialChangeLabels { event, credential })
+            .inc();
     }
 
     pub fn throttle(&self, limit: &'static str) {

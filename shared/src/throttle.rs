@@ -40,6 +40,11 @@ pub struct ThrottleConfig {
     /// account through us. Only failures count (and attempts in flight); a right password
     /// clears the count, as AD's bad-password count is reset by a good logon.
     pub password_failures_per_user: RateLimit,
+    /// In-band enrollment steps that reach VIP per user (a code checked for a credential
+    /// being added, a code sent to a phone being registered, a new PIN set). Default 6 per
+    /// 15 minutes: enough for a typo or two, too few to guess a code or to spend the SMS
+    /// budget on strangers' phones.
+    pub enrollment_per_user: RateLimit,
 }
 
 /// Consecutive bad security codes after which VIP locks a credential (its default policy).
@@ -79,6 +84,10 @@ impl Default for ThrottleConfig {
                 count: 4,
                 per: Duration::from_secs(30 * 60),
             },
+            enrollment_per_user: RateLimit {
+                count: 6,
+                per: Duration::from_secs(15 * 60),
+            },
         }
     }
 }
@@ -102,6 +111,8 @@ pub enum Limit {
     Client,
     /// Wrong directory passwords ([`PasswordGuard`]).
     Password,
+    /// In-band enrollment steps that reach VIP.
+    Enrollment,
 }
 
 impl Limit {
@@ -111,6 +122,7 @@ impl Limit {
             Limit::Code => "codes_per_user",
             Limit::Client => "requests_per_client",
             Limit::Password => "password_failures_per_user",
+            Limit::Enrollment => "enrollment_per_user",
         }
     }
 }
@@ -121,6 +133,7 @@ pub struct Throttles {
     push: Keyed,
     codes: Keyed,
     clients: Keyed,
+    enrollment: Keyed,
     checks: AtomicU64,
 }
 
@@ -130,6 +143,10 @@ impl Throttles {
             push: RateLimiter::dashmap(quota("push_per_user", cfg.push_per_user)?),
             codes: RateLimiter::dashmap(quota("codes_per_user", cfg.codes_per_user)?),
             clients: RateLimiter::dashmap(quota("requests_per_client", cfg.requests_per_client)?),
+            enrollment: RateLimiter::dashmap(quota(
+                "enrollment_per_user",
+                cfg.enrollment_per_user,
+            )?),
             checks: AtomicU64::new(0),
         })
     }
@@ -140,6 +157,7 @@ impl Throttles {
             Limit::Push => &self.push,
             Limit::Code => &self.codes,
             Limit::Client => &self.clients,
+            Limit::Enrollment => &self.enrollment,
             // Counted by failures, not attempts: see PasswordGuard.
             Limit::Password => return true,
         };
@@ -150,7 +168,7 @@ impl Throttles {
         // Forget keys whose buckets are full again, now and then, so memory stays bounded by
         // the number of recently active users.
         if self.checks.fetch_add(1, Ordering::Relaxed) % 4096 == 4095 {
-            for l in [&self.push, &self.codes, &self.clients] {
+            for l in [&self.push, &self.codes, &self.clients, &self.enrollment] {
                 l.retain_recent();
                 l.shrink_to_fit();
             }
@@ -297,6 +315,7 @@ mod tests {
             codes_per_user: l,
             requests_per_client: l,
             password_failures_per_user: l,
+            enrollment_per_user: l,
         }
     }
 

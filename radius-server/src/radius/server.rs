@@ -812,6 +812,7 @@ async fn process(
                             session,
                         },
                         policy: client.policy.clone(),
+                        stack_password_checked: false,
                     };
                     guard.shared.auth.authenticate(req).await
                 }

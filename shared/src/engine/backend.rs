@@ -98,6 +98,13 @@ pub struct UserFactors {
     pub voice_numbers: Vec<String>,
 }
 
+impl UserFactors {
+    /// Whether the user has any usable credential at all.
+    pub fn any(&self) -> bool {
+        self.push || self.code || !self.sms_numbers.is_empty() || !self.voice_numbers.is_empty()
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Channel {
     Sms,
@@ -119,6 +126,8 @@ pub enum Refusal {
     InvalidPhone,
     /// The code was right but the token's clock is off: ask for the next code.
     OutOfSync,
+    /// What is being added is already bound or registered (VIP 6011, 6026).
+    AlreadyInUse,
     /// Our account, certificate or request is wrong, or the service answered a status we
     /// do not know: never a reason to fail open.
     Misconfigured,
@@ -148,6 +157,24 @@ pub enum BackendError {
     Overloaded(String),
 }
 
+/// A credential to bind to a user during in-band enrollment, with the code that proves the
+/// user holds it.
+#[derive(Debug, Clone)]
+pub enum NewCredential {
+    /// A VIP Access app or hardware token; `next_code` answers an out-of-sync refusal.
+    Token {
+        credential_id: String,
+        code: Secret,
+        next_code: Option<Secret>,
+    },
+    /// A phone already registered with [`Backend::register_phone`]; `code` is the one sent.
+    Phone {
+        channel: Channel,
+        number: String,
+        code: Secret,
+    },
+}
+
 /// One call's result, with the service's request id for the audit trail.
 pub type Answer<T> = (Option<String>, Result<T, BackendError>);
 
@@ -167,9 +194,45 @@ pub trait Backend: Send + Sync + 'static {
         channel: Channel,
         number: &'a str,
     ) -> BoxFuture<'a, Answer<()>>;
+    /// Creates `user` at the service (enrollment of a user it does not know yet). A user who
+    /// exists already is not an error.
+    fn create_user<'a>(&'a self, user: &'a str) -> BoxFuture<'a, Answer<()>> {
+        let _ = user;
+        unsupported("creating users")
+    }
+    /// Sends a code to `number` so the user can prove they hold it (no user is named yet).
+    fn register_phone<'a>(
+        &'a self,
+        channel: Channel,
+        number: &'a str,
+    ) -> BoxFuture<'a, Answer<()>> {
+        let _ = (channel, number);
+        unsupported("registering phones")
+    }
+    /// Binds `credential` to `user`, checking its code.
+    fn add_credential<'a>(
+        &'a self,
+        user: &'a str,
+        credential: &'a NewCredential,
+    ) -> BoxFuture<'a, Answer<()>> {
+        let _ = (user, credential);
+        unsupported("adding credentials")
+    }
+    /// Sets `user`'s PIN (an expired one, replaced after a login proved the old one).
+    fn change_pin<'a>(&'a self, user: &'a str, new_pin: &'a Secret) -> BoxFuture<'a, Answer<()>> {
+        let _ = (user, new_pin);
+        unsupported("changing PINs")
+    }
     /// Whether the service is known to be down right now (its health check agrees with the
     /// outage a call just saw). Fail-open asks this before letting anyone in.
     fn outage_confirmed(&self) -> BoxFuture<'_, bool>;
+}
+
+/// What a backend without enrollment answers: a configuration problem (the policy asks for
+/// something this service cannot do), never an outage.
+fn unsupported<'a, T: Send + 'a>(what: &str) -> BoxFuture<'a, Answer<T>> {
+    let err = BackendError::Misconfigured(format!("this MFA service does not support {what}"));
+    Box::pin(async move { (None, Err(err)) })
 }
 
 /// Transaction ids are compared without regard to ASCII case everywhere (VIP's are lower-case

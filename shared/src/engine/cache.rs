@@ -24,6 +24,11 @@ impl UserFactorsCache {
         }
     }
 
+    /// Drops what is known of `user` (a credential was just added).
+    pub async fn forget(&self, user: &str) {
+        self.cache.invalidate(&user.to_lowercase()).await;
+    }
+
     /// The user's factors, from the cache or the backend. Failures are not cached.
     pub async fn get(&self, backend: &Arc<dyn Backend>, user: &str) -> Answer<UserFactors> {
         let key = user.to_lowercase();

@@ -11,6 +11,7 @@
 pub mod backend;
 mod cache;
 mod config;
+mod enrollment;
 mod model;
 pub mod policy;
 mod push;
@@ -31,8 +32,8 @@ pub use model::{
     Accept, AuthRequest, Challenge, ClientInfo, Factor, FrontDoor, Outcome, Reject, RejectReason,
 };
 pub use policy::{
-    EmptyPassword, FailMode, FirstFactorKind, GroupPolicy, LoginPolicy, OtpOperation,
-    PasswordFormat, PasswordMode, PushMode, UserNameMapping,
+    EmptyPassword, EnrollKind, Enrollment, FailMode, FirstFactorKind, GroupPolicy, LoginPolicy,
+    OtpOperation, PasswordFormat, PasswordMode, PushMode, UserNameMapping,
 };
 
 use crate::challenge::{SessionHandle, StateSealer, Step};
@@ -353,6 +354,10 @@ impl Engine {
         if let Err(refused) = self.map_user(login).await {
             return refused;
         }
+        // Under PAM, pam_unix before pam_vip.so may have checked the password.
+        if let Some(offered) = self.offer_enrollment(login).await {
+            return offered;
+        }
         self.second_factor(login, req.secret.clone()).await
     }
 
@@ -372,6 +377,7 @@ impl Engine {
             Typed::Push => self.push(login, true).await,
             Typed::Sms => self.send_code(login, Channel::Sms, true).await,
             Typed::Voice => self.send_code(login, Channel::Voice, true).await,
+            Typed::Reset => self.reset_start(login),
             Typed::Code(code) if policy.mode == PasswordMode::PinOtp => {
                 match split_pin(&code, policy.code_length) {
                     Some((pin, code)) => {
@@ -620,6 +626,9 @@ impl Engine {
         login.reply_attributes = Arc::new(user.reply_attributes);
         login.password_checked = true;
         login.session = None;
+        if let Some(offered) = self.offer_enrollment(login).await {
+            return offered;
+        }
         let effective = login.policy.clone();
         match second {
             Some(second) => self.second_factor(login, Some(second)).await,
@@ -681,6 +690,7 @@ impl Engine {
                 Typed::Nothing | Typed::Push => self.push(login, false).await,
                 Typed::Sms => self.send_code(login, Channel::Sms, false).await,
                 Typed::Voice => self.send_code(login, Channel::Voice, false).await,
+                Typed::Reset => self.reset_start(login),
                 Typed::Code(code) => self.typed_code(login, code, Factor::Code, false).await,
             },
             Step::NextCode { first_code, pin } => {
@@ -720,6 +730,10 @@ impl Engine {
             Step::Upstream => {
                 self.bad_state(&"an upstream step for a policy without a first factor")
             }
+            Step::Enroll(step) => self.continue_enrollment(login, step).await,
+            Step::ResetCode => self.continue_reset(login),
+            Step::NewPin => self.continue_pin_change(login, None).await,
+            Step::ConfirmPin { digest } => self.continue_pin_change(login, Some(digest)).await,
         }
     }
 
@@ -769,7 +783,18 @@ impl Engine {
         let (request_id, result) = self.backend.verify_code(&check).await;
         login.note(request_id);
         match result {
-            Ok(v) => login.accept(v),
+            Ok(v) if v.pin_expired && login.policy.change_expired_pin => {
+                self.pin_change_start(login)
+            }
+            Ok(v) => {
+                if check.next_code.is_some() {
+                    // Two consecutive codes resynchronised the token (a reset, or VIP's
+                    // out-of-sync answer).
+                    let shown = v.credential_id.clone().unwrap_or_default();
+                    self.credential_changed(login, "credential_reset", "token", &shown);
+                }
+                login.accept(v)
+            }
             Err(BackendError::Refused {
                 refusal: Refusal::OutOfSync,
                 status,
@@ -1117,7 +1142,7 @@ impl Engine {
                         }
                         (RejectReason::NoCredential, MSG_BAD_PHONE)
                     }
-                    Refusal::Misconfigured => {
+                    Refusal::AlreadyInUse | Refusal::Misconfigured => {
                         if self.misconfigured_log.allow() {
                             tracing::error!(vip_status = %status, vip_message = %message, "VIP refused our account, certificate or request, or answered a status we do not know: check the configuration (never failing open for this)");
                         }
@@ -1249,6 +1274,26 @@ impl<'a> Login<'a> {
         Ok(())
     }
 
+    /// Whether this login may be offered enrollment (or a token reset): the policy allows it
+    /// and the first factor passed in this login, here or in the PAM stack (pam_unix).
+    fn may_enroll(&self) -> bool {
+        self.policy.enrollment == Enrollment::AfterFirstFactor
+            && (self.password_checked
+                || (self.req.client.front_door == FrontDoor::Pam
+                    && self.req.stack_password_checked))
+    }
+
+    /// What checked the first factor, for the audit line.
+    fn first_factor_source(&self) -> &'static str {
+        if self.password_checked {
+            self.first_factor
+        } else if self.req.client.front_door == FrontDoor::Pam && self.req.stack_password_checked {
+            "pam_unix"
+        } else {
+            ""
+        }
+    }
+
     /// Continues the first-factor session `handle` of an earlier round.
     fn adopt(&mut self, handle: SessionHandle, session: &FirstFactorSession) {
         self.session = Some(handle);
@@ -1355,6 +1400,8 @@ enum Typed {
     Push,
     Sms,
     Voice,
+    /// A reset keyword (only where the policy has enrollment).
+    Reset,
     Code(Secret),
 }
 
@@ -1373,6 +1420,8 @@ fn classify(policy: &LoginPolicy, secret: Option<&Secret>) -> Typed {
         Typed::Sms
     } else if is(&policy.voice_keywords) {
         Typed::Voice
+    } else if policy.enrollment != Enrollment::Off && is(&policy.reset_keywords) {
+        Typed::Reset
     } else if policy.mode == PasswordMode::PinOtp {
         // A PIN may contain spaces; only the ends are trimmed.
         Typed::Code(Secret::new(t))
@@ -1402,7 +1451,7 @@ fn split_password(
                 let second = Secret::new(second);
                 let reads = match classify(policy, Some(&second)) {
                     Typed::Code(c) => is_code(&c),
-                    Typed::Push | Typed::Sms | Typed::Voice => true,
+                    Typed::Push | Typed::Sms | Typed::Voice | Typed::Reset => true,
                     Typed::Nothing => false,
                 };
                 if reads && !password.is_empty() {

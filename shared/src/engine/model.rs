@@ -59,6 +59,9 @@ pub struct AuthRequest {
     pub client: ClientInfo,
     /// The password mode and options chosen for this client / PAM service.
     pub policy: Arc<LoginPolicy>,
+    /// PAM only: pam_unix, earlier in this PAM transaction, accepted the user's password (the
+    /// first factor in-band enrollment needs). Always false for RADIUS.
+    pub stack_password_checked: bool,
 }
 
 pub use vip_ipc::{Challenge, Factor, Reject, RejectReason};

@@ -106,6 +106,41 @@ pub enum PasswordFormat {
     Appended,
 }
 
+/// Whether a user with no usable credential may set one up during a login (`enrollment`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Enrollment {
+    /// Never: such a user is refused (the help desk enrolls them with `vip-bridge admin`).
+    #[default]
+    Off,
+    /// Once the first factor passed (the directory password of `first_factor`, or pam_unix
+    /// before pam_vip.so), a user VIP knows no usable credential for is offered enrollment.
+    /// Never offered to a user who already has one: a password thief must not add a phone.
+    AfterFirstFactor,
+}
+
+/// A kind of credential a user may add during a login (`enrollment_credentials`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EnrollKind {
+    /// A VIP Access app or hardware token: its credential ID, then a code (addCredential).
+    Token,
+    /// A mobile number: VIP texts a code, the user types it (register, then addCredential).
+    Sms,
+    /// A phone number: VIP calls with a code.
+    Voice,
+}
+
+impl EnrollKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EnrollKind::Token => "token",
+            EnrollKind::Sms => "sms",
+            EnrollKind::Voice => "voice",
+        }
+    }
+}
+
 /// A group whose members get another policy's second factor (`[[policies.X.group_policies]]`).
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -226,6 +261,16 @@ pub struct LoginPolicy {
     /// (before any secret was checked). Off by default: both let a stranger learn who has an
     /// account and which numbers.
     pub helpful_messages: bool,
+    /// In-band enrollment: `off` (default) or `after_first_factor`.
+    pub enrollment: Enrollment,
+    /// What a user may add during a login (default: token, sms, voice).
+    pub enrollment_credentials: Vec<EnrollKind>,
+    /// Words that mean "my token is out of sync: let me reset it with two consecutive codes"
+    /// (answered where a code is asked for; needs `enrollment`).
+    pub reset_keywords: Vec<String>,
+    /// When VIP says the user's PIN has expired (the PIN and code were right), ask for a new
+    /// one in the login and set it (updateUser), instead of refusing. Off by default.
+    pub change_expired_pin: bool,
 }
 
 impl Default for LoginPolicy {
@@ -253,6 +298,10 @@ impl Default for LoginPolicy {
             push_title: "Sign-in request".into(),
             push_text: "Approve to sign in".into(),
             helpful_messages: false,
+            enrollment: Enrollment::Off,
+            enrollment_credentials: vec![EnrollKind::Token, EnrollKind::Sms, EnrollKind::Voice],
+            reset_keywords: vec!["reset".into()],
+            change_expired_pin: false,
         }
     }
 }
@@ -299,6 +348,7 @@ impl LoginPolicy {
             ("push_keywords", &self.push_keywords),
             ("sms_keywords", &self.sms_keywords),
             ("voice_keywords", &self.voice_keywords),
+            ("reset_keywords", &self.reset_keywords),
         ] {
             if words.iter().any(|w| w.trim().is_empty()) {
                 return Err(format!("{key}: keywords may not be empty"));
@@ -327,6 +377,23 @@ impl LoginPolicy {
                 "user_name.vip_user = {:?}: must contain {{user}} (every user would share one VIP user id)",
                 self.user_name.vip_user
             ));
+        }
+        if self.enrollment != Enrollment::Off && self.enrollment_credentials.is_empty() {
+            return Err("enrollment_credentials is empty: list what a user may add (\"token\", \"sms\", \"voice\"), or set enrollment = \"off\"".into());
+        }
+        let mut words: Vec<String> = Vec::new();
+        for w in self
+            .push_keywords
+            .iter()
+            .chain(&self.sms_keywords)
+            .chain(&self.voice_keywords)
+            .chain(&self.reset_keywords)
+        {
+            let w = w.trim().to_lowercase();
+            if words.contains(&w) {
+                return Err(format!("keyword {w:?} is listed twice among push_keywords, sms_keywords, voice_keywords and reset_keywords"));
+            }
+            words.push(w);
         }
         if self.push_title.chars().count() > 250 || self.push_text.chars().count() > 250 {
             return Err("push_title / push_text: VIP allows at most 250 characters".into());

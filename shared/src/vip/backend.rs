@@ -5,11 +5,13 @@ use std::sync::Arc;
 
 use crate::engine::backend::{
     transaction_key, Answer, Backend, BackendError, BoxFuture, Channel, CodeCheck, CodeKind,
-    PushStart, PushState, PushTicket, Refusal, UserFactors, Verified,
+    NewCredential, PushStart, PushState, PushTicket, Refusal, UserFactors, Verified,
 };
+use crate::secret::Secret;
 
 use super::error::FailureClass;
 use super::health::HealthMonitor;
+use super::management::{AddCredential, CreateUser, CredentialType, UpdateUser};
 use super::{
     AuthenticateUser, DetailCode, OtpAuthResponse, OtpDelivery, PollStatus, PushRequest, Status,
     UserStatus, VipClient, VipError,
@@ -76,6 +78,8 @@ fn refusal(status: Status) -> Option<Refusal> {
         | Status::CredentialTypeNotSupported => Refusal::NoCredential,
         Status::InvalidPhoneNumber => Refusal::InvalidPhone,
         Status::OutOfSync => Refusal::OutOfSync,
+        // Only enrollment calls see these.
+        Status::CredentialAlreadyBound | Status::AlreadyRegistered => Refusal::AlreadyInUse,
         Status::InternalError => return None,
         // Our account, certificate or request; a success code where an error was expected
         // (0000 on a push, 6040 elsewhere), management-only codes (6002, 6010, 6026, ...)
@@ -121,6 +125,17 @@ fn classify(e: VipError) -> (Option<String>, BackendError) {
         },
     };
     (request_id, err)
+}
+
+fn delivery(channel: Channel, number: &str) -> OtpDelivery {
+    match channel {
+        Channel::Sms => OtpDelivery::Sms {
+            phone_number: number.to_owned(),
+        },
+        Channel::Voice => OtpDelivery::Voice {
+            phone_number: number.to_owned(),
+        },
+    }
 }
 
 /// A poll answer for one transaction, in the engine's words.
@@ -287,15 +302,94 @@ impl Backend for VipBackend {
         number: &'a str,
     ) -> BoxFuture<'a, Answer<()>> {
         Box::pin(async move {
-            let delivery = match channel {
-                Channel::Sms => OtpDelivery::Sms {
-                    phone_number: number.to_owned(),
+            let r = self.client.send_otp(user, &delivery(channel, number)).await;
+            self.answer(r, |v| v.request_id.clone(), |_| Ok(()))
+        })
+    }
+
+    fn create_user<'a>(&'a self, user: &'a str) -> BoxFuture<'a, Answer<()>> {
+        Box::pin(async move {
+            let req = CreateUser {
+                user_id: user,
+                ..CreateUser::default()
+            };
+            match self.client.create_user(&req).await {
+                // Someone created the user in between: what we wanted.
+                Err(VipError::Rejected {
+                    status: Status::UserExists,
+                    request_id,
+                    ..
+                }) => {
+                    self.health.answered();
+                    (Some(request_id), Ok(()))
+                }
+                r => self.answer(r, |v| v.request_id.clone(), |_| Ok(())),
+            }
+        })
+    }
+
+    fn register_phone<'a>(
+        &'a self,
+        channel: Channel,
+        number: &'a str,
+    ) -> BoxFuture<'a, Answer<()>> {
+        Box::pin(async move {
+            let r = self.client.register(&delivery(channel, number)).await;
+            // A code VIP may return in the answer is never used: only the phone's counts.
+            self.answer(r, |v| v.request_id.clone(), |_| Ok(()))
+        })
+    }
+
+    fn add_credential<'a>(
+        &'a self,
+        user: &'a str,
+        credential: &'a NewCredential,
+    ) -> BoxFuture<'a, Answer<()>> {
+        Box::pin(async move {
+            let req = match credential {
+                NewCredential::Token {
+                    credential_id,
+                    code,
+                    next_code,
+                } => AddCredential {
+                    user_id: user,
+                    credential_id,
+                    credential_type: CredentialType::StandardOtp,
+                    friendly_name: None,
+                    trusted_device: None,
+                    otp: Some(code.expose()),
+                    otp2: next_code.as_ref().map(Secret::expose),
                 },
-                Channel::Voice => OtpDelivery::Voice {
-                    phone_number: number.to_owned(),
+                NewCredential::Phone {
+                    channel,
+                    number,
+                    code,
+                } => AddCredential {
+                    user_id: user,
+                    credential_id: number,
+                    credential_type: match channel {
+                        Channel::Sms => CredentialType::SmsOtp,
+                        Channel::Voice => CredentialType::VoiceOtp,
+                    },
+                    friendly_name: None,
+                    trusted_device: None,
+                    otp: Some(code.expose()),
+                    otp2: None,
                 },
             };
-            let r = self.client.send_otp(user, &delivery).await;
+            let r = self.client.add_credential(&req).await;
+            self.answer(r, |v| v.request_id.clone(), |_| Ok(()))
+        })
+    }
+
+    fn change_pin<'a>(&'a self, user: &'a str, new_pin: &'a Secret) -> BoxFuture<'a, Answer<()>> {
+        Box::pin(async move {
+            let req = UpdateUser {
+                user_id: user,
+                new_pin: Some(new_pin.expose()),
+                ..UpdateUser::default()
+            };
+            let r = self.client.update_user(&req).await;
             self.answer(r, |v| v.request_id.clone(), |_| Ok(()))
         })
     }

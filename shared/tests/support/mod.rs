@@ -1,6 +1,8 @@
 //! Shared set-up for the engine tests: a real simulator over mutual TLS and a real engine.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod directory;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -207,6 +209,7 @@ pub fn request(
             session: Some("nas-port-1".into()),
         },
         policy: policy.clone(),
+        stack_password_checked: false,
     }
 }
 
