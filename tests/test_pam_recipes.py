@@ -58,7 +58,7 @@ RECIPES = {
 }
 PROFILE = ("pam-configs", "vip-bridge")
 
-VIP_ARGS = "socket=/run/vip-bridge/pam.sock prompts=3 timeout=60"
+VIP_ARGS = "socket=/run/vip-bridge/pam.sock prompts=8 timeout=60"
 VIP_LINE = "auth required pam_vip.so " + VIP_ARGS
 # The break-glass line: "success=1" (skip pam_vip.so only; the first factor's success stands)
 # after common-auth and in the profile; "success=done" in the key recipe, where nothing before
@@ -491,7 +491,7 @@ def test_enable_adds_the_profile_after_the_primary_block(env, pau):
     before = pau.original["common-auth"]
     assert primary_part(after) == primary_part(before)
     block = additional_block(after)
-    module_line = "auth required %s socket=%s prompts=3 timeout=60" % (env.module,
+    module_line = "auth required %s socket=%s prompts=8 timeout=60" % (env.module,
                                                                       env.stack.socket)
     i = block.index(module_line)
     assert block[i - 1] == EXEMPT_LINE, block
