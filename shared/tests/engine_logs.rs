@@ -38,7 +38,11 @@ async fn no_secret_reaches_any_log_line() {
         .without_time()
         .init();
 
-    let env = env().await;
+    let env = env_with(
+        "[[tokens]]\nid = \"VSST30000001\"\nsecret = \"GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ\"\n",
+        fast_engine_config(),
+    )
+    .await;
     let mut secrets: Vec<String> = Vec::new();
     let mut states: Vec<Vec<u8>> = Vec::new();
 
@@ -79,10 +83,45 @@ async fn no_secret_reaches_any_log_line() {
     let o = env.auth("erin", None, Some(c.state), &pp).await;
     assert!(matches!(o, Outcome::Accept(_) | Outcome::Challenge(_)));
 
-    secrets.extend([good, bad, pin_code, "4321".to_owned(), first, next, sent]);
+    // An enrollment under PAM (pam_unix passed): the token's code binds it.
+    let enrolling = policy(|p| {
+        p.enrollment = vip_core::engine::Enrollment::AfterFirstFactor;
+        p.enrollment_credentials = vec![vip_core::engine::EnrollKind::Token];
+    });
+    let pam = |typed: Option<&str>, state: Option<Vec<u8>>| {
+        let mut req = request("newcomer", typed, state, &enrolling);
+        req.client.front_door = vip_core::engine::FrontDoor::Pam;
+        req.stack_password_checked = true;
+        auth_with(&env.engine, req)
+    };
+    let c = expect_challenge(&pam(None, None).await).clone();
+    states.push(c.state.clone());
+    let c = expect_challenge(&pam(Some("VSST30000001"), Some(c.state)).await).clone();
+    states.push(c.state.clone());
+    let enrolled = code("GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ", 0);
+    expect_accept(&pam(Some(&enrolled), Some(c.state)).await);
+
+    secrets.extend([
+        good,
+        bad,
+        pin_code,
+        "4321".to_owned(),
+        first,
+        next,
+        sent,
+        enrolled,
+    ]);
     let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
     assert!(log.contains("login round finished"), "the capture works");
     assert!(log.contains("request_id"), "VIP requestIds are logged");
+    // The enrollment is an audit line naming the credential, the user and VIP's requestIds.
+    let audit = log
+        .lines()
+        .find(|l| l.contains("vip_bridge::audit") && l.contains("credential_added"))
+        .expect("an audit line for the credential added");
+    for part in ["VSST30000001", "newcomer", "pam_unix", "request_ids="] {
+        assert!(audit.contains(part), "{part} missing: {audit}");
+    }
     // Every login round that reached VIP names its requestIds, pushes included.
     for line in log.lines().filter(|l| l.contains("login round finished")) {
         if line.contains("factor=\"push\"") || line.contains("factor=push") {
