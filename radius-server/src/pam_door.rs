@@ -727,20 +727,18 @@ impl Door {
         }
         let policy = self.policy(&req.service).clone();
         let fresh = req.state.as_ref().is_none_or(|s| s.is_empty());
-        if fresh && req.answer.is_none() && wants_typed_first(&policy) {
-            debug!("asking for the code");
-            return ServerMessage::Outcome {
-                outcome: ipc::Outcome::Challenge(Challenge {
-                    prompt: self
-                        .cfg
-                        .prompt
-                        .clone()
-                        .unwrap_or_else(|| first_prompt(&policy)),
-                    echo: false,
-                    state: Vec::new(),
-                }),
-            };
-        }
+        let ask_first = fresh && req.answer.is_none() && wants_typed_first(&policy);
+        // pam_unix passed and the policy enrolls: the engine first says whether this user is
+        // offered enrollment instead of the code prompt.
+        let may_offer = ask_first
+            && req.stack_password_checked
+            && policy.enrollment != vip_core::engine::Enrollment::Off;
+        let first_prompt_text = ask_first.then(|| {
+            self.cfg
+                .prompt
+                .clone()
+                .unwrap_or_else(|| first_prompt(&policy))
+        });
         let mut req = req;
         let remote = req.remote_host.take().filter(|s| !s.is_empty());
         let tty = req.tty.take().filter(|s| !s.is_empty());
@@ -767,6 +765,24 @@ impl Door {
             policy,
             stack_password_checked: req.stack_password_checked,
         };
+        if let Some(prompt) = first_prompt_text {
+            if may_offer {
+                if let Some(offer) = auth.enrollment_offer(auth_req).await {
+                    debug!(outcome = offer.kind(), "enrollment offered");
+                    return ServerMessage::Outcome {
+                        outcome: offer.into(),
+                    };
+                }
+            }
+            debug!("asking for the code");
+            return ServerMessage::Outcome {
+                outcome: ipc::Outcome::Challenge(Challenge {
+                    prompt,
+                    echo: false,
+                    state: Vec::new(),
+                }),
+            };
+        }
         let outcome = auth.authenticate(auth_req).await;
         match &outcome {
             Outcome::Reject(r) => {

@@ -307,3 +307,32 @@ async fn an_expired_pin_is_changed_in_the_login_when_the_policy_says_so() {
     let typed = format!("5678{}", code(ALICE_SECRET, 1));
     expect_accept(&ff.env.auth("pinold", Some(&typed), None, &p).await);
 }
+
+#[tokio::test]
+async fn the_pam_door_asks_for_the_offer_before_its_own_code_prompt() {
+    let ff = enroll_env().await;
+    let p = policy(|p| p.enrollment = Enrollment::AfterFirstFactor);
+    let pam = |user: &str, checked: bool| {
+        let mut req = request(user, None, None, &p);
+        req.client.front_door = FrontDoor::Pam;
+        req.stack_password_checked = checked;
+        req
+    };
+    // A user without a credential, pam_unix passed: the enrollment menu.
+    let offer = ff.engine.enrollment_offer(pam("pamela", true)).await;
+    prompt_has(offer.as_ref().expect("offered"), "no second factor");
+    // A user with one, or pam_unix did not pass: nothing, the door asks for the code.
+    assert!(ff
+        .engine
+        .enrollment_offer(pam("alice", true))
+        .await
+        .is_none());
+    assert!(ff
+        .engine
+        .enrollment_offer(pam("pamela", false))
+        .await
+        .is_none());
+    // Never over RADIUS.
+    let radius = request("pamela", None, None, &p);
+    assert!(ff.engine.enrollment_offer(radius).await.is_none());
+}

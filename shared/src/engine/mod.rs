@@ -61,6 +61,17 @@ pub trait Authenticate: Send + Sync + 'static {
     /// Whether `state` opens as a live State this engine issued (without consuming it). Front
     /// doors use it to serve continuing logins first under load.
     fn state_is_live(&self, state: &[u8]) -> bool;
+
+    /// Before a front door asks for a code itself (PAM's first prompt): the enrollment this
+    /// login is offered, if any (`None`: ask for the code as usual). Only a fresh round whose
+    /// first factor passed can be offered one.
+    fn enrollment_offer(
+        &self,
+        req: AuthRequest,
+    ) -> Pin<Box<dyn Future<Output = Option<Outcome>> + Send + '_>> {
+        let _ = req;
+        Box::pin(async { None })
+    }
 }
 
 /// Errors building the engine.
@@ -255,7 +266,17 @@ impl Engine {
         self.pushes.pending()
     }
 
-    async fn run(&self, mut req: AuthRequest) -> Outcome {
+    async fn run(&self, req: AuthRequest) -> Outcome {
+        match self.run_round(req, false).await {
+            Some(outcome) => outcome,
+            // Only an offer-only round ends without an outcome.
+            None => reject(RejectReason::Misconfigured, MSG_MISCONFIGURED),
+        }
+    }
+
+    /// One round in its `login` span, with its log line and metrics. `offer_only`: only decide
+    /// whether enrollment is offered (`None`, and no log line, when it is not).
+    async fn run_round(&self, mut req: AuthRequest, offer_only: bool) -> Option<Outcome> {
         let started = Instant::now();
         let login_id = format!(
             "{:08x}{:06x}",
@@ -279,7 +300,11 @@ impl Engine {
         );
         async move {
             let mut login = Login::new(&req, &login_id);
-            let outcome = self.decide(&mut login).await;
+            let outcome = if offer_only {
+                self.offer_only(&mut login).await?
+            } else {
+                self.decide(&mut login).await
+            };
             let (reason, failed_open) = match &outcome {
                 Outcome::Reject(r) => (r.reason.as_str(), false),
                 Outcome::Accept(a) => ("", a.failed_open),
@@ -310,10 +335,32 @@ impl Engine {
                 failed_open,
                 "login round finished"
             );
-            outcome
+            Some(outcome)
         }
         .instrument(span)
         .await
+    }
+
+    /// [`Authenticate::enrollment_offer`]: the checks a fresh round makes before its second
+    /// factor, then the enrollment offer alone.
+    async fn offer_only(&self, login: &mut Login<'_>) -> Option<Outcome> {
+        let req = login.req;
+        if req.state.is_some()
+            || req.policy.first_factor != FirstFactorKind::None
+            || !login.may_enroll()
+        {
+            return None;
+        }
+        if !self.throttles.allow(Limit::Client, &login.client_key) {
+            return Some(self.throttled(Limit::Client));
+        }
+        if let Err(why) = check_user_name(&req.user) {
+            return Some(reject(RejectReason::BadInput, why));
+        }
+        if let Err(refused) = self.map_user(login).await {
+            return Some(refused);
+        }
+        self.offer_enrollment(login).await
     }
 
     async fn decide(&self, login: &mut Login<'_>) -> Outcome {
@@ -1213,6 +1260,13 @@ impl Authenticate for Engine {
 
     fn state_is_live(&self, state: &[u8]) -> bool {
         self.sealer.is_live(state)
+    }
+
+    fn enrollment_offer(
+        &self,
+        req: AuthRequest,
+    ) -> Pin<Box<dyn Future<Output = Option<Outcome>> + Send + '_>> {
+        Box::pin(self.run_round(req, true))
     }
 }
 
