@@ -251,6 +251,16 @@ class Sim:
     def current_code(self, user):
         return self._admin("GET", "/users/%s/code" % user)["code"]
 
+    def token_code(self, credential_id):
+        """The code a token shows now, its drift included (admin GET /tokens/{id}/code): an
+        unbound [[tokens]] token of the inventory or any bound token with a secret."""
+        return self._admin("GET", "/tokens/%s/code" % credential_id)["code"]
+
+    def phone_code(self, phone):
+        """The last code VIP "sent" to a phone number, by register or sendOtp, even if already
+        used (admin GET /phones/{phone}/code; digits only, as VIP stores it)."""
+        return self._admin("GET", "/phones/%s/code" % phone)["code"]
+
     def set_faults(self, faults=None):
         """Replaces the global faults (admin POST /faults); None or {} clears them. `faults`
         uses the simulator's field names: latency_ms, http_500, malformed_xml, soap_fault,
