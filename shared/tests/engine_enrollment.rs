@@ -51,7 +51,7 @@ drift_steps = 5
 }
 
 async fn enroll_env() -> Ff {
-    ff_env_with("ldap", BTreeMap::new(), &extra()).await
+    ff_env_with("ldap", BTreeMap::new(), &extra(), fast_engine_config()).await
 }
 
 fn enrolling(edit: impl FnOnce(&mut LoginPolicy)) -> Arc<LoginPolicy> {
@@ -227,25 +227,11 @@ async fn never_offered_before_the_first_factor_passed() {
 async fn wrong_codes_during_enrollment_are_throttled() {
     let mut engine = fast_engine_config();
     engine.throttle.enrollment_per_user.count = 3;
-    let env = env_with(&extra(), engine).await;
-    let dir = FakeDirectory::new("ldap");
-    let mut directories: std::collections::HashMap<
-        String,
-        Arc<dyn vip_core::first_factor::FirstFactor>,
-    > = std::collections::HashMap::new();
-    directories.insert("corp".into(), dir);
-    let client = vip_core::vip::VipClient::new(&env.core.vip).unwrap();
-    let backend = vip_core::vip::VipBackend::new(client, env.core.vip.health_check_interval);
-    let engine = vip_core::engine::Engine::with_parts(
-        &env.core.engine,
-        Arc::new(backend),
-        directories,
-        &BTreeMap::new(),
-    )
-    .unwrap();
+    let ff = ff_env_with("ldap", BTreeMap::new(), &extra(), engine).await;
     let p = enrolling(|p| p.enrollment_credentials = vec![EnrollKind::Token]);
     let ask = |typed: &str, st: Option<Vec<u8>>| {
-        engine.authenticate(request("newbie", Some(typed), st, &p))
+        ff.engine
+            .authenticate(request("newbie", Some(typed), st, &p))
     };
     let o = ask("newpw", None).await;
     let mut o = ask(TOKEN, state(&o)).await;
@@ -255,8 +241,12 @@ async fn wrong_codes_during_enrollment_are_throttled() {
     }
     let o = ask(&code(TOKEN_SECRET, 0), state(&o)).await;
     expect_reject(&o, RejectReason::Throttled);
-    assert_eq!(env.calls("addCredential"), 3, "the 4th never reached VIP");
-    assert!(env.sim.credentials_of("newbie").is_empty());
+    assert_eq!(
+        ff.env.calls("addCredential"),
+        3,
+        "the 4th never reached VIP"
+    );
+    assert!(ff.env.sim.credentials_of("newbie").is_empty());
 }
 
 #[tokio::test]

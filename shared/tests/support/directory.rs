@@ -195,16 +195,17 @@ pub struct Ff {
 }
 
 pub async fn ff_env(kind: &'static str, policies: BTreeMap<String, LoginPolicy>) -> Ff {
-    ff_env_with(kind, policies, "").await
+    ff_env_with(kind, policies, "", fast_engine_config()).await
 }
 
-/// [`ff_env`] with more simulator TOML (users, tokens).
+/// [`ff_env`] with more simulator TOML (users, tokens) and this engine configuration.
 pub async fn ff_env_with(
     kind: &'static str,
     policies: BTreeMap<String, LoginPolicy>,
     extra: &str,
+    engine: vip_core::engine::EngineConfig,
 ) -> Ff {
-    let env = env_with(extra, fast_engine_config()).await;
+    let env = env_with(extra, engine).await;
     let dir = FakeDirectory::new(kind);
     let mut directories: HashMap<String, Arc<dyn FirstFactor>> = HashMap::new();
     directories.insert("corp".into(), dir.clone());
