@@ -469,11 +469,6 @@ def test_credential_changes_are_audited_and_counted_and_codes_never_logged(env, 
     assert pw("alice") not in log
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "shared/src/engine/enrollment.rs enroll_add (lines 308-330): for a user VIP does not know, "
-    "addCredential answers 6003 before the code is checked, so createUser runs on any code; a "
-    "wrong code (or a credential ID VIP does not know) leaves a user without a credential at "
-    "VIP, although the commit says the user is created only once a credential is proven"))
 def test_a_wrong_code_for_a_user_vip_does_not_know_creates_nothing_at_vip(env, udp):
     # carol's password; VIP's user id "carol.audit" (policy enroll_audit), unknown to VIP.
     before = env.calls()
@@ -484,8 +479,15 @@ def test_a_wrong_code_for_a_user_vip_does_not_know_creates_nothing_at_vip(env, u
     reply = env.ask(udp, "enroll_audit", "carol", wrong_code(THROTTLE_SECRET),
                     reply_state(reply))
     assert "That code was not right" in reply_messages(reply), reply_messages(reply)
-    # The user gives up here: nothing may be left behind at VIP.
-    assert env.calls().get("createUser", 0) == before.get("createUser", 0)
+    # VIP checks a code only for a user it knows: the user was created for the check and, the
+    # credential refused, deleted again. The user gives up here: nothing is left at VIP.
+    after = env.calls()
+    created = after.get("createUser", 0) - before.get("createUser", 0)
+    deleted = after.get("deleteUser", 0) - before.get("deleteUser", 0)
+    assert (created, deleted) == (1, 1), after
+    p = subprocess.run([harness.find_binary("vip-bridge"), "admin", "--config", env.bridge.config,
+                        "user", "show", "carol.audit"], capture_output=True, timeout=60)
+    assert p.returncode == 3, (p.stdout + p.stderr).decode()
 
 
 def test_check_config_refuses_enrollment_without_a_first_factor(env, certs, tmp_path):

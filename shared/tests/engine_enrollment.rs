@@ -100,6 +100,14 @@ async fn a_user_vip_does_not_know_enrolls_a_token_after_the_password() {
     let o = ff.auth("walker", "vsst 1000-0001", state(&o), &p).await;
     prompt_has(&o, TOKEN);
     assert!(!expect_challenge(&o).echo, "codes are not echoed");
+    // A wrong code: refused, and the user created to check it is deleted again.
+    let o = ff.auth("walker", "000000", state(&o), &p).await;
+    prompt_has(&o, "That code was not right");
+    assert!(
+        !ff.env.sim.user_exists("walker"),
+        "a refused credential leaves no user"
+    );
+    assert_eq!(ff.env.calls("deleteUser"), 1);
     // submitVIPCredential: its code binds it; the user is created at VIP on the way.
     let o = ff
         .auth("walker", &code(TOKEN_SECRET, 0), state(&o), &p)
@@ -112,7 +120,8 @@ async fn a_user_vip_does_not_know_enrolls_a_token_after_the_password() {
         ff.env.sim.credentials_of("walker"),
         vec![(TOKEN.to_owned(), CredentialType::StandardOtp)]
     );
-    assert_eq!(ff.env.calls("createUser"), 1);
+    assert_eq!(ff.env.calls("createUser"), 2);
+    assert_eq!(ff.env.calls("deleteUser"), 1, "only after the refused code");
     // The next login has a credential: no enrollment, the ordinary second factor.
     let o = ff.auth("walker", "walkpw", None, &p).await;
     prompt_has(&o, "Enter your security code");

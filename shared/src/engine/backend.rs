@@ -194,11 +194,17 @@ pub trait Backend: Send + Sync + 'static {
         channel: Channel,
         number: &'a str,
     ) -> BoxFuture<'a, Answer<()>>;
-    /// Creates `user` at the service (enrollment of a user it does not know yet). A user who
-    /// exists already is not an error.
-    fn create_user<'a>(&'a self, user: &'a str) -> BoxFuture<'a, Answer<()>> {
+    /// Creates `user` at the service (enrollment of a user it does not know yet): `true` when
+    /// this call created it, `false` when it existed already (not an error).
+    fn create_user<'a>(&'a self, user: &'a str) -> BoxFuture<'a, Answer<bool>> {
         let _ = user;
         unsupported("creating users")
+    }
+    /// Deletes `user`: undoes a [`create_user`](Self::create_user) whose first credential was
+    /// then refused, so a failed enrollment leaves no empty user behind.
+    fn delete_user<'a>(&'a self, user: &'a str) -> BoxFuture<'a, Answer<()>> {
+        let _ = user;
+        unsupported("deleting users")
     }
     /// Sends a code to `number` so the user can prove they hold it (no user is named yet).
     fn register_phone<'a>(

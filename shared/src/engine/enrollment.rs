@@ -312,22 +312,35 @@ impl Engine {
             ..
         }) = &result
         {
+            // VIP checks the code only for a user it knows: create the user, add the
+            // credential, and delete the user again when the credential is refused, so only
+            // a proven credential leaves a user behind.
             let (request_id, created) = self.backend.create_user(&user).await;
             login.note(request_id.clone());
-            if let Err(e) = created {
-                return self.failed(login, e, false).await;
-            }
-            info!(
-                target: "vip_bridge::audit",
-                event = "user_created",
-                vip_user = %Escaped(&user),
-                request_id = request_id.as_deref().unwrap_or(""),
-                client = %Escaped(&login.req.client.name),
-                "created the user at VIP to enroll their first credential"
-            );
+            let created = match created {
+                Ok(created) => created,
+                Err(e) => return self.failed(login, e, false).await,
+            };
             let (request_id, retried) = self.backend.add_credential(&user, &credential).await;
             login.note(request_id);
             result = retried;
+            if created && result.is_ok() {
+                self.user_event(
+                    login,
+                    "user_created",
+                    "created the user at VIP with their first credential",
+                );
+            } else if created {
+                let (request_id, deleted) = self.backend.delete_user(&user).await;
+                login.note(request_id);
+                if let Err(e) = deleted {
+                    // Rare (VIP refused the credential, then the deletion): say so loudly.
+                    if self.misconfigured_log.allow() {
+                        tracing::error!(vip_user = %Escaped(&user), problem = %e, "created a VIP user for an enrollment whose credential was refused, and could not delete it again: remove it with `vip-bridge admin user delete`");
+                    }
+                    self.user_event(login, "user_created", "created the user at VIP; their first credential was refused and deleting the user failed");
+                }
+            }
         }
         let (id, shown) = match &credential {
             NewCredential::Token { credential_id, .. } => {
@@ -546,6 +559,18 @@ impl Engine {
             }
             Err(e) => self.failed(login, e, false).await,
         }
+    }
+
+    /// Audit line for a user created at VIP by an enrollment.
+    fn user_event(&self, login: &Login<'_>, event: &'static str, what: &str) {
+        info!(
+            target: "vip_bridge::audit",
+            event,
+            vip_user = %Escaped(&login.vip_user),
+            request_ids = %login.request_ids.join(","),
+            client = %Escaped(&login.req.client.name),
+            "{what}"
+        );
     }
 
     /// Audit line and metric for a credential added or reset, or a PIN changed. `shown`: the

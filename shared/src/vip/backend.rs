@@ -307,7 +307,7 @@ impl Backend for VipBackend {
         })
     }
 
-    fn create_user<'a>(&'a self, user: &'a str) -> BoxFuture<'a, Answer<()>> {
+    fn create_user<'a>(&'a self, user: &'a str) -> BoxFuture<'a, Answer<bool>> {
         Box::pin(async move {
             let req = CreateUser {
                 user_id: user,
@@ -321,10 +321,17 @@ impl Backend for VipBackend {
                     ..
                 }) => {
                     self.health.answered();
-                    (Some(request_id), Ok(()))
+                    (Some(request_id), Ok(false))
                 }
-                r => self.answer(r, |v| v.request_id.clone(), |_| Ok(())),
+                r => self.answer(r, |v| v.request_id.clone(), |_| Ok(true)),
             }
+        })
+    }
+
+    fn delete_user<'a>(&'a self, user: &'a str) -> BoxFuture<'a, Answer<()>> {
+        Box::pin(async move {
+            let r = self.client.delete_user(user).await;
+            self.answer(r, |v| v.request_id.clone(), |_| Ok(()))
         })
     }
 
