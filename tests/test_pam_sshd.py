@@ -21,8 +21,12 @@ The only changes made to the shipped files (nothing else):
 
 Local users (created here, removed afterwards with their homes, keys and group memberships):
 vbkey, vbkeypush (key + VIP), vbkeyx (key, member of vip-bridge-exempt), vbpw (password +
-VIP), vbpwx (password, member of vip-bridge-exempt). The group vip-bridge-exempt is created
-if missing and then removed again.
+VIP), vbpwx (password, member of vip-bridge-exempt), vbpwnew (password, unknown to VIP: enrolls
+a token in the login). The group vip-bridge-exempt is created if missing and then removed again.
+
+The password recipe's service uses a policy with in-band enrollment on (`enrollment =
+"after_first_factor"`); every other user there has a credential, so it changes nothing for
+them. The key recipe's service uses the built-in default policy.
 """
 
 import os
@@ -31,6 +35,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 
 import pytest
 
@@ -59,7 +64,10 @@ SIM_USERS = {
     "vbpwx": dict(),
 }
 EXEMPT = ("vbkeyx", "vbpwx")
-PASSWORD_USERS = ("vbpw", "vbpwx")
+# A local user VIP does not know: enrolls a token from the simulator's inventory.
+ENROLL_USER = "vbpwnew"
+ENROLL_TOKEN = ("VSST20000001", "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ")
+PASSWORD_USERS = ("vbpw", "vbpwx", ENROLL_USER)
 
 
 def need_peers():
@@ -100,21 +108,55 @@ def env(workroot, certs):
         for u in SIM_USERS:
             accounts.user(u, password=e.passwords.get(u),
                           groups=[ph.EXEMPT_GROUP] if u in EXEMPT else [])
+        accounts.user(ENROLL_USER, password=e.passwords[ENROLL_USER])
         e.key, public = keypair(workdir, "id_user")
         e.other_key, _ = keypair(workdir, "id_not_authorized")
         for u in ("vbkey", "vbkeypush", "vbkeyx"):
             accounts.authorize_key(u, public)
         users = "".join(ph.sim_user(u, index=i, **kw)
                         for i, (u, kw) in enumerate(SIM_USERS.items()))
-        # The built-in default policy (push_timeout 25 s, below the recipes' timeout=60).
-        stack = ph.PamStack(workdir, certs, users, {}, {},
+        users += '[[tokens]]\nid = "%s"\nsecret = "%s"\n\n' % ENROLL_TOKEN
+        # The built-in default policy (push_timeout 25 s, below the recipes' timeout=60); the
+        # password service's has enrollment on besides.
+        stack = ph.PamStack(workdir, certs, users, {PW_SERVICE: "pw_enroll"},
+                            {"pw_enroll": 'enrollment = "after_first_factor"'},
                             sim_policy="number_challenge = false\nlockout_after = 50\n")
         e.stack = stack
         yield e
     finally:
         if stack is not None:
             stack.stop()
+        # sshd's session processes for a login that just ended may still be exiting; userdel
+        # refuses a user who has processes.
+        wait_until_gone(list(SIM_USERS) + [ENROLL_USER])
         accounts.remove()
+
+
+def wait_until_gone(users, timeout=15):
+    """Waits (bounded) until no process runs as any of `users` (read from /proc only)."""
+    import pwd
+
+    uids = set()
+    for u in users:
+        try:
+            uids.add(pwd.getpwnam(u).pw_uid)
+        except KeyError:
+            pass
+    deadline = time.time() + timeout
+    while uids and time.time() < deadline:
+        busy = False
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit():
+                continue
+            try:
+                if os.stat("/proc/" + pid).st_uid in uids:
+                    busy = True
+                    break
+            except OSError:
+                pass
+        if not busy:
+            return
+        time.sleep(0.1)
 
 
 def free_port():
@@ -223,14 +265,16 @@ class Result:
     def __init__(self):
         self.ok = False
         self.prompts = []   # every prompt shown, in order
+        self.echoes = []    # each prompt's echo flag, in the same order
         self.rounds = 0     # keyboard-interactive rounds that reached the client
         self.error = None
         self.output = None  # the command's stdout
         self.status = None  # the command's exit status
 
     def __repr__(self):
-        return "Result(ok=%r prompts=%r rounds=%r error=%r output=%r status=%r)" % (
-            self.ok, self.prompts, self.rounds, self.error, self.output, self.status)
+        return "Result(ok=%r prompts=%r echoes=%r rounds=%r error=%r output=%r status=%r)" % (
+            self.ok, self.prompts, self.echoes, self.rounds, self.error, self.output,
+            self.status)
 
 
 def ssh_login(port, user, key=None, answers=(), command=None):
@@ -242,6 +286,7 @@ def ssh_login(port, user, key=None, answers=(), command=None):
     def handler(title, instructions, prompts):
         r.rounds += 1
         r.prompts.extend(p for p, _ in prompts)
+        r.echoes.extend(bool(e) for _, e in prompts)
         return [pending.pop(0) if pending else "" for _ in prompts]
 
     sock = socket.create_connection(("127.0.0.1", port), timeout=10)
@@ -425,3 +470,63 @@ def test_unknown_user_never_reaches_vip(env, pw_sshd):
     # sshd ran PAM for the invalid user (with its placeholder password): common-auth failed.
     assert env.stack.total_calls() == before
     assert "vbnosuchuser" not in env.stack.bridge.log()
+
+
+# --- in-band enrollment after the Unix password --------------------------------------------
+
+
+def test_password_login_of_a_user_unknown_to_vip_enrolls_a_token_then_uses_it(env, pw_sshd):
+    """pam_unix (common-auth) accepted the password, pam_vip.so reads that from the PAM
+    transaction in sshd's PAM process, and the daemon offers enrollment through
+    keyboard-interactive: the menu, the credential ID, its code. Then the ordinary login."""
+    stack = env.stack
+    password = env.passwords[ENROLL_USER]
+    token_id, secret = ENROLL_TOKEN
+    with pytest.raises(urllib.error.HTTPError):   # 404: VIP does not know the user yet
+        stack.sim.current_code(ENROLL_USER)
+    before = dict(stack.sim.counters()["calls"])
+    code_now = harness.fresh_totp(secret, min_left=10)
+    enrolled_at = time.time()
+    typed_id = "vsst 2000-0001"
+    r = ssh_login(pw_sshd.port, ENROLL_USER,
+                  answers=[password, "token", typed_id, code_now], command="id -un")
+    assert r.ok, (r, pw_sshd.log()[-3000:], stack.bridge.log()[-3000:])
+    assert r.status == 0 and r.output.strip() == ENROLL_USER, r
+    assert len(r.prompts) == 4, r
+    pw, menu, ask_id, ask_code = r.prompts
+    assert "password" in pw.lower(), r
+    assert "You have no second factor yet" in menu, r
+    for word in ("token", "sms", "voice"):
+        assert ("  %s " % word) in menu, (word, r)
+    assert "credential ID" in ask_id, r
+    assert ("security code VIP Access shows for %s" % token_id) in ask_code, r
+    # The menu and the credential ID are answered in the clear; the password and code are not.
+    assert r.echoes == [False, True, True, False], r
+    now = stack.sim.counters()["calls"]
+    d = {op: now.get(op, 0) - before.get(op, 0)
+         for op in ("createUser", "addCredential", "register", "deleteUser")}
+    # addCredential twice: refused first (6003, no such user), then after createUser.
+    assert d == {"createUser": 1, "addCredential": 2, "register": 0, "deleteUser": 0}, now
+    # The new VIP user's token is this one (its code now, or a moment ago at a step's edge).
+    bound = stack.sim.current_code(ENROLL_USER)
+    assert bound in (harness.totp(secret), harness.totp(secret, time.time() - 5)), \
+        "the token is not bound to the new VIP user"
+    # The audit line names pam_unix as the first factor that allowed it.
+    audit = [line for line in stack.bridge.log().splitlines()
+             if "credential_added" in line and ("vip_user=%s " % ENROLL_USER) in line]
+    assert len(audit) == 1 and 'first_factor="pam_unix"' in audit[0], audit
+
+    # Again: the password, then the ordinary code prompt; the token's next code (the enrolling
+    # code's step is spent).
+    assert time.time() < enrolled_at + 60, "too slow: the next step's code left VIP's window"
+    before = dict(stack.sim.counters()["calls"])
+    r = ssh_login(pw_sshd.port, ENROLL_USER,
+                  answers=[password, harness.totp(secret, enrolled_at + 30)], command="id -un")
+    assert r.ok, (r, pw_sshd.log()[-3000:])
+    assert len(r.prompts) == 2 and asked_for_vip(r), r
+    assert not any("second factor yet" in p or "credential ID" in p for p in r.prompts), r
+    assert r.status == 0 and r.output.strip() == ENROLL_USER, r
+    now = stack.sim.counters()["calls"]
+    assert now.get("authenticateUser", 0) == before.get("authenticateUser", 0) + 1, now
+    for op in ("createUser", "addCredential", "register", "deleteUser"):
+        assert now.get(op, 0) == before.get(op, 0), (op, now)
