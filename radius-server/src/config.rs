@@ -34,6 +34,9 @@ pub struct Config {
     /// First factors (LDAP / Active Directory, upstream RADIUS) that policies name.
     #[serde(default)]
     pub directories: BTreeMap<String, DirectoryConfig>,
+    /// What several instances share (spent States, throttles): nothing, or a Redis.
+    #[serde(default)]
+    pub cluster: vip_core::store::ClusterConfig,
     /// The RADIUS front door; absent means no RADIUS listener (a PAM-only host).
     #[serde(default)]
     pub radius: Option<RadiusConfig>,
@@ -202,6 +205,7 @@ fn resolve(path: &Path, config: Config) -> Result<Loaded> {
         engine,
         policies,
         directories,
+        cluster,
         radius,
         pam,
         metrics,
@@ -212,6 +216,7 @@ fn resolve(path: &Path, config: Config) -> Result<Loaded> {
         engine,
         policies,
         directories,
+        cluster,
         base_dir: path.parent().map(Path::to_owned).unwrap_or_default(),
     };
     core.validate(path)?;

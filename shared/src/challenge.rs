@@ -139,6 +139,13 @@ pub struct OpenedState {
     pub session: Option<SessionHandle>,
 }
 
+/// A token just opened, as another store must remember it: spent until `keep_for` has passed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Spent {
+    pub nonce: [u8; NONCE_LEN],
+    pub keep_for: Duration,
+}
+
 /// Why a State was refused. All map to the same Reject; the distinction is for logs and tests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum StateError {
@@ -333,6 +340,18 @@ impl StateSealer {
     /// Opens `token` for `user` at `client` and marks it used: a second `open` of the same token
     /// fails with [`StateError::Replayed`].
     pub fn open(&self, token: &[u8], user: &str, client: &str) -> Result<OpenedState, StateError> {
+        self.open_spending(token, user, client)
+            .map(|(state, _)| state)
+    }
+
+    /// [`open`](Self::open), also giving what marks the token spent elsewhere (the shared
+    /// store of several instances): its nonce and how long it must stay spent.
+    pub fn open_spending(
+        &self,
+        token: &[u8],
+        user: &str,
+        client: &str,
+    ) -> Result<(OpenedState, Spent), StateError> {
         let (nonce, opened) = self.decrypt(token)?;
         if opened.user_tag != user_tag(user) || opened.client_tag != client_tag(client) {
             return Err(StateError::WrongOwner);
@@ -349,7 +368,13 @@ impl StateSealer {
         if !entry.is_fresh() {
             return Err(StateError::Replayed);
         }
-        Ok(opened.state)
+        Ok((
+            opened.state,
+            Spent {
+                nonce,
+                keep_for: remaining,
+            },
+        ))
     }
 
     /// Whether `token` is a live, unused token of ours, without consuming it.

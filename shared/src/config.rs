@@ -28,6 +28,8 @@ pub struct CoreConfig {
     pub policies: BTreeMap<String, LoginPolicy>,
     /// First factors (`[directories.NAME]`: LDAP or upstream RADIUS) policies refer to.
     pub directories: BTreeMap<String, DirectoryConfig>,
+    /// What several instances share (`[cluster]`): nothing (`memory`) or a Redis.
+    pub cluster: crate::store::ClusterConfig,
     /// Where relative paths in `[directories]` start (the config file's directory).
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -70,6 +72,9 @@ pub enum BuildError {
     Vip(#[from] crate::vip::VipError),
     #[error("directories.{name}: {message}")]
     Directory { name: String, message: String },
+    /// `[cluster]`: the message names the key.
+    #[error("{0}")]
+    Store(String),
 }
 
 impl CoreConfig {
@@ -99,6 +104,14 @@ impl CoreConfig {
             self.directories()?,
             &self.policies,
         )?;
+        if let Some(store) = crate::store::SharedStore::start(&self.cluster, &self.base_dir)
+            .map_err(BuildError::Store)?
+        {
+            if let Some(m) = &metrics {
+                store.set_metrics(m.clone());
+            }
+            engine.set_store(store);
+        }
         if let Some(m) = metrics {
             engine.set_metrics(m);
         }
@@ -113,6 +126,8 @@ impl CoreConfig {
         Engine::check(&self.engine)?;
         crate::vip::VipClient::new(&self.vip)?;
         self.directories()?;
+        crate::store::SharedStore::check(&self.cluster, &self.base_dir)
+            .map_err(BuildError::Store)?;
         Ok(())
     }
 

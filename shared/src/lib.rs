@@ -25,5 +25,6 @@ pub mod log_text;
 pub mod metrics;
 pub mod request_id;
 pub mod secret;
+pub mod store;
 pub mod throttle;
 pub mod vip;

@@ -59,6 +59,20 @@ pub struct CredentialChangeLabels {
     pub credential: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StoreCallLabels {
+    /// `spend_nonce`, or the throttle's name (`push_per_user`, ...).
+    pub operation: &'static str,
+    /// `ok` or `unavailable`.
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FallbackLabels {
+    /// `memory` (this instance decided) or `reject` (the login was refused).
+    pub to: &'static str,
+}
+
 type Source = Box<dyn Fn() -> i64 + Send + Sync>;
 
 /// A gauge read from a function at scrape time (0 until a source is set).
@@ -107,6 +121,10 @@ pub struct Metrics {
     /// `credential_changes_total{event, credential}`: credentials added or reset and PINs
     /// changed during logins (each also an audit line).
     pub credential_changes: Family<CredentialChangeLabels, Counter>,
+    /// `store_call_duration_seconds{operation, result}`: calls to the shared store (Redis).
+    pub store_call_duration: Family<StoreCallLabels, Histogram>,
+    /// `store_fallbacks_total{to}`: store calls that got no answer, by what decided instead.
+    pub store_fallbacks: Family<FallbackLabels, Counter>,
     /// `pending_pushes`: pushes being sent or polled (read from the engine at scrape time).
     pending_pushes: Arc<SourcedGauge>,
 }
@@ -128,6 +146,11 @@ impl Metrics {
                 Histogram::new(exponential_buckets(0.005, 2.0, 14))
             }),
             credential_changes: Family::default(),
+            store_call_duration: Family::new_with_constructor(|| {
+                // 50 µs .. ~0.4 s
+                Histogram::new(exponential_buckets(0.00005, 2.0, 14))
+            }),
+            store_fallbacks: Family::default(),
             pending_pushes: Arc::new(SourcedGauge {
                 name: "pending_pushes",
                 help: "Pushes being sent or polled",
@@ -170,6 +193,16 @@ impl Metrics {
             "Credentials added or reset and PINs changed during logins (in-band enrollment), by event and credential kind",
             m.credential_changes.clone(),
         );
+        registry.register(
+            "store_call_duration_seconds",
+            "Duration of calls to the shared store (Redis, [cluster]) by operation and result (ok, unavailable)",
+            m.store_call_duration.clone(),
+        );
+        registry.register(
+            "store_fallbacks",
+            "Shared-store calls that got no answer in time, by what decided instead (memory: this instance; reject: the login was refused)",
+            m.store_fallbacks.clone(),
+        );
         registry.register_collector(Box::new(m.pending_pushes.clone()));
         Arc::new(m)
     }
@@ -195,6 +228,18 @@ impl Metrics {
     pub fn credential_change(&self, event: &'static str, credential: &'static str) {
         self.credential_changes
             .get_or_create(&CredentialChangeLabels { event, credential })
+            .inc();
+    }
+
+    pub fn store_call(&self, operation: &'static str, result: &'static str, elapsed: Duration) {
+        self.store_call_duration
+            .get_or_create(&StoreCallLabels { operation, result })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    pub fn store_fallback(&self, to: &'static str) {
+        self.store_fallbacks
+            .get_or_create(&FallbackLabels { to })
             .inc();
     }
 

@@ -65,6 +65,19 @@ impl ThrottleConfig {
     }
 }
 
+impl ThrottleConfig {
+    /// The configured quota of `limit` (`None` for the password guard, which counts failures).
+    pub fn quota(&self, limit: Limit) -> Option<RateLimit> {
+        match limit {
+            Limit::Push => Some(self.push_per_user),
+            Limit::Code => Some(self.codes_per_user),
+            Limit::Client => Some(self.requests_per_client),
+            Limit::Enrollment => Some(self.enrollment_per_user),
+            Limit::Password => None,
+        }
+    }
+}
+
 impl Default for ThrottleConfig {
     fn default() -> Self {
         ThrottleConfig {

@@ -244,8 +244,8 @@ impl Engine {
         kind: EnrollKind,
         number: String,
     ) -> Outcome {
-        if !self.throttles.allow(Limit::Enrollment, &login.user_key) {
-            return self.throttled(Limit::Enrollment);
+        if let Err(refused) = self.admit(Limit::Enrollment, &login.user_key).await {
+            return refused;
         }
         let channel = if kind == EnrollKind::Voice {
             Channel::Voice
@@ -292,8 +292,8 @@ impl Engine {
     /// Binds `credential` to the user (creating the user at VIP first when it does not exist
     /// yet) and accepts the login: the code just proved the user holds it.
     async fn enroll_add(&self, login: &mut Login<'_>, credential: NewCredential) -> Outcome {
-        if !self.throttles.allow(Limit::Enrollment, &login.user_key) {
-            return self.throttled(Limit::Enrollment);
+        if let Err(refused) = self.admit(Limit::Enrollment, &login.user_key).await {
+            return refused;
         }
         let kind = match &credential {
             NewCredential::Token { .. } => EnrollKind::Token,
@@ -529,8 +529,8 @@ impl Engine {
             let prompt = format!("The two PINs differ.\n{MSG_NEW_PIN}");
             return self.challenge(login, &Step::NewPin, ttl, &prompt, false);
         }
-        if !self.throttles.allow(Limit::Enrollment, &login.user_key) {
-            return self.throttled(Limit::Enrollment);
+        if let Err(refused) = self.admit(Limit::Enrollment, &login.user_key).await {
+            return refused;
         }
         let (request_id, result) = self.backend.change_pin(&login.vip_user, &pin).await;
         login.note(request_id);

@@ -43,6 +43,7 @@ use crate::first_factor::{
 use crate::log_text::{escaped, Escaped};
 use crate::metrics::Metrics;
 use crate::secret::Secret;
+use crate::store::{Refused, SharedStore};
 use crate::throttle::{Limit, PasswordGuard, Throttles};
 use backend::{
     transaction_key, Backend, BackendError, Channel, CodeCheck, CodeKind, PushStart, PushState,
@@ -105,6 +106,8 @@ pub struct Engine {
     login_seq: AtomicU64,
     login_prefix: u32,
     metrics: OnceLock<Arc<Metrics>>,
+    /// What other instances share (`[cluster]`); unset: this process's memory only.
+    store: OnceLock<Arc<SharedStore>>,
     /// Failure lines a flood could repeat per login: at most one a second each (the
     /// `login round finished` event and the metrics still record every login).
     overload_log: crate::log_limit::OncePerSecond,
@@ -224,6 +227,7 @@ impl Engine {
             login_seq: AtomicU64::new(0),
             login_prefix: rand::random(),
             metrics: OnceLock::new(),
+            store: OnceLock::new(),
             overload_log: crate::log_limit::OncePerSecond::new(),
             outage_log: crate::log_limit::OncePerSecond::new(),
             misconfigured_log: crate::log_limit::OncePerSecond::new(),
@@ -351,8 +355,8 @@ impl Engine {
         {
             return None;
         }
-        if !self.throttles.allow(Limit::Client, &login.client_key) {
-            return Some(self.throttled(Limit::Client));
+        if let Err(refused) = self.admit(Limit::Client, &login.client_key).await {
+            return Some(refused);
         }
         if let Err(why) = check_user_name(&req.user) {
             return Some(reject(RejectReason::BadInput, why));
@@ -365,18 +369,32 @@ impl Engine {
 
     async fn decide(&self, login: &mut Login<'_>) -> Outcome {
         let req = login.req;
-        if !self.throttles.allow(Limit::Client, &login.client_key) {
-            return self.throttled(Limit::Client);
+        if let Err(refused) = self.admit(Limit::Client, &login.client_key).await {
+            return refused;
         }
         if let Err(why) = check_user_name(&req.user) {
             return reject(RejectReason::BadInput, why);
         }
         let first_factor = req.policy.first_factor != FirstFactorKind::None;
         if let Some(token) = &req.state {
-            let opened = match self.sealer.open(token, &req.user, &login.client_key) {
-                Ok(opened) => opened,
-                Err(e) => return self.bad_state(&e),
-            };
+            let (opened, spent) =
+                match self
+                    .sealer
+                    .open_spending(token, &req.user, &login.client_key)
+                {
+                    Ok(opened) => opened,
+                    Err(e) => return self.bad_state(&e),
+                };
+            // Single use across instances: the first to mark it spent in the store wins.
+            if let Some(store) = self.store.get() {
+                match store.spend_nonce(&spent.nonce, spent.keep_for).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        return self.bad_state(&"State was already used (on another instance)")
+                    }
+                    Err(Refused) => return self.store_refused(),
+                }
+            }
             if first_factor {
                 // The password was checked in an earlier round: that round's session says
                 // who the user is at VIP and what the directory answered.
@@ -809,8 +827,8 @@ impl Engine {
         pin: Option<Secret>,
         first_round: bool,
     ) -> Outcome {
-        if !self.throttles.allow(Limit::Code, &login.user_key) {
-            return self.throttled(Limit::Code);
+        if let Err(refused) = self.admit(Limit::Code, &login.user_key).await {
+            return refused;
         }
         let kind = if login.delivered_code {
             CodeKind::Delivered
@@ -890,8 +908,18 @@ impl Engine {
                 login.user_key, login.client_key, login.id
             ),
         };
+        // With a shared store, a new push is counted there first (the push board's own check
+        // is synchronous); a request that joins a pending push counts for nothing.
+        let counted = if self.store.get().is_some() && !self.pushes.is_pending(&key) {
+            if let Err(refused) = self.admit(Limit::Push, &login.user_key).await {
+                return refused;
+            }
+            true
+        } else {
+            false
+        };
         let joined = match self.pushes.join_or_start(&key, start, !challenge_mode, || {
-            self.throttles.allow(Limit::Push, &login.user_key)
+            counted || self.throttles.allow(Limit::Push, &login.user_key)
         }) {
             Join::Joined(j) => j,
             Join::Refused => return self.throttled(Limit::Push),
@@ -1038,8 +1066,8 @@ impl Engine {
             return reject(RejectReason::NoCredential, MSG_NO_PHONE);
         };
         // Sends cost money and annoy: they share the per-user limit with pushes.
-        if !self.throttles.allow(Limit::Push, &login.user_key) {
-            return self.throttled(Limit::Push);
+        if let Err(refused) = self.admit(Limit::Push, &login.user_key).await {
+            return refused;
         }
         let (request_id, result) = self
             .backend
@@ -1239,6 +1267,43 @@ impl Engine {
                 reject(RejectReason::Overloaded, MSG_OVERLOADED)
             }
         }
+    }
+
+    /// Takes one token of `limit` for `key`: here first, then (with `[cluster]`) in the shared
+    /// store. `Err` is the Outcome of a refusal.
+    async fn admit(&self, limit: Limit, key: &str) -> Result<(), Outcome> {
+        if !self.throttles.allow(limit, key) {
+            return Err(self.throttled(limit));
+        }
+        let (Some(store), Some(quota)) = (self.store.get(), self.cfg.throttle.quota(limit)) else {
+            return Ok(());
+        };
+        let key = match limit {
+            Limit::Client => key.to_owned(),
+            _ => key.to_lowercase(),
+        };
+        match store.allow(limit.as_str(), &key, quota).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(self.throttled(limit)),
+            Err(Refused) => Err(self.store_refused()),
+        }
+    }
+
+    /// The shared store could not answer and `cluster.when_unavailable = "reject"` (the store
+    /// logged why).
+    fn store_refused(&self) -> Outcome {
+        reject(RejectReason::Unavailable, MSG_UNAVAILABLE)
+    }
+
+    /// Shares spent States and throttles with other instances through `store` from now on
+    /// (the first call wins).
+    pub fn set_store(&self, store: Arc<SharedStore>) {
+        let _ = self.store.set(store);
+    }
+
+    /// The shared store, when `[cluster]` configures one.
+    pub fn store(&self) -> Option<&Arc<SharedStore>> {
+        self.store.get()
     }
 
     fn throttled(&self, limit: Limit) -> Outcome {

@@ -132,6 +132,11 @@ impl PushBoard {
         self.lock().by_key.len()
     }
 
+    /// Whether a push is pending under `key` (a request would join it).
+    pub fn is_pending(&self, key: &str) -> bool {
+        self.lock().by_key.contains_key(key)
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Maps> {
         // A poisoned map only means another thread panicked mid-update of plain maps; the
         // data is still consistent enough to serve (entries are inserted/removed atomically).

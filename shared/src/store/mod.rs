@@ -1,0 +1,212 @@
+//! What several instances share (`[cluster]`): spent State nonces and throttles, so a State
+//! is single-use across every instance and a user's limits do not multiply by the number of
+//! instances. `store = "memory"` (the default) shares nothing: each instance keeps its own
+//! memory, as a single instance needs. `store = "redis"` keeps them in Redis (standalone, or
+//! the master Sentinel names), every key with a TTL and every update one atomic command.
+//!
+//! The engine always decides locally first (its own memory); the store is asked only when the
+//! local answer is "yes", so it can only make a decision stricter. When the store cannot answer
+//! within `redis.timeout`, `when_unavailable` decides: `memory` (the default) keeps the local
+//! answer (logins go on; limits are per instance meanwhile), `reject` refuses the login. Never
+//! a reason to let anyone in without their second factor.
+
+mod redis;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+use tracing::warn;
+
+use crate::log_limit::OncePerSecond;
+use crate::metrics::Metrics;
+use crate::throttle::RateLimit;
+
+pub use self::redis::RedisStore;
+
+/// Where shared state lives.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StoreKind {
+    /// In this process only (one instance).
+    #[default]
+    Memory,
+    /// In Redis, shared by every instance configured with the same Redis and State key.
+    Redis,
+}
+
+/// What a login gets while the store cannot answer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WhenUnavailable {
+    /// This instance's own memory decides (single use and limits per instance meanwhile).
+    #[default]
+    Memory,
+    /// The login is refused (reason `unavailable`).
+    Reject,
+}
+
+/// `[cluster]`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    pub store: StoreKind,
+    pub when_unavailable: WhenUnavailable,
+    pub redis: RedisConfig,
+}
+
+/// `[cluster.redis]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedisConfig {
+    /// `redis://host:port/db` or `rediss://...` (TLS) of the server; with `sentinel_master`,
+    /// the Sentinels' addresses (`redis://host:26379`), any number.
+    pub urls: Vec<String>,
+    /// The master's name as the Sentinels know it (`sentinel monitor NAME ...`).
+    pub sentinel_master: Option<String>,
+    /// A file holding the Redis password (`requirepass`/ACL), first line.
+    pub password_file: Option<PathBuf>,
+    /// `rediss://`: the CA that signed the server's certificate (else the system's roots).
+    pub ca_file: Option<PathBuf>,
+    /// `rediss://`: a client certificate and key (PEM), when the server asks for one.
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    /// Longest wait for one store call before `when_unavailable` applies.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Prefix of every key (several deployments may share one Redis).
+    pub key_prefix: String,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        RedisConfig {
+            urls: Vec::new(),
+            sentinel_master: None,
+            password_file: None,
+            ca_file: None,
+            cert_file: None,
+            key_file: None,
+            timeout: Duration::from_millis(250),
+            key_prefix: "vip-bridge:".into(),
+        }
+    }
+}
+
+/// A store call that got no answer in time (or an error from Redis).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct StoreError(pub String);
+
+/// The login must be refused: the store cannot answer and `when_unavailable = "reject"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refused;
+
+/// The shared store the engine asks after its own memory said yes.
+pub struct SharedStore {
+    redis: Arc<RedisStore>,
+    when_unavailable: WhenUnavailable,
+    timeout: Duration,
+    unavailable_log: OncePerSecond,
+    metrics: OnceLock<Arc<Metrics>>,
+}
+
+impl SharedStore {
+    /// The store `cfg` describes (`None` for `memory`), connecting in the background: call
+    /// inside a Tokio runtime. Files are read now; errors name the key.
+    pub fn start(cfg: &ClusterConfig, base_dir: &Path) -> Result<Option<Arc<Self>>, String> {
+        if cfg.store == StoreKind::Memory {
+            return Ok(None);
+        }
+        let redis = RedisStore::start(&cfg.redis, base_dir)?;
+        Ok(Some(Arc::new(SharedStore {
+            redis,
+            when_unavailable: cfg.when_unavailable,
+            timeout: cfg.redis.timeout,
+            unavailable_log: OncePerSecond::new(),
+            metrics: OnceLock::new(),
+        })))
+    }
+
+    /// Everything [`start`](Self::start) would refuse, checked without connecting.
+    pub fn check(cfg: &ClusterConfig, base_dir: &Path) -> Result<(), String> {
+        if cfg.store == StoreKind::Memory {
+            return Ok(());
+        }
+        RedisStore::targets(&cfg.redis, base_dir).map(|_| ())
+    }
+
+    /// Records store calls and fallbacks into `metrics` (the first call wins).
+    pub fn set_metrics(&self, metrics: Arc<Metrics>) {
+        let _ = self.metrics.set(metrics);
+    }
+
+    /// Marks a State's nonce spent for every instance: `Ok(true)` when this is its first use.
+    pub async fn spend_nonce(&self, nonce: &[u8], ttl: Duration) -> Result<bool, Refused> {
+        let started = Instant::now();
+        let r = self.redis.spend_nonce(nonce, ttl, self.timeout).await;
+        self.settle("spend_nonce", started, r, true)
+    }
+
+    /// Takes one token of `limit` for `key` from the bucket every instance shares.
+    pub async fn allow(
+        &self,
+        limit: &'static str,
+        key: &str,
+        quota: RateLimit,
+    ) -> Result<bool, Refused> {
+        let started = Instant::now();
+        let r = self.redis.allow(limit, key, quota, self.timeout).await;
+        self.settle(limit, started, r, true)
+    }
+
+    /// The server's role (`master`, `slave`) and how long the round trip took.
+    pub async fn ping(&self) -> Result<(String, Duration), StoreError> {
+        let started = Instant::now();
+        let role = self.redis.role(self.timeout).await?;
+        Ok((role, started.elapsed()))
+    }
+
+    /// Records one call; an unanswered one becomes `fallback` or a refusal.
+    fn settle(
+        &self,
+        operation: &'static str,
+        started: Instant,
+        r: Result<bool, StoreError>,
+        fallback: bool,
+    ) -> Result<bool, Refused> {
+        let m = self.metrics.get();
+        match r {
+            Ok(v) => {
+                if let Some(m) = m {
+                    m.store_call(operation, "ok", started.elapsed());
+                }
+                Ok(v)
+            }
+            Err(e) => {
+                if let Some(m) = m {
+                    m.store_call(operation, "unavailable", started.elapsed());
+                    m.store_fallback(match self.when_unavailable {
+                        WhenUnavailable::Memory => "memory",
+                        WhenUnavailable::Reject => "reject",
+                    });
+                }
+                if let Some(suppressed) = self.unavailable_log.pass() {
+                    match self.when_unavailable {
+                        WhenUnavailable::Memory => {
+                            warn!(operation, problem = %e, suppressed, "the shared store (Redis) did not answer: this instance's own memory decides (single use and limits per instance until it is back; cluster.when_unavailable = \"memory\")")
+                        }
+                        WhenUnavailable::Reject => {
+                            warn!(operation, problem = %e, suppressed, "the shared store (Redis) did not answer: refusing the login (cluster.when_unavailable = \"reject\")")
+                        }
+                    }
+                }
+                match self.when_unavailable {
+                    WhenUnavailable::Memory => Ok(fallback),
+                    WhenUnavailable::Reject => Err(Refused),
+                }
+            }
+        }
+    }
+}
