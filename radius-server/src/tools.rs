@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
@@ -165,6 +165,7 @@ pub async fn check_config(path: &Path, offline: bool) -> Result<Report> {
     if !offline {
         r.lines.push(server_time(vip).await?);
         probe_directories(&loaded.core, &mut r).await?;
+        probe_store(&loaded.core.cluster, &loaded.core.base_dir, &mut r).await;
     }
     let clients = loaded.radius.as_ref().map(|r| r.clients.len()).unwrap_or(0);
     r.lines.insert(
@@ -182,6 +183,48 @@ pub async fn check_config(path: &Path, offline: bool) -> Result<Report> {
         ),
     );
     Ok(r)
+}
+
+/// Pings the shared store (`[cluster] store = "redis"`): its role and the round trip. Not
+/// reachable is an error when `when_unavailable = "reject"` (every login would be refused),
+/// else a warning (logins go on with per-instance limits).
+async fn probe_store(cluster: &vip_core::store::ClusterConfig, base_dir: &Path, r: &mut Report) {
+    use vip_core::store::{SharedStore, WhenUnavailable};
+    let store = match SharedStore::start(cluster, base_dir) {
+        Ok(Some(store)) => store,
+        Ok(None) => return,
+        Err(e) => {
+            r.errors.push(e);
+            return;
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let answer = loop {
+        match store.ping().await {
+            Ok(ok) => break Ok(ok),
+            Err(e) if Instant::now() >= deadline => break Err(e),
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    };
+    let shown = cluster.redis.urls.join(", ");
+    match answer {
+        Ok((role, rtt)) => r.lines.push(format!(
+            "cluster: Redis {shown}{}: {role}, round trip {:.2} ms",
+            cluster
+                .redis
+                .sentinel_master
+                .as_deref()
+                .map(|m| format!(" (Sentinel master {m:?})"))
+                .unwrap_or_default(),
+            rtt.as_secs_f64() * 1000.0
+        )),
+        Err(e) if cluster.when_unavailable == WhenUnavailable::Reject => r.errors.push(format!(
+            "cluster: Redis {shown}: {e}; with when_unavailable = \"reject\" every login would be refused"
+        )),
+        Err(e) => r.warnings.push(format!(
+            "cluster: Redis {shown}: {e}; logins would go on with this instance's own memory (when_unavailable = \"memory\")"
+        )),
+    }
 }
 
 /// Asks every server of every `[directories.NAME]` once (LDAP: connect, TLS, service bind,
