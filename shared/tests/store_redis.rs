@@ -335,3 +335,94 @@ async fn a_sentinel_failover_moves_the_store_to_the_new_master() {
     let _ = sentinel.wait();
     drop(replica);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rediss_with_a_client_certificate_and_a_password_file() {
+    if !have_redis() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let pki = vip_sim::certs::generate(dir.path()).unwrap();
+    let port = free_port();
+    let show = |p: &std::path::PathBuf| p.display().to_string();
+    let (cert, key, ca) = (
+        show(&pki.server_cert),
+        show(&pki.server_key),
+        show(&pki.ca_cert),
+    );
+    let _redis = Redis::start(
+        dir.path(),
+        "tls",
+        port,
+        &[
+            "--tls-port",
+            &port.to_string(),
+            "--port",
+            "0",
+            "--tls-cert-file",
+            &cert,
+            "--tls-key-file",
+            &key,
+            "--tls-ca-cert-file",
+            &ca,
+            "--tls-auth-clients",
+            "yes",
+            "--requirepass",
+            "s3cret-redis",
+        ],
+    );
+    std::fs::write(dir.path().join("redis.pw"), "s3cret-redis\n").unwrap();
+    let mut cfg = cluster(
+        vec![format!("rediss://127.0.0.1:{port}")],
+        WhenUnavailable::Reject,
+    );
+    cfg.redis.ca_file = Some(pki.ca_cert.clone());
+    cfg.redis.cert_file = Some(pki.client_cert.clone());
+    cfg.redis.key_file = Some(pki.client_key.clone());
+    // Relative to the configuration's directory.
+    cfg.redis.password_file = Some("redis.pw".into());
+    let store = SharedStore::start(&cfg, dir.path()).unwrap().unwrap();
+    until_connected(&store).await;
+    assert_eq!(
+        store.spend_nonce(b"tls", Duration::from_secs(5)).await,
+        Ok(true)
+    );
+
+    // Without the client certificate the server refuses the handshake: never connected.
+    cfg.redis.cert_file = None;
+    cfg.redis.key_file = None;
+    let refused = SharedStore::start(&cfg, dir.path()).unwrap().unwrap();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(refused.ping().await.is_err());
+    assert_eq!(
+        refused.spend_nonce(b"tls2", Duration::from_secs(5)).await,
+        Err(vip_core::store::Refused)
+    );
+}
+
+#[test]
+fn configuration_mistakes_name_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let check = |edit: &dyn Fn(&mut ClusterConfig)| {
+        let mut cfg = cluster(
+            vec!["redis://127.0.0.1:6379".into()],
+            WhenUnavailable::Memory,
+        );
+        edit(&mut cfg);
+        SharedStore::check(&cfg, dir.path()).unwrap_err()
+    };
+    assert!(check(&|c| c.redis.urls.clear()).contains("cluster.redis.urls: empty"));
+    assert!(check(&|c| c.redis.urls = vec!["http://x".into()]).contains("cluster.redis.urls[0]"));
+    assert!(
+        check(&|c| c.redis.urls.push("redis://127.0.0.1:6380".into())).contains("sentinel_master")
+    );
+    assert!(
+        check(&|c| c.redis.password_file = Some("missing.pw".into()))
+            .contains("cluster.redis.password_file")
+    );
+    assert!(check(&|c| c.redis.ca_file = Some("ca.pem".into())).contains("rediss://"));
+    assert!(check(&|c| c.redis.timeout = Duration::from_secs(60)).contains("cluster.redis.timeout"));
+    // store = "memory" checks nothing of [cluster.redis].
+    let memory = ClusterConfig::default();
+    assert!(SharedStore::check(&memory, dir.path()).is_ok());
+}
