@@ -426,3 +426,38 @@ fn configuration_mistakes_name_the_key() {
     let memory = ClusterConfig::default();
     assert!(SharedStore::check(&memory, dir.path()).is_ok());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nas_failing_over_mid_push_joins_the_push_on_the_other_instance() {
+    if !have_redis() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let redis = Redis::start(dir.path(), "r", free_port(), &[]);
+    let (env, a, b) = two_instances(&redis, WhenUnavailable::Memory, |_| {}).await;
+    let p = policy(|p| p.push_timeout = Duration::from_secs(10));
+    // dave's phone approves 1.2 s after the push arrives. The NAS asks A, gives up on it
+    // after 300 ms and sends the same login session's request to B.
+    let first = tokio::spawn({
+        let a = a.clone();
+        let p = p.clone();
+        async move { auth_with(&a, request("dave", Some("push"), None, &p)).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    first.abort();
+    let o = auth_with(&b, request("dave", Some("push"), None, &p)).await;
+    expect_accept(&o);
+    assert_eq!(
+        env.calls("authenticateUserWithPush"),
+        1,
+        "one push for one login"
+    );
+    // Another login session of the same user is its own push.
+    let other = in_session(request("dave", Some("push"), None, &p), Some("nas-port-2"));
+    expect_accept(&auth_with(&b, other).await);
+    assert_eq!(env.calls("authenticateUserWithPush"), 2);
+    // Once finished, the first session's next login sends a push of its own.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    expect_accept(&auth_with(&a, request("dave", Some("push"), None, &p)).await);
+    assert_eq!(env.calls("authenticateUserWithPush"), 3);
+}

@@ -43,7 +43,7 @@ use crate::first_factor::{
 use crate::log_text::{escaped, Escaped};
 use crate::metrics::Metrics;
 use crate::secret::Secret;
-use crate::store::{Refused, SharedStore};
+use crate::store::{PushClaim, Refused, SharedStore};
 use crate::throttle::{Limit, PasswordGuard, Throttles};
 use backend::{
     transaction_key, Backend, BackendError, Channel, CodeCheck, CodeKind, PushStart, PushState,
@@ -146,6 +146,68 @@ struct FirstFactorSession {
     /// password has not passed yet).
     upstream_state: Option<Vec<u8>>,
 }
+
+/// How long a claim on a login session's push holds while the push is being sent (VIP's
+/// answer to authenticateUserWithPush); an instance that dies meanwhile frees it by then.
+const PUSH_CLAIM_HOLD: Duration = Duration::from_secs(15);
+/// How long a request waits for another instance to finish sending the same session's push.
+const PUSH_CLAIM_WAIT: Duration = Duration::from_secs(5);
+
+/// Publishes a push this instance sends for a shared login session once it is sent, and
+/// forgets it once it finished (a task per shared push, ending with it).
+fn publish_push(
+    store: Arc<SharedStore>,
+    key: String,
+    mut rx: watch::Receiver<Phase>,
+    deadline: SystemTime,
+) {
+    tokio::spawn(async move {
+        let sent = rx
+            .wait_for(|p| !matches!(p, Phase::Starting))
+            .await
+            .map(|p| p.clone());
+        match sent {
+            Ok(Phase::Sent { transaction_id, .. }) => {
+                store.push_sent(&key, &transaction_id, deadline).await;
+                let done = rx
+                    .wait_for(|p| matches!(p, Phase::Done(_)))
+                    .await
+                    .map(|p| p.clone());
+                if let Ok(Phase::Done(state)) = done {
+                    if let Some(outcome) = push_outcome_word(&state) {
+                        store.push_finished(&key, &transaction_id, outcome).await;
+                    }
+                }
+            }
+            _ => store.push_unclaim(&key).await,
+        }
+    });
+}
+
+/// How a push ended, as instances tell each other (`None`: no final answer from VIP).
+fn push_outcome_word(state: &PushState) -> Option<&'static str> {
+    match state {
+        PushState::Approved(_) => Some("approved"),
+        PushState::Denied => Some("denied"),
+        PushState::Expired => Some("expired"),
+        PushState::NumberChallengeFailed => Some("number_failed"),
+        PushState::Pending | PushState::RefusedAsAsked | PushState::Failed(_) => None,
+    }
+}
+
+fn push_state_of(word: &str) -> Option<PushState> {
+    Some(match word {
+        "approved" => PushState::Approved(Verified::default()),
+        "denied" => PushState::Denied,
+        "expired" => PushState::Expired,
+        "number_failed" => PushState::NumberChallengeFailed,
+        _ => return None,
+    })
+}
+
+/// How long a request that joined another instance's push waits for that instance to say
+/// how it ended, when VIP told the other instance (VIP tells a final state to one poll only).
+const PUSH_OUTCOME_WAIT: Duration = Duration::from_secs(2);
 
 /// Longest wait inside a continuing round for a push that is still pending.
 const MAX_ROUND_WAIT: Duration = Duration::from_secs(10);
@@ -908,19 +970,37 @@ impl Engine {
                 login.user_key, login.client_key, login.id
             ),
         };
-        // With a shared store, a new push is counted there first (the push board's own check
-        // is synchronous); a request that joins a pending push counts for nothing.
-        let counted = if self.store.get().is_some() && !self.pushes.is_pending(&key) {
+        // With a shared store: a blocking push of a known login session is claimed there, so
+        // the same session's request on another instance (a NAS failing over) joins it
+        // instead of sending a second push; a new push is counted there first (the board's
+        // own check is synchronous); a request that joins counts for nothing.
+        let shared = match (self.store.get(), &req.client.session) {
+            (Some(store), Some(_)) if !challenge_mode => Some(store.clone()),
+            _ => None,
+        };
+        let mut counted = false;
+        let mut adopted = None;
+        if let Some(store) = &shared {
+            if !self.pushes.is_pending(&key) {
+                match self.claim_push(store, &key, login).await {
+                    Ok(Some(join)) => adopted = Some(join),
+                    Ok(None) => counted = true,
+                    Err(refused) => return refused,
+                }
+            }
+        } else if self.store.get().is_some() && !self.pushes.is_pending(&key) {
             if let Err(refused) = self.admit(Limit::Push, &login.user_key).await {
                 return refused;
             }
-            true
-        } else {
-            false
+            counted = true;
+        }
+        let join = match adopted {
+            Some(join) => join,
+            None => self.pushes.join_or_start(&key, start, !challenge_mode, || {
+                counted || self.throttles.allow(Limit::Push, &login.user_key)
+            }),
         };
-        let joined = match self.pushes.join_or_start(&key, start, !challenge_mode, || {
-            counted || self.throttles.allow(Limit::Push, &login.user_key)
-        }) {
+        let joined = match join {
             Join::Joined(j) => j,
             Join::Refused => return self.throttled(Limit::Push),
             Join::Crowded => {
@@ -930,6 +1010,19 @@ impl Engine {
                 return reject(RejectReason::Throttled, MSG_THROTTLED);
             }
         };
+        if let Some(store) = &shared {
+            if joined.started {
+                publish_push(
+                    store.clone(),
+                    key.clone(),
+                    joined.rx.clone(),
+                    SystemTime::now() + policy.push_timeout,
+                );
+            } else if counted {
+                // Claimed, but a push of this session started here meanwhile: it is joined.
+                store.push_unclaim(&key).await;
+            }
+        }
         let counter = if joined.started {
             &self.stats.pushes_started
         } else {
@@ -941,7 +1034,15 @@ impl Engine {
         let phase = wait_phase(joined.rx.clone(), deadline, wait_for_final).await;
         login.note(joined.request_id());
         match phase {
-            Some(Phase::Done(state)) => login.push_result(state),
+            Some(Phase::Done(state)) => {
+                let state = match (&shared, joined.transaction_id()) {
+                    (Some(store), Some(txn)) if !joined.started => {
+                        self.shared_push_end(store, &key, &txn, state).await
+                    }
+                    _ => state,
+                };
+                login.push_result(state)
+            }
             Some(Phase::StartFailed(request_id, e)) => {
                 login.note(request_id);
                 self.failed(login, e, first_round).await
@@ -960,6 +1061,85 @@ impl Engine {
                 self.challenge(login, &step, ttl, &prompt, false)
             }
             Some(Phase::Starting) | None => reject(RejectReason::PushTimeout, MSG_PUSH_TIMEOUT),
+        }
+    }
+
+    /// Claims a blocking push of `key`'s login session in the shared store: `Ok(None)` when
+    /// this instance sends it (counted against the shared push limit), `Ok(Some)` when it
+    /// joins the push another instance sent, `Err` the Outcome of a refusal.
+    async fn claim_push(
+        &self,
+        store: &Arc<SharedStore>,
+        key: &str,
+        login: &mut Login<'_>,
+    ) -> Result<Option<Join>, Outcome> {
+        let give_up = Instant::now() + PUSH_CLAIM_WAIT;
+        loop {
+            match store.push_claim(key, PUSH_CLAIM_HOLD).await {
+                Err(Refused) => return Err(self.store_refused()),
+                Ok(PushClaim::Mine) => {
+                    if let Err(refused) = self.admit(Limit::Push, &login.user_key).await {
+                        store.push_unclaim(key).await;
+                        return Err(refused);
+                    }
+                    return Ok(None);
+                }
+                Ok(PushClaim::Sent {
+                    transaction_id,
+                    deadline,
+                }) => {
+                    let left = deadline
+                        .duration_since(SystemTime::now())
+                        .unwrap_or_default();
+                    info!(
+                        transaction = %transaction_id,
+                        "joining the push another instance sent for this login session"
+                    );
+                    return Ok(Some(self.pushes.adopt(
+                        key,
+                        &transaction_id,
+                        Instant::now() + left,
+                    )));
+                }
+                // Another instance is sending it: its transaction id comes in a moment.
+                Ok(PushClaim::Starting) if Instant::now() < give_up => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Ok(PushClaim::Starting) => {
+                    return Err(reject(RejectReason::PushTimeout, MSG_PUSH_TIMEOUT))
+                }
+            }
+        }
+    }
+
+    /// The end of a push another instance sent, as this instance heard it: a final state is
+    /// told to the others; "not found" (VIP told the other instance) is replaced by what the
+    /// other instance heard, if it says so within [`PUSH_OUTCOME_WAIT`].
+    async fn shared_push_end(
+        &self,
+        store: &Arc<SharedStore>,
+        key: &str,
+        transaction_id: &str,
+        state: PushState,
+    ) -> PushState {
+        if let Some(word) = push_outcome_word(&state) {
+            store.push_finished(key, transaction_id, word).await;
+            return state;
+        }
+        let give_up = Instant::now() + PUSH_OUTCOME_WAIT;
+        loop {
+            if let Some(told) = store
+                .push_outcome(key, transaction_id)
+                .await
+                .and_then(|w| push_state_of(&w))
+            {
+                info!(transaction = %transaction_id, "the other instance heard how the push ended");
+                return told;
+            }
+            if Instant::now() >= give_up {
+                return state;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 

@@ -102,6 +102,15 @@ impl Joined {
     pub fn request_id(&self) -> Option<String> {
         self.pending.request_id.lock().ok().and_then(|r| r.clone())
     }
+
+    /// The push's transaction id, once it was sent.
+    pub fn transaction_id(&self) -> Option<String> {
+        self.pending
+            .transaction_id
+            .lock()
+            .ok()
+            .and_then(|t| t.clone())
+    }
 }
 
 impl PushBoard {
@@ -152,19 +161,10 @@ impl PushBoard {
         poll: bool,
         may_start: impl FnOnce() -> bool,
     ) -> Join {
-        use std::sync::atomic::Ordering;
         let pending = {
             let mut maps = self.lock();
             if let Some(p) = maps.by_key.get(key) {
-                if p.joiners.fetch_add(1, Ordering::Relaxed) >= MAX_JOINERS {
-                    p.joiners.fetch_sub(1, Ordering::Relaxed);
-                    return Join::Crowded;
-                }
-                return Join::Joined(Joined {
-                    rx: p.phase.subscribe(),
-                    started: false,
-                    pending: p.clone(),
-                });
+                return join(p);
             }
             if !may_start() {
                 return Join::Refused;
@@ -192,6 +192,45 @@ impl PushBoard {
         };
         tokio::spawn(async move { board.start(pending, push).await });
         Join::Joined(handle)
+    }
+
+    /// Joins a push another instance sent for the same login session (learnt from the shared
+    /// store): polled here like one of ours until `deadline`, never sent again.
+    pub fn adopt(self: &Arc<Self>, key: &str, transaction_id: &str, deadline: Instant) -> Join {
+        let pending = {
+            let mut maps = self.lock();
+            let known = maps
+                .by_key
+                .get(key)
+                .or_else(|| maps.by_txn.get(&transaction_key(transaction_id)));
+            if let Some(p) = known {
+                return join(p);
+            }
+            let (tx, _) = watch::channel(Phase::Sent {
+                transaction_id: transaction_id.to_owned(),
+                number: None,
+            });
+            let p = Arc::new(Pending {
+                key: key.to_owned(),
+                // This request is its first joiner (its handle gives the place back).
+                joiners: std::sync::atomic::AtomicUsize::new(1),
+                poll: true,
+                transaction_id: Mutex::new(Some(transaction_id.to_owned())),
+                request_id: Mutex::new(None),
+                deadline,
+                phase: tx,
+            });
+            maps.by_key.insert(key.to_owned(), p.clone());
+            maps.by_txn
+                .insert(transaction_key(transaction_id), p.clone());
+            p
+        };
+        self.wake.notify_one();
+        Join::Joined(Joined {
+            rx: pending.phase.subscribe(),
+            started: false,
+            pending,
+        })
     }
 
     async fn start(self: Arc<Self>, pending: Arc<Pending>, push: PushStart) {
@@ -303,6 +342,20 @@ impl PushBoard {
             }
         }
     }
+}
+
+/// Joins `p` as one more waiting request, unless [`MAX_JOINERS`] wait already.
+fn join(p: &Arc<Pending>) -> Join {
+    use std::sync::atomic::Ordering;
+    if p.joiners.fetch_add(1, Ordering::Relaxed) >= MAX_JOINERS {
+        p.joiners.fetch_sub(1, Ordering::Relaxed);
+        return Join::Crowded;
+    }
+    Join::Joined(Joined {
+        rx: p.phase.subscribe(),
+        started: false,
+        pending: p.clone(),
+    })
 }
 
 async fn poller(board: Weak<PushBoard>, wake: Arc<Notify>, interval: Duration) {

@@ -14,7 +14,7 @@ mod redis;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Deserialize;
 use tracing::warn;
@@ -103,6 +103,20 @@ pub struct StoreError(pub String);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Refused;
 
+/// Who sends the push of a login session, across instances.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PushClaim {
+    /// This instance: send it, then say [`SharedStore::push_sent`].
+    Mine,
+    /// Another instance is sending it right now (no transaction id yet): ask again shortly.
+    Starting,
+    /// Another instance sent it: join by polling this transaction until `deadline`.
+    Sent {
+        transaction_id: String,
+        deadline: SystemTime,
+    },
+}
+
 /// The shared store the engine asks after its own memory said yes.
 pub struct SharedStore {
     redis: Arc<RedisStore>,
@@ -161,6 +175,108 @@ impl SharedStore {
         self.settle(limit, started, r, true)
     }
 
+    /// Claims the push of a login session (`session`: the engine's coalescing key, hashed
+    /// here) for `hold` while it is being sent. Without an answer: `Mine` under
+    /// `when_unavailable = "memory"` (this instance decides alone), else refused.
+    pub async fn push_claim(&self, session: &str, hold: Duration) -> Result<PushClaim, Refused> {
+        let started = Instant::now();
+        let r = self
+            .redis
+            .push_claim(&hashed(session), hold, self.timeout)
+            .await;
+        let claim = match r {
+            Ok(None) => Ok(PushClaim::Mine),
+            Ok(Some(v)) => Ok(parse_push(&v).unwrap_or(PushClaim::Starting)),
+            Err(e) => Err(e),
+        };
+        match claim {
+            Ok(c) => {
+                if let Some(m) = self.metrics.get() {
+                    m.store_call("push_claim", "ok", started.elapsed());
+                }
+                Ok(c)
+            }
+            Err(e) => self
+                .settle("push_claim", started, Err(e), true)
+                .map(|_| PushClaim::Mine),
+        }
+    }
+
+    /// Publishes the transaction of a push this instance sent for `session`, so a request of
+    /// the same session on another instance joins it. Best effort: a failure is logged.
+    pub async fn push_sent(&self, session: &str, transaction_id: &str, deadline: SystemTime) {
+        let left = deadline
+            .duration_since(SystemTime::now())
+            .unwrap_or_default();
+        let started = Instant::now();
+        let r = self
+            .redis
+            .push_set(
+                &hashed(session),
+                &push_value(transaction_id, deadline),
+                left + PUSH_SLACK,
+                self.timeout,
+            )
+            .await
+            .map(|()| true);
+        let _ = self.settle("push_sent", started, r, true);
+    }
+
+    /// Records how the push of `session` ended (`outcome`: `approved`, `denied`, `expired`,
+    /// `number_failed`) for [`FINISHED_KEPT`]: VIP tells a transaction's final state to one
+    /// poll only, so the instance that heard it tells the other; a later login of the session
+    /// claims anew over it. Best effort.
+    pub async fn push_finished(&self, session: &str, transaction_id: &str, outcome: &str) {
+        let started = Instant::now();
+        let r = self
+            .redis
+            .push_set(
+                &hashed(session),
+                &format!("f {transaction_id} {outcome}"),
+                FINISHED_KEPT,
+                self.timeout,
+            )
+            .await
+            .map(|()| true);
+        let _ = self.settle("push_finished", started, r, true);
+    }
+
+    /// How another instance heard the push `transaction_id` of `session` end, if it did.
+    pub async fn push_outcome(&self, session: &str, transaction_id: &str) -> Option<String> {
+        let started = Instant::now();
+        match self.redis.push_get(&hashed(session), self.timeout).await {
+            Ok(v) => {
+                if let Some(m) = self.metrics.get() {
+                    m.store_call("push_outcome", "ok", started.elapsed());
+                }
+                let v = v?;
+                let mut parts = v.splitn(3, ' ');
+                match (parts.next(), parts.next(), parts.next()) {
+                    (Some("f"), Some(t), Some(outcome)) if t == transaction_id => {
+                        Some(outcome.to_owned())
+                    }
+                    _ => None,
+                }
+            }
+            Err(e) => {
+                let _ = self.settle("push_outcome", started, Err(e), true);
+                None
+            }
+        }
+    }
+
+    /// Gives up a claim this instance could not turn into a push (throttled, or the send
+    /// failed), so the session's next request may claim it at once. Best effort.
+    pub async fn push_unclaim(&self, session: &str) {
+        let started = Instant::now();
+        let r = self
+            .redis
+            .push_release(&hashed(session), "s", self.timeout)
+            .await
+            .map(|()| true);
+        let _ = self.settle("push_unclaim", started, r, true);
+    }
+
     /// The server's role (`master`, `slave`) and how long the round trip took.
     pub async fn ping(&self) -> Result<(String, Duration), StoreError> {
         let started = Instant::now();
@@ -169,6 +285,7 @@ impl SharedStore {
     }
 
     /// Records one call; an unanswered one becomes `fallback` or a refusal.
+    // (The push calls that cannot refuse ignore the `Err`.)
     fn settle(
         &self,
         operation: &'static str,
@@ -208,5 +325,66 @@ impl SharedStore {
                 }
             }
         }
+    }
+}
+
+/// How long a finished push's outcome stays for the other instances.
+pub const FINISHED_KEPT: Duration = Duration::from_secs(30);
+
+/// A push key's value outlives the push by this much (a late retransmit still joins it).
+const PUSH_SLACK: Duration = Duration::from_secs(5);
+
+/// Session keys hold user names: Redis sees only their digest.
+fn hashed(session: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(&Sha256::digest(session.as_bytes())[..16])
+}
+
+/// `t <deadline unix ms> <transaction id>`.
+fn push_value(transaction_id: &str, deadline: SystemTime) -> String {
+    let ms = deadline
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
+    format!("t {ms} {transaction_id}")
+}
+
+fn parse_push(v: &str) -> Option<PushClaim> {
+    if v == "s" {
+        return Some(PushClaim::Starting);
+    }
+    let mut parts = v.splitn(3, ' ');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some("t"), Some(ms), Some(id)) if !id.is_empty() => Some(PushClaim::Sent {
+            transaction_id: id.to_owned(),
+            deadline: UNIX_EPOCH + Duration::from_millis(ms.parse().ok()?),
+        }),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn push_values_round_trip() {
+        let deadline = UNIX_EPOCH + Duration::from_millis(1_800_000_000_123);
+        let v = push_value("0a1b2c", deadline);
+        assert_eq!(
+            parse_push(&v),
+            Some(PushClaim::Sent {
+                transaction_id: "0a1b2c".into(),
+                deadline
+            })
+        );
+        assert_eq!(parse_push("s"), Some(PushClaim::Starting));
+        assert_eq!(parse_push("t x y"), None);
+        assert_eq!(parse_push("t 1"), None);
+        assert_ne!(
+            hashed("alice\0radius/vpn\0port-1"),
+            hashed("alice\0radius/vpn\0port-2")
+        );
     }
 }

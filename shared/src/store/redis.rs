@@ -37,6 +37,24 @@ redis.call('SET', KEYS[1], string.format('%d', new), 'PX', math.ceil((new - now)
 return 1
 ";
 
+/// Claims a login session's push: KEYS[1] = the session's key; ARGV[1] = how long the claim
+/// holds (ms) while the push is being sent. Returns the value already there (another instance
+/// claimed it: `s` while sending, `t <deadline_ms> <transaction id>` once sent), or false
+/// (claimed now; also over `f <transaction id> <outcome>`, a finished push).
+const PUSH_CLAIM: &str = r"
+local v = redis.call('GET', KEYS[1])
+if v and string.sub(v, 1, 1) ~= 'f' then return v end
+redis.call('SET', KEYS[1], 's', 'PX', tonumber(ARGV[1]))
+return false
+";
+
+/// Forgets a session's push, only if it still names this transaction: KEYS[1]; ARGV[1] = the
+/// value to match.
+const PUSH_RELEASE: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+";
+
 /// Where the connector finds the master.
 pub(super) enum Target {
     Server(Client),
@@ -50,6 +68,8 @@ pub struct RedisStore {
     broken: Arc<Notify>,
     prefix: String,
     gcra: redis::Script,
+    push_claim: redis::Script,
+    push_release: redis::Script,
 }
 
 impl RedisStore {
@@ -61,6 +81,8 @@ impl RedisStore {
             broken: Arc::new(Notify::new()),
             prefix: cfg.key_prefix.clone(),
             gcra: redis::Script::new(GCRA),
+            push_claim: redis::Script::new(PUSH_CLAIM),
+            push_release: redis::Script::new(PUSH_RELEASE),
         });
         let weak = Arc::downgrade(&store);
         let timeout = cfg.timeout.max(Duration::from_secs(2));
@@ -265,6 +287,73 @@ impl RedisStore {
         self.call(timeout, |mut c| async move {
             let allowed: i64 = invocation.invoke_async(&mut c).await?;
             Ok(allowed == 1)
+        })
+        .await
+    }
+
+    /// Claims `session`'s push for `hold`: `None` when claimed now, else what another instance
+    /// wrote there.
+    pub async fn push_claim(
+        &self,
+        session: &str,
+        hold: Duration,
+        timeout: Duration,
+    ) -> Result<Option<String>, StoreError> {
+        let mut invocation = self.push_claim.key(self.key("push", session));
+        invocation.arg((hold.as_millis() as u64).max(1));
+        self.call(timeout, |mut c| async move {
+            invocation.invoke_async(&mut c).await
+        })
+        .await
+    }
+
+    /// Sets `session`'s push to `value` for `ttl`.
+    pub async fn push_set(
+        &self,
+        session: &str,
+        value: &str,
+        ttl: Duration,
+        timeout: Duration,
+    ) -> Result<(), StoreError> {
+        let key = self.key("push", session);
+        let value = value.to_owned();
+        let ms = (ttl.as_millis() as u64).max(1);
+        self.call(timeout, |mut c| async move {
+            redis::cmd("SET")
+                .arg(&key)
+                .arg(&value)
+                .arg("PX")
+                .arg(ms)
+                .query_async::<()>(&mut c)
+                .await
+        })
+        .await
+    }
+
+    /// What `session`'s push key holds now.
+    pub async fn push_get(
+        &self,
+        session: &str,
+        timeout: Duration,
+    ) -> Result<Option<String>, StoreError> {
+        let key = self.key("push", session);
+        self.call(timeout, |mut c| async move {
+            redis::cmd("GET").arg(&key).query_async(&mut c).await
+        })
+        .await
+    }
+
+    /// Deletes `session`'s push key if it still holds `value`.
+    pub async fn push_release(
+        &self,
+        session: &str,
+        value: &str,
+        timeout: Duration,
+    ) -> Result<(), StoreError> {
+        let mut invocation = self.push_release.key(self.key("push", session));
+        invocation.arg(value);
+        self.call(timeout, |mut c| async move {
+            invocation.invoke_async::<i64>(&mut c).await.map(|_| ())
         })
         .await
     }
