@@ -17,7 +17,8 @@ engine.throttle.push_per_user and codes_per_user to 3 per 10m.
 
 Users (one per case, so one-time codes and limits never collide): stan (a State used on B,
 replayed on A), pia (push bombing), gus (code guessing), dora / dirk (logins while Redis is
-down), rita (a State replay after Redis is back).
+down), rita (a State replay after Redis is back), rex (a retransmit answered by the other
+instance), fay (a NAS failing over while her push is pending; her phone answers after 3 s).
 """
 
 import base64
@@ -40,7 +41,8 @@ CI = os.environ.get("CI") == "true"
 SECRET = "cluster-nas-secret-0123456789"
 NAS_SOURCE = "127.0.0.1"   # client "nas", the default policy
 MENU_SOURCE = "127.0.0.2"  # client "menu", mode = "challenge"
-SIM_USERS = ("stan", "pia", "gus", "dora", "dirk", "rita")
+SIM_USERS = ("stan", "pia", "gus", "dora", "dirk", "rita", "rex", "fay")
+SLOW_PHONE = {"fay": 3000}  # push approved this many ms after it arrives
 SIM_POLICY = "number_challenge = false\nlockout_after = 50\n"
 LIMIT = 3  # push_per_user and codes_per_user: 3 per 10m
 OUTAGE = 2.5  # seconds Redis stays down in the last test
@@ -75,7 +77,8 @@ def sim_users():
         out.append('[[users]]\nid = "%s"\n' % user)
         out.append('[[users.credentials]]\nid = "VSMT8%07d"\ntotp_secret = "%s"\npush = true\n'
                    % (i + 1, TOTP[user]))
-        out.append('[users.push]\naction = "approve"\ndelay_ms = 200\n\n')
+        out.append('[users.push]\naction = "approve"\ndelay_ms = %d\n\n'
+                   % SLOW_PHONE.get(user, 200))
     return "".join(out)
 
 
@@ -574,4 +577,58 @@ def test_redis_killed_logins_go_on_then_the_store_is_used_again(cluster, udp):
     # And a State is single-use across instances again.
     state_replay_refused(cluster, udp, "rita")
     assert cluster.redis.keys("vip-bridge:state:*"), cluster.redis.keys()
+    assert_alive(cluster)
+
+
+# ---------------------------------------------------------------------------------------------
+# 6. The response cache is shared (RFC 5080 across instances)
+
+
+def test_a_retransmit_reaching_the_other_instance_gets_the_same_reply(cluster, udp):
+    s = udp(NAS_SOURCE)
+    code = fresh_code(cluster.sim, "rex")
+    before = cluster.sim.calls("authenticateUser")
+    _, raw = access_request(SECRET.encode(), "rex", code)
+    first = s.exchange(raw, cluster.a.addr(), timeout=10)
+    assert code_name(first) == "Access-Accept", reply_messages(first or b"")
+    # The NAS did not get A's reply and sends the very same packet to B: A's reply, byte for
+    # byte, and no second VIP call (the code would now be refused as used).
+    again = s.exchange(raw, cluster.b.addr(), timeout=10)
+    assert again == first
+    assert cluster.sim.calls("authenticateUser") == before + 1
+    assert_alive(cluster)
+
+
+# ---------------------------------------------------------------------------------------------
+# 7. A NAS failing over while a push is pending: one push, the login completes on the other
+
+
+def test_a_nas_failing_over_mid_push_gets_one_push_from_the_surviving_instance(cluster, udp):
+    # A third instance of the same cluster, to be SIGKILLed (A and B serve the other tests).
+    d = os.path.join(cluster.dir, "doomed")
+    os.makedirs(d, exist_ok=True)
+    doomed = harness.Bridge(d, bridge_toml(cluster.sim, cluster.certs, cluster.key_file,
+                                           cluster.redis.url))
+    try:
+        wait_log(doomed, "connected to the shared store (Redis)")
+        before = cluster.sim.calls("authenticateUserWithPush")
+        s = udp(NAS_SOURCE)
+        # Like a VPN appliance: one login session (NAS-Port, Calling-Station-Id), a blocking
+        # push; the server dies before the phone answers; the appliance re-sends the pending
+        # request to the next server of its list.
+        _, raw = access_request(SECRET.encode(), "fay", "push", NAS_Port=7,
+                                Calling_Station_Id="203.0.113.70")
+        s.send(raw, doomed.addr())
+        deadline = time.time() + 5
+        while cluster.sim.calls("authenticateUserWithPush") == before:
+            assert time.time() < deadline, "the push was never sent"
+            time.sleep(0.05)
+        time.sleep(0.3)
+        doomed.proc.kill()
+        reply = s.exchange(raw, cluster.b.addr(), timeout=20)
+        assert code_name(reply) == "Access-Accept", reply_messages(reply or b"")
+        assert cluster.sim.calls("authenticateUserWithPush") == before + 1, "a second push"
+        assert "joining the push another instance sent" in cluster.b.log()
+    finally:
+        doomed.stop()
     assert_alive(cluster)

@@ -65,6 +65,9 @@ struct Shared {
     drop_warnings: OncePerSecondPerKey,
     /// Accounting counters and active sessions (RFC 2866).
     accounting: Arc<Accounting>,
+    /// With `[cluster]`: the response cache shared with the other instances, and how long a
+    /// reply stays in it (`response_cache_ttl`).
+    shared_replies: Option<(Arc<vip_core::store::SharedStore>, Duration)>,
 }
 
 impl Shared {
@@ -158,7 +161,7 @@ impl RadiusServer {
                 settings.response_cache_ttl,
                 IN_PROGRESS_TTL,
             ),
-            auth,
+            auth: auth.clone(),
             stats,
             general: Arc::new(Semaphore::new(general_permits as usize)),
             reserved: Arc::new(Semaphore::new(reserved_permits as usize)),
@@ -170,6 +173,9 @@ impl RadiusServer {
             general_permits,
             reserved_permits,
             accounting,
+            shared_replies: auth
+                .shared_store()
+                .map(|s| (s, settings.response_cache_ttl)),
         });
         Ok(RadiusServer {
             sockets,
@@ -759,6 +765,28 @@ async fn process(
     packet: Vec<u8>,
 ) {
     let stats = guard.shared.stats.clone();
+    // A retransmit another instance answered (the NAS failed over after the reply was lost):
+    // the same reply, not a second decision (a code is good once).
+    let shared_id = guard
+        .shared
+        .shared_replies
+        .as_ref()
+        .map(|(store, ttl)| (store.clone(), *ttl, reply_id(&client, &info)));
+    if let Some((store, _, id)) = &shared_id {
+        if let Some(reply) = store.reply(id).await {
+            Stats::inc(&stats.duplicates_answered_from_cache);
+            debug!(%peer, client = %client.name, id = info.identifier,
+                "retransmit answered by another instance: its reply resent");
+            let reply = Bytes::from(reply);
+            guard
+                .shared
+                .dedup
+                .finish(guard.key, &guard.authenticator, reply.clone());
+            guard.answered = true;
+            send_now(&stats, &sock, &reply, peer);
+            return;
+        }
+    }
     let outcome = match decode(&client, &info, &packet) {
         Err(DecodeError::Malformed) => {
             Stats::inc(&stats.dropped_malformed);
@@ -874,6 +902,20 @@ async fn process(
         Stats::inc(&stats.send_errors);
         warn!(%peer, error = %e, "reply not sent");
     }
+    if let Some((store, ttl, id)) = shared_id {
+        store.remember_reply(&id, &reply, ttl).await;
+    }
+}
+
+/// What names a request across instances: the client, the Identifier and the Request
+/// Authenticator (16 random octets per request, RFC 2865 §3).
+fn reply_id(client: &Client, info: &RawInfo) -> Vec<u8> {
+    let mut id = Vec::with_capacity(client.name.len() + 18);
+    id.extend_from_slice(client.name.as_bytes());
+    id.push(0);
+    id.push(info.identifier);
+    id.extend_from_slice(&info.authenticator);
+    id
 }
 
 /// Why the intended reply could not be sent as it is.

@@ -73,6 +73,12 @@ pub trait Authenticate: Send + Sync + 'static {
         let _ = req;
         Box::pin(async { None })
     }
+
+    /// What several instances share (`[cluster]`), for the front doors' own shared state
+    /// (the RADIUS response cache).
+    fn shared_store(&self) -> Option<Arc<SharedStore>> {
+        None
+    }
 }
 
 /// Errors building the engine.
@@ -1512,6 +1518,10 @@ impl Authenticate for Engine {
         req: AuthRequest,
     ) -> Pin<Box<dyn Future<Output = Option<Outcome>> + Send + '_>> {
         Box::pin(self.run_round(req, true))
+    }
+
+    fn shared_store(&self) -> Option<Arc<SharedStore>> {
+        self.store.get().cloned()
     }
 }
 

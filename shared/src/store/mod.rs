@@ -277,6 +277,41 @@ impl SharedStore {
         let _ = self.settle("push_unclaim", started, r, true);
     }
 
+    /// The reply another instance sent to this very request (the RFC 5080 response cache,
+    /// shared): `request` names it (client, Identifier, Request Authenticator). Without an
+    /// answer, `None` (the request is processed here).
+    pub async fn reply(&self, request: &[u8]) -> Option<Vec<u8>> {
+        let started = Instant::now();
+        match self
+            .redis
+            .reply_get(&hashed_bytes(request), self.timeout)
+            .await
+        {
+            Ok(v) => {
+                if let Some(m) = self.metrics.get() {
+                    m.store_call("reply", "ok", started.elapsed());
+                }
+                v
+            }
+            Err(e) => {
+                let _ = self.settle("reply", started, Err(e), true);
+                None
+            }
+        }
+    }
+
+    /// Keeps the reply to `request` for `ttl`, for a retransmit that reaches another instance.
+    /// Best effort.
+    pub async fn remember_reply(&self, request: &[u8], reply: &[u8], ttl: Duration) {
+        let started = Instant::now();
+        let r = self
+            .redis
+            .reply_set(&hashed_bytes(request), reply, ttl, self.timeout)
+            .await
+            .map(|()| true);
+        let _ = self.settle("remember_reply", started, r, true);
+    }
+
     /// The server's role (`master`, `slave`) and how long the round trip took.
     pub async fn ping(&self) -> Result<(String, Duration), StoreError> {
         let started = Instant::now();
@@ -336,8 +371,12 @@ const PUSH_SLACK: Duration = Duration::from_secs(5);
 
 /// Session keys hold user names: Redis sees only their digest.
 fn hashed(session: &str) -> String {
+    hashed_bytes(session.as_bytes())
+}
+
+fn hashed_bytes(b: &[u8]) -> String {
     use sha2::{Digest, Sha256};
-    hex::encode(&Sha256::digest(session.as_bytes())[..16])
+    hex::encode(&Sha256::digest(b)[..16])
 }
 
 /// `t <deadline unix ms> <transaction id>`.

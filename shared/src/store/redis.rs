@@ -358,6 +358,42 @@ impl RedisStore {
         .await
     }
 
+    /// A RADIUS reply another instance sent for the request `id`, if any.
+    pub async fn reply_get(
+        &self,
+        id: &str,
+        timeout: Duration,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let key = self.key("reply", id);
+        self.call(timeout, |mut c| async move {
+            redis::cmd("GET").arg(&key).query_async(&mut c).await
+        })
+        .await
+    }
+
+    /// Keeps the RADIUS reply to the request `id` for `ttl`.
+    pub async fn reply_set(
+        &self,
+        id: &str,
+        reply: &[u8],
+        ttl: Duration,
+        timeout: Duration,
+    ) -> Result<(), StoreError> {
+        let key = self.key("reply", id);
+        let reply = reply.to_vec();
+        let ms = (ttl.as_millis() as u64).max(1);
+        self.call(timeout, |mut c| async move {
+            redis::cmd("SET")
+                .arg(&key)
+                .arg(reply)
+                .arg("PX")
+                .arg(ms)
+                .query_async::<()>(&mut c)
+                .await
+        })
+        .await
+    }
+
     /// `ROLE`'s first element: `master`, `slave` or `sentinel`.
     pub async fn role(&self, timeout: Duration) -> Result<String, StoreError> {
         self.call(timeout, |mut c| async move {
