@@ -689,9 +689,12 @@ async fn a_burst_of_logins_on_a_cold_client_then_reuses_its_connections() {
         assert!(counters.tls_handshakes <= 64, "{counters:?}");
         opened.push(counters.tls_handshakes);
     }
+    // The second burst reuses what the first opened: fewer handshakes than calls. (How many
+    // the first burst needs depends on the machine's speed: on a busy one, a few connections
+    // serve all 64 one after the other, and the second burst may open some more.)
     assert!(
-        opened[1] - opened[0] < opened[0],
-        "the second burst opened as many connections as the first: {opened:?}"
+        opened[1] - opened[0] < 64,
+        "the second burst opened a connection per call: {opened:?}"
     );
     let first = env.sim.counters().tls_handshakes;
     for _ in 0..64 {
