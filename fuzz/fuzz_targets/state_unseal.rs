@@ -3,8 +3,8 @@
 //! engine's), including single use.
 //!
 //! Random tokens never get past the AEAD, so the target also seals plaintexts itself with
-//! the same key and token layout (version 1 || nonce || XChaCha20-Poly1305(plain, aad =
-//! version)) to reach the plaintext decoder behind it. Input: one selector byte (mod 4), then:
+//! the same key and the key-id-less token layout the sealer still opens (version 1 || nonce ||
+//! XChaCha20-Poly1305(plain, aad = version)) to reach the plaintext decoder behind it. Input: one selector byte (mod 4), then:
 //!
 //! - 0: a token, as received;
 //! - 1: a plaintext, sealed as is (any expiry, any owner tags);

@@ -31,7 +31,12 @@ use zeroize::Zeroizing;
 
 use crate::secret::Secret;
 
+/// Tokens without a key id (opened with every key; no longer issued).
 const VERSION: u8 = 1;
+/// Tokens naming their key: `2 || key id || nonce || AEAD(plain, aad = 2 || key id)`.
+const VERSION_KID: u8 = 2;
+/// At most this many keys in a key file (the current one and those being retired).
+const MAX_KEYS: usize = 8;
 const NONCE_LEN: usize = 24;
 const TAG_LEN: usize = 16;
 /// RADIUS State is one attribute: 253 bytes of value.
@@ -169,7 +174,7 @@ pub enum KeyError {
         path: String,
         source: std::io::Error,
     },
-    #[error("engine.state_key_file = {path}: the State key must be 64 hexadecimal characters (32 bytes); create one with `openssl rand -hex 32 > {path}`")]
+    #[error("engine.state_key_file = {path}: one State key per line, 64 hexadecimal characters (32 bytes) each, at most 8 (the first seals, all open: key rotation); create one with `openssl rand -hex 32 > {path}`")]
     Format { path: String },
 }
 
@@ -190,9 +195,18 @@ impl moka::Expiry<[u8; NONCE_LEN], Duration> for UntilTokenExpires {
     }
 }
 
+/// One State key: its id (the first octet of its SHA-256, so a token names its key without
+/// saying anything about it) and its cipher.
+struct SealKey {
+    id: u8,
+    cipher: XChaCha20Poly1305,
+}
+
 /// Seals and opens State tokens; remembers used ones.
 pub struct StateSealer {
-    cipher: XChaCha20Poly1305,
+    /// The first seals; every one opens (key rotation: old States keep working until they
+    /// expire).
+    keys: Vec<SealKey>,
     /// Spent nonces, each kept until its token would have expired anyway (plus a little),
     /// so memory follows the live States, not the longest State any login could have.
     used: moka::sync::Cache<[u8; NONCE_LEN], Duration>,
@@ -202,10 +216,11 @@ impl StateSealer {
     /// A sealer with a fresh random key (single instance; States do not survive a restart).
     pub fn random(max_ttl: Duration) -> Self {
         let key = XChaCha20Poly1305::generate_key(&mut OsRng);
-        Self::with_key(&key, max_ttl)
+        Self::with_keys(&[key], max_ttl)
     }
 
-    /// A sealer with the key in `path` (64 hex characters, surrounding whitespace ignored).
+    /// A sealer with the keys in `path`: one per line, 64 hex characters each (surrounding
+    /// white space, empty lines and `#` comments ignored); the first seals, all open.
     pub fn from_key_file(path: &Path, max_ttl: Duration) -> Result<Self, KeyError> {
         let shown = path.display().to_string();
         // 64 hex characters and some white space: anything much longer is not a key file.
@@ -216,15 +231,36 @@ impl StateSealer {
         let text = std::str::from_utf8(&bytes).map_err(|_| KeyError::Format {
             path: shown.clone(),
         })?;
-        let mut raw = Zeroizing::new([0u8; 32]);
-        hex::decode_to_slice(text.trim(), raw.as_mut_slice())
-            .map_err(|_| KeyError::Format { path: shown })?;
-        Ok(Self::with_key(Key::from_slice(raw.as_slice()), max_ttl))
+        let mut keys = Vec::new();
+        for line in text.lines().map(str::trim) {
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let mut raw = Zeroizing::new([0u8; 32]);
+            hex::decode_to_slice(line, raw.as_mut_slice()).map_err(|_| KeyError::Format {
+                path: shown.clone(),
+            })?;
+            keys.push(*Key::from_slice(raw.as_slice()));
+        }
+        if keys.is_empty() || keys.len() > MAX_KEYS {
+            return Err(KeyError::Format { path: shown });
+        }
+        let sealer = Self::with_keys(&keys, max_ttl);
+        for k in keys.iter_mut() {
+            zeroize::Zeroize::zeroize(k.as_mut_slice());
+        }
+        Ok(sealer)
     }
 
-    fn with_key(key: &Key, max_ttl: Duration) -> Self {
+    fn with_keys(keys: &[Key], max_ttl: Duration) -> Self {
         StateSealer {
-            cipher: XChaCha20Poly1305::new(key),
+            keys: keys
+                .iter()
+                .map(|k| SealKey {
+                    id: Sha256::digest(k.as_slice())[0],
+                    cipher: XChaCha20Poly1305::new(k),
+                })
+                .collect(),
             used: moka::sync::Cache::builder()
                 .expire_after(UntilTokenExpires)
                 // Backstop only: no token lives longer than `max_ttl`.
@@ -314,18 +350,20 @@ impl StateSealer {
             plain.extend_from_slice(handle);
         }
         let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
-        let sealed = self
+        let key = self.keys.first().ok_or(StateError::TooLong)?;
+        let header = [VERSION_KID, key.id];
+        let sealed = key
             .cipher
             .encrypt(
                 &nonce,
                 Payload {
                     msg: &plain,
-                    aad: &[VERSION],
+                    aad: &header,
                 },
             )
             .map_err(|_| StateError::TooLong)?;
-        let mut token = Vec::with_capacity(1 + NONCE_LEN + sealed.len());
-        token.push(VERSION);
+        let mut token = Vec::with_capacity(2 + NONCE_LEN + sealed.len());
+        token.extend_from_slice(&header);
         token.extend_from_slice(&nonce);
         token.extend_from_slice(&sealed);
         // Printable (base64url, no padding): some NASes keep State as a C string (radcli in
@@ -392,7 +430,7 @@ impl StateSealer {
         // Tokens are base64url text; binary ones (issued before, up to `state_ttl` ago)
         // start with the version octet, which is not a base64url character.
         let binary;
-        let token = if token.first() == Some(&VERSION) {
+        let token = if matches!(token.first(), Some(&VERSION) | Some(&VERSION_KID)) {
             token
         } else {
             binary = Zeroizing::new(
@@ -402,25 +440,35 @@ impl StateSealer {
             );
             &binary[..]
         };
-        if token.len() < 1 + NONCE_LEN + TAG_LEN {
-            return Err(StateError::Forged);
-        }
-        if token[0] != VERSION {
+        // The header is the AAD: the version, and the key id when there is one.
+        let (header, kid) = match token {
+            [VERSION, ..] => (&token[..1], None),
+            [VERSION_KID, id, ..] => (&token[..2], Some(*id)),
+            _ => return Err(StateError::Forged),
+        };
+        let rest = &token[header.len()..];
+        if rest.len() < NONCE_LEN + TAG_LEN {
             return Err(StateError::Forged);
         }
         let mut nonce = [0u8; NONCE_LEN];
-        nonce.copy_from_slice(&token[1..1 + NONCE_LEN]);
-        let plain = Zeroizing::new(
-            self.cipher
-                .decrypt(
-                    XNonce::from_slice(&nonce),
-                    Payload {
-                        msg: &token[1 + NONCE_LEN..],
-                        aad: &[VERSION],
-                    },
-                )
-                .map_err(|_| StateError::Forged)?,
-        );
+        nonce.copy_from_slice(&rest[..NONCE_LEN]);
+        let plain = self
+            .keys
+            .iter()
+            .filter(|k| kid.is_none_or(|id| id == k.id))
+            .find_map(|k| {
+                k.cipher
+                    .decrypt(
+                        XNonce::from_slice(&nonce),
+                        Payload {
+                            msg: &rest[NONCE_LEN..],
+                            aad: header,
+                        },
+                    )
+                    .ok()
+            })
+            .map(Zeroizing::new)
+            .ok_or(StateError::Forged)?;
         let decoded = decode(&plain).ok_or(StateError::Forged)?;
         if decoded.state.expires <= SystemTime::now() {
             return Err(StateError::Expired);
@@ -743,6 +791,66 @@ mod tests {
     }
 
     #[test]
+    fn a_rotated_key_file_opens_the_old_keys_states_until_they_expire() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, text: &str| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, text).unwrap();
+            StateSealer::from_key_file(&p, TTL).unwrap()
+        };
+        let (old, new) = ("ab".repeat(32), "cd".repeat(32));
+        let before = write("old.key", &format!("{old}\n"));
+        // Step 1 of a rotation: the new key on the second line everywhere (opens, not seals).
+        let during = write(
+            "both.key",
+            &format!("# rotated 2026-11-30\n{new}\n\n{old}\n"),
+        );
+        let after = write("new.key", &format!("{new}\n"));
+        let from_old = before.seal("alice", "c", &Step::Menu, TTL).unwrap();
+        let from_new = during.seal("alice", "c", &Step::Menu, TTL).unwrap();
+        assert_eq!(
+            during.open(&from_old, "alice", "c").unwrap().step,
+            Step::Menu
+        );
+        assert_eq!(
+            after.open(&from_new, "alice", "c").unwrap().step,
+            Step::Menu
+        );
+        // A key that is gone opens nothing it sealed.
+        let again = before.seal("alice", "c", &Step::Menu, TTL).unwrap();
+        assert_eq!(after.open(&again, "alice", "c"), Err(StateError::Forged));
+        // Tokens without a key id (version 1) still open with any of the keys.
+        let key = &during.keys[1];
+        let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
+        let mut plain = Vec::new();
+        plain.extend_from_slice(&unix_ms(SystemTime::now() + TTL).to_be_bytes());
+        plain.extend_from_slice(&user_tag("alice"));
+        plain.extend_from_slice(&client_tag("c"));
+        plain.push(0);
+        let sealed = key
+            .cipher
+            .encrypt(
+                &nonce,
+                Payload {
+                    msg: &plain,
+                    aad: &[VERSION],
+                },
+            )
+            .unwrap();
+        let mut v1 = vec![VERSION];
+        v1.extend_from_slice(&nonce);
+        v1.extend_from_slice(&sealed);
+        let v1 = URL_SAFE_NO_PAD.encode(&v1).into_bytes();
+        assert_eq!(during.open(&v1, "alice", "c").unwrap().step, Step::Menu);
+        // At most 8 keys; at least one.
+        let nine = format!("{old}\n").repeat(9);
+        std::fs::write(dir.path().join("nine.key"), nine).unwrap();
+        assert!(StateSealer::from_key_file(&dir.path().join("nine.key"), TTL).is_err());
+        std::fs::write(dir.path().join("none.key"), "# nothing\n").unwrap();
+        assert!(StateSealer::from_key_file(&dir.path().join("none.key"), TTL).is_err());
+    }
+
+    #[test]
     fn bad_key_file_says_how_to_make_one() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.key");
@@ -826,7 +934,7 @@ mod tests {
             .unwrap();
         // The binary form is what seal() returned before States were printable.
         let binary = URL_SAFE_NO_PAD.decode(&text).unwrap();
-        assert_eq!(binary[0], VERSION);
+        assert_eq!(binary[0], VERSION_KID);
         assert!(sealer.is_live(&binary));
         assert!(sealer.open(&binary, "alice", "radius:vpn").is_ok());
         // One token, two spellings: still single use.
