@@ -422,6 +422,11 @@ fn configuration_mistakes_name_the_key() {
     );
     assert!(check(&|c| c.redis.ca_file = Some("ca.pem".into())).contains("rediss://"));
     assert!(check(&|c| c.redis.timeout = Duration::from_secs(60)).contains("cluster.redis.timeout"));
+    assert!(check(&|c| {
+        c.redis.redis_cluster = true;
+        c.redis.sentinel_master = Some("m".into());
+    })
+    .contains("exclude each other"));
     // store = "memory" checks nothing of [cluster.redis].
     let memory = ClusterConfig::default();
     assert!(SharedStore::check(&memory, dir.path()).is_ok());
@@ -460,4 +465,82 @@ async fn a_nas_failing_over_mid_push_joins_the_push_on_the_other_instance() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     expect_accept(&auth_with(&a, request("dave", Some("push"), None, &p)).await);
     assert_eq!(env.calls("authenticateUserWithPush"), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_cluster_routes_each_key_to_its_node() {
+    if !have_redis() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let _nodes: Vec<Redis> = ports
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let conf = dir.path().join(format!("nodes-{i}.conf"));
+            Redis::start(
+                dir.path(),
+                &format!("n{i}"),
+                *p,
+                &[
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    &conf.display().to_string(),
+                ],
+            )
+        })
+        .collect();
+    let mut create = Command::new("redis-cli");
+    create.args(["--cluster", "create"]);
+    for p in &ports {
+        create.arg(format!("127.0.0.1:{p}"));
+    }
+    let out = create
+        .args(["--cluster-replicas", "0", "--cluster-yes"])
+        .output()
+        .expect("redis-cli (Debian package redis-tools)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let mut cfg = cluster(
+        vec![format!("redis://127.0.0.1:{}", ports[0])],
+        WhenUnavailable::Reject,
+    );
+    cfg.redis.redis_cluster = true;
+    let store = SharedStore::start(&cfg, dir.path()).unwrap().unwrap();
+    // The cluster takes a moment to agree on its slots.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok((role, _)) = store.ping().await {
+            if role == "cluster (state ok)" {
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "the cluster never became ok");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Keys on every node: each nonce spent once, each user's bucket its own.
+    for i in 0..30u8 {
+        let nonce = [i; 24];
+        assert_eq!(
+            store.spend_nonce(&nonce, Duration::from_secs(5)).await,
+            Ok(true)
+        );
+        assert_eq!(
+            store.spend_nonce(&nonce, Duration::from_secs(5)).await,
+            Ok(false)
+        );
+    }
+    let q = RateLimit {
+        count: 1,
+        per: Duration::from_secs(60),
+    };
+    for user in ["ann", "ben", "cid", "dot", "eve"] {
+        assert_eq!(store.allow("codes_per_user", user, q).await, Ok(true));
+        assert_eq!(store.allow("codes_per_user", user, q).await, Ok(false));
+    }
 }

@@ -65,6 +65,9 @@ pub struct RedisConfig {
     pub urls: Vec<String>,
     /// The master's name as the Sentinels know it (`sentinel monitor NAME ...`).
     pub sentinel_master: Option<String>,
+    /// `urls` are nodes of a Redis Cluster (any of them; the others are discovered). Every
+    /// key is used alone, so each operation stays one atomic command on one node.
+    pub redis_cluster: bool,
     /// A file holding the Redis password (`requirepass`/ACL), first line.
     pub password_file: Option<PathBuf>,
     /// `rediss://`: the CA that signed the server's certificate (else the system's roots).
@@ -84,6 +87,7 @@ impl Default for RedisConfig {
         RedisConfig {
             urls: Vec::new(),
             sentinel_master: None,
+            redis_cluster: false,
             password_file: None,
             ca_file: None,
             cert_file: None,

@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use redis::aio::MultiplexedConnection;
+use redis::aio::{ConnectionLike, MultiplexedConnection};
+use redis::cluster::ClusterClientBuilder;
+use redis::cluster_async::ClusterConnection;
 use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
 use redis::{Client, ConnectionInfo, IntoConnectionInfo, RedisConnectionInfo};
 use tokio::sync::Notify;
@@ -59,11 +61,50 @@ return 0
 pub(super) enum Target {
     Server(Client),
     Sentinel(SentinelClient),
+    Cluster(redis::cluster::ClusterClient),
+}
+
+/// A connection to the master, or to a Redis Cluster (which routes each key to its node).
+#[derive(Clone)]
+enum Conn {
+    Server(MultiplexedConnection),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(
+        &'a mut self,
+        cmd: &'a redis::Cmd,
+    ) -> redis::RedisFuture<'a, redis::Value> {
+        match self {
+            Conn::Server(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
+        match self {
+            Conn::Server(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Server(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
 }
 
 /// The Redis side of the shared store.
 pub struct RedisStore {
-    conn: Mutex<Option<MultiplexedConnection>>,
+    conn: Mutex<Option<Conn>>,
     /// Woken when a call found the connection broken (and when the store is dropped).
     broken: Arc<Notify>,
     prefix: String,
@@ -157,6 +198,43 @@ impl RedisStore {
                 }
             }
         };
+        if cfg.redis_cluster {
+            if cfg.sentinel_master.is_some() {
+                return Err("cluster.redis: redis_cluster and sentinel_master exclude each other (a Redis Cluster fails over by itself)".into());
+            }
+            let tls = cfg.urls.iter().any(|u| u.starts_with("rediss://"));
+            if !tls && tls_files.iter().any(|f| f.is_some()) {
+                return Err(
+                    "cluster.redis: ca_file / cert_file / key_file need rediss:// URLs".into(),
+                );
+            }
+            let mut builder = ClusterClientBuilder::new(infos);
+            if let Some(pw) = &password {
+                builder = builder.password(pw);
+            }
+            if tls && tls_files.iter().any(|f| f.is_some()) {
+                let client_tls = match (
+                    read("cert_file", &cfg.cert_file)?,
+                    read("key_file", &cfg.key_file)?,
+                ) {
+                    (Some(client_cert), Some(client_key)) => Some(redis::ClientTlsConfig {
+                        client_cert,
+                        client_key,
+                    }),
+                    _ => None,
+                };
+                builder = builder.certs(redis::TlsCertificates {
+                    client_tls,
+                    root_cert: read("ca_file", &cfg.ca_file)?,
+                });
+            }
+            return builder
+                .connection_timeout(cfg.timeout.max(Duration::from_secs(1)))
+                .response_timeout(cfg.timeout.max(Duration::from_millis(100)))
+                .build()
+                .map(Target::Cluster)
+                .map_err(|e| format!("cluster.redis: the cluster's nodes: {e}"));
+        }
         match &cfg.sentinel_master {
             Some(master) => {
                 if tls_files.iter().any(|f| f.is_some()) {
@@ -218,7 +296,7 @@ impl RedisStore {
     }
 
     /// The connection, if there is one (cloned: the lock is never held across an await).
-    fn connection(&self) -> Result<MultiplexedConnection, StoreError> {
+    fn connection(&self) -> Result<Conn, StoreError> {
         self.conn
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -230,7 +308,7 @@ impl RedisStore {
     /// connection and wakes the connector.
     async fn call<T, F, Fut>(&self, timeout: Duration, call: F) -> Result<T, StoreError>
     where
-        F: FnOnce(MultiplexedConnection) -> Fut,
+        F: FnOnce(Conn) -> Fut,
         Fut: std::future::Future<Output = redis::RedisResult<T>>,
     {
         let conn = self.connection()?;
@@ -394,9 +472,23 @@ impl RedisStore {
         .await
     }
 
-    /// `ROLE`'s first element: `master`, `slave` or `sentinel`.
+    /// `ROLE`'s first element: `master`, `slave` or `sentinel`; for a Redis Cluster,
+    /// `cluster` and its state (`CLUSTER INFO`).
     pub async fn role(&self, timeout: Duration) -> Result<String, StoreError> {
         self.call(timeout, |mut c| async move {
+            if let Conn::Cluster(_) = &c {
+                let info: String = redis::cmd("CLUSTER")
+                    .arg("INFO")
+                    .query_async(&mut c)
+                    .await?;
+                let state = info
+                    .lines()
+                    .find_map(|l| l.strip_prefix("cluster_state:"))
+                    .unwrap_or("unknown")
+                    .trim()
+                    .to_owned();
+                return Ok(format!("cluster (state {state})"));
+            }
             let role: redis::Value = redis::cmd("ROLE").query_async(&mut c).await?;
             Ok(match role {
                 redis::Value::Array(items) => match items.into_iter().next() {
@@ -459,11 +551,15 @@ async fn connector(store: std::sync::Weak<RedisStore>, mut target: Target, timeo
     }
 }
 
-/// One connection to the master, and its address for the log.
-async fn connect(target: &mut Target) -> redis::RedisResult<(MultiplexedConnection, String)> {
+/// One connection to the master (or the cluster), and its address for the log.
+async fn connect(target: &mut Target) -> redis::RedisResult<(Conn, String)> {
     let client = match target {
         Target::Server(c) => c.clone(),
         Target::Sentinel(s) => s.async_get_client().await?,
+        Target::Cluster(c) => {
+            let conn = c.get_async_connection().await?;
+            return Ok((Conn::Cluster(conn), "a Redis Cluster".to_owned()));
+        }
     };
     let addr = client.get_connection_info().addr().to_string();
     let mut conn = client.get_multiplexed_async_connection().await?;
@@ -480,5 +576,5 @@ async fn connect(target: &mut Target) -> redis::RedisResult<(MultiplexedConnecti
             }
         }
     }
-    Ok((conn, addr))
+    Ok((Conn::Server(conn), addr))
 }
