@@ -18,7 +18,8 @@ engine.throttle.push_per_user and codes_per_user to 3 per 10m.
 Users (one per case, so one-time codes and limits never collide): stan (a State used on B,
 replayed on A), pia (push bombing), gus (code guessing), dora / dirk (logins while Redis is
 down), rita (a State replay after Redis is back), rex (a retransmit answered by the other
-instance), fay (a NAS failing over while her push is pending; her phone answers after 3 s).
+instance), fay (a NAS failing over while her push is pending; her phone answers after 3 s),
+alf (a challenge dialogue whose rounds alternate between the instances).
 """
 
 import base64
@@ -41,7 +42,7 @@ CI = os.environ.get("CI") == "true"
 SECRET = "cluster-nas-secret-0123456789"
 NAS_SOURCE = "127.0.0.1"   # client "nas", the default policy
 MENU_SOURCE = "127.0.0.2"  # client "menu", mode = "challenge"
-SIM_USERS = ("stan", "pia", "gus", "dora", "dirk", "rita", "rex", "fay")
+SIM_USERS = ("stan", "pia", "gus", "dora", "dirk", "rita", "rex", "fay", "alf")
 SLOW_PHONE = {"fay": 3000}  # push approved this many ms after it arrives
 SIM_POLICY = "number_challenge = false\nlockout_after = 50\n"
 LIMIT = 3  # push_per_user and codes_per_user: 3 per 10m
@@ -74,7 +75,7 @@ TOTP = {u: _totp_secret(u) for u in SIM_USERS}
 def sim_users():
     out = []
     for i, user in enumerate(SIM_USERS):
-        out.append('[[users]]\nid = "%s"\n' % user)
+        out.append('[[users]]\nid = "%s"\nsms_phones = ["1555000%04d"]\n' % (user, i))
         out.append('[[users.credentials]]\nid = "VSMT8%07d"\ntotp_secret = "%s"\npush = true\n'
                    % (i + 1, TOTP[user]))
         out.append('[users.push]\naction = "approve"\ndelay_ms = %d\n\n'
@@ -631,4 +632,30 @@ def test_a_nas_failing_over_mid_push_gets_one_push_from_the_surviving_instance(c
         assert "joining the push another instance sent" in cluster.b.log()
     finally:
         doomed.stop()
+    assert_alive(cluster)
+
+
+# ---------------------------------------------------------------------------------------------
+# 8. A challenge dialogue whose rounds alternate between instances
+
+
+def test_a_dialogue_alternating_between_instances_completes(cluster, udp):
+    s = udp(MENU_SOURCE)
+    # Round 1 on A: the menu.
+    state = open_menu(s, cluster.a, "alf")
+    # Round 2 on B: "sms" sends a code; a new State.
+    reply = ask(s, cluster.b, "alf", "sms", state=state)
+    assert code_name(reply) == "Access-Challenge", reply_messages(reply)
+    assert "text message" in reply_messages(reply), reply_messages(reply)
+    state2 = reply_state(reply)
+    assert state2 and state2 != state
+    # Round 3 on A: the code sent.
+    code = cluster.sim.sent_code("alf")
+    reply = ask(s, cluster.a, "alf", code, state=state2)
+    assert code_name(reply) == "Access-Accept", reply_messages(reply)
+    # Every State of the dialogue is spent, on either instance.
+    for st, bridge in ((state, cluster.a), (state2, cluster.b)):
+        again = ask(s, bridge, "alf", code, state=st)
+        assert code_name(again) == "Access-Reject", reply_messages(again)
+        assert MSG_BAD_STATE in reply_messages(again), reply_messages(again)
     assert_alive(cluster)
