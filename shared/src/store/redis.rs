@@ -198,6 +198,26 @@ impl RedisStore {
                 }
             }
         };
+        // The CA and client certificate of rediss:// (files read now).
+        let certificates = || -> Result<redis::TlsCertificates, String> {
+            if cfg.cert_file.is_some() != cfg.key_file.is_some() {
+                return Err("cluster.redis: cert_file and key_file go together".into());
+            }
+            let client_tls = match (
+                read("cert_file", &cfg.cert_file)?,
+                read("key_file", &cfg.key_file)?,
+            ) {
+                (Some(client_cert), Some(client_key)) => Some(redis::ClientTlsConfig {
+                    client_cert,
+                    client_key,
+                }),
+                _ => None,
+            };
+            Ok(redis::TlsCertificates {
+                client_tls,
+                root_cert: read("ca_file", &cfg.ca_file)?,
+            })
+        };
         if cfg.redis_cluster {
             if cfg.sentinel_master.is_some() {
                 return Err("cluster.redis: redis_cluster and sentinel_master exclude each other (a Redis Cluster fails over by itself)".into());
@@ -213,20 +233,7 @@ impl RedisStore {
                 builder = builder.password(pw);
             }
             if tls && tls_files.iter().any(|f| f.is_some()) {
-                let client_tls = match (
-                    read("cert_file", &cfg.cert_file)?,
-                    read("key_file", &cfg.key_file)?,
-                ) {
-                    (Some(client_cert), Some(client_key)) => Some(redis::ClientTlsConfig {
-                        client_cert,
-                        client_key,
-                    }),
-                    _ => None,
-                };
-                builder = builder.certs(redis::TlsCertificates {
-                    client_tls,
-                    root_cert: read("ca_file", &cfg.ca_file)?,
-                });
+                builder = builder.certs(certificates()?);
             }
             return builder
                 .connection_timeout(cfg.timeout.max(Duration::from_secs(1)))
@@ -262,25 +269,8 @@ impl RedisStore {
                         "cluster.redis: ca_file / cert_file / key_file need a rediss:// URL".into(),
                     );
                 }
-                if cfg.cert_file.is_some() != cfg.key_file.is_some() {
-                    return Err("cluster.redis: cert_file and key_file go together".into());
-                }
                 let client = if tls && tls_files.iter().any(|f| f.is_some()) {
-                    let client_tls = match (
-                        read("cert_file", &cfg.cert_file)?,
-                        read("key_file", &cfg.key_file)?,
-                    ) {
-                        (Some(client_cert), Some(client_key)) => Some(redis::ClientTlsConfig {
-                            client_cert,
-                            client_key,
-                        }),
-                        _ => None,
-                    };
-                    let certs = redis::TlsCertificates {
-                        client_tls,
-                        root_cert: read("ca_file", &cfg.ca_file)?,
-                    };
-                    Client::build_with_tls(info, certs)
+                    Client::build_with_tls(info, certificates()?)
                 } else {
                     Client::open(info)
                 };
@@ -393,18 +383,12 @@ impl RedisStore {
         ttl: Duration,
         timeout: Duration,
     ) -> Result<(), StoreError> {
-        let key = self.key("push", session);
-        let value = value.to_owned();
-        let ms = (ttl.as_millis() as u64).max(1);
-        self.call(timeout, |mut c| async move {
-            redis::cmd("SET")
-                .arg(&key)
-                .arg(&value)
-                .arg("PX")
-                .arg(ms)
-                .query_async::<()>(&mut c)
-                .await
-        })
+        self.set_px(
+            self.key("push", session),
+            value.as_bytes().to_vec(),
+            ttl,
+            timeout,
+        )
         .await
     }
 
@@ -414,11 +398,7 @@ impl RedisStore {
         session: &str,
         timeout: Duration,
     ) -> Result<Option<String>, StoreError> {
-        let key = self.key("push", session);
-        self.call(timeout, |mut c| async move {
-            redis::cmd("GET").arg(&key).query_async(&mut c).await
-        })
-        .await
+        self.get(self.key("push", session), timeout).await
     }
 
     /// Deletes `session`'s push key if it still holds `value`.
@@ -442,11 +422,7 @@ impl RedisStore {
         id: &str,
         timeout: Duration,
     ) -> Result<Option<Vec<u8>>, StoreError> {
-        let key = self.key("reply", id);
-        self.call(timeout, |mut c| async move {
-            redis::cmd("GET").arg(&key).query_async(&mut c).await
-        })
-        .await
+        self.get(self.key("reply", id), timeout).await
     }
 
     /// Keeps the RADIUS reply to the request `id` for `ttl`.
@@ -457,13 +433,35 @@ impl RedisStore {
         ttl: Duration,
         timeout: Duration,
     ) -> Result<(), StoreError> {
-        let key = self.key("reply", id);
-        let reply = reply.to_vec();
+        self.set_px(self.key("reply", id), reply.to_vec(), ttl, timeout)
+            .await
+    }
+
+    /// `GET key`.
+    async fn get<T: redis::FromRedisValue>(
+        &self,
+        key: String,
+        timeout: Duration,
+    ) -> Result<Option<T>, StoreError> {
+        self.call(timeout, |mut c| async move {
+            redis::cmd("GET").arg(&key).query_async(&mut c).await
+        })
+        .await
+    }
+
+    /// `SET key value PX ttl`.
+    async fn set_px(
+        &self,
+        key: String,
+        value: Vec<u8>,
+        ttl: Duration,
+        timeout: Duration,
+    ) -> Result<(), StoreError> {
         let ms = (ttl.as_millis() as u64).max(1);
         self.call(timeout, |mut c| async move {
             redis::cmd("SET")
                 .arg(&key)
-                .arg(reply)
+                .arg(value)
                 .arg("PX")
                 .arg(ms)
                 .query_async::<()>(&mut c)
