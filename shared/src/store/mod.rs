@@ -195,9 +195,7 @@ impl SharedStore {
         };
         match claim {
             Ok(c) => {
-                if let Some(m) = self.metrics.get() {
-                    m.store_call("push_claim", "ok", started.elapsed());
-                }
+                self.note("push_claim", started, None);
                 Ok(c)
             }
             Err(e) => self
@@ -221,9 +219,8 @@ impl SharedStore {
                 left + PUSH_SLACK,
                 self.timeout,
             )
-            .await
-            .map(|()| true);
-        let _ = self.settle("push_sent", started, r, true);
+            .await;
+        self.best_effort("push_sent", started, r);
     }
 
     /// Records how the push of `session` ended (`outcome`: `approved`, `denied`, `expired`,
@@ -240,9 +237,8 @@ impl SharedStore {
                 FINISHED_KEPT,
                 self.timeout,
             )
-            .await
-            .map(|()| true);
-        let _ = self.settle("push_finished", started, r, true);
+            .await;
+        self.best_effort("push_finished", started, r);
     }
 
     /// How another instance heard the push `transaction_id` of `session` end, if it did.
@@ -250,9 +246,7 @@ impl SharedStore {
         let started = Instant::now();
         match self.redis.push_get(&hashed(session), self.timeout).await {
             Ok(v) => {
-                if let Some(m) = self.metrics.get() {
-                    m.store_call("push_outcome", "ok", started.elapsed());
-                }
+                self.note("push_outcome", started, None);
                 let v = v?;
                 let mut parts = v.splitn(3, ' ');
                 match (parts.next(), parts.next(), parts.next()) {
@@ -263,7 +257,7 @@ impl SharedStore {
                 }
             }
             Err(e) => {
-                let _ = self.settle("push_outcome", started, Err(e), true);
+                self.best_effort("push_outcome", started, Err(e));
                 None
             }
         }
@@ -276,9 +270,8 @@ impl SharedStore {
         let r = self
             .redis
             .push_release(&hashed(session), "s", self.timeout)
-            .await
-            .map(|()| true);
-        let _ = self.settle("push_unclaim", started, r, true);
+            .await;
+        self.best_effort("push_unclaim", started, r);
     }
 
     /// The reply another instance sent to this very request (the RFC 5080 response cache,
@@ -292,13 +285,11 @@ impl SharedStore {
             .await
         {
             Ok(v) => {
-                if let Some(m) = self.metrics.get() {
-                    m.store_call("reply", "ok", started.elapsed());
-                }
+                self.note("reply", started, None);
                 v
             }
             Err(e) => {
-                let _ = self.settle("reply", started, Err(e), true);
+                self.best_effort("reply", started, Err(e));
                 None
             }
         }
@@ -311,9 +302,8 @@ impl SharedStore {
         let r = self
             .redis
             .reply_set(&hashed_bytes(request), reply, ttl, self.timeout)
-            .await
-            .map(|()| true);
-        let _ = self.settle("remember_reply", started, r, true);
+            .await;
+        self.best_effort("remember_reply", started, r);
     }
 
     /// The server's role (`master`, `slave`) and how long the round trip took.
@@ -323,8 +313,8 @@ impl SharedStore {
         Ok((role, started.elapsed()))
     }
 
-    /// Records one call; an unanswered one becomes `fallback` or a refusal.
-    // (The push calls that cannot refuse ignore the `Err`.)
+    /// Records one decision's call; an unanswered one becomes `fallback` (this instance's
+    /// own answer) or a refusal, as `when_unavailable` says.
     fn settle(
         &self,
         operation: &'static str,
@@ -332,36 +322,53 @@ impl SharedStore {
         r: Result<bool, StoreError>,
         fallback: bool,
     ) -> Result<bool, Refused> {
-        let m = self.metrics.get();
-        match r {
+        let e = match r {
             Ok(v) => {
-                if let Some(m) = m {
-                    m.store_call(operation, "ok", started.elapsed());
-                }
-                Ok(v)
+                self.note(operation, started, None);
+                return Ok(v);
             }
-            Err(e) => {
-                if let Some(m) = m {
-                    m.store_call(operation, "unavailable", started.elapsed());
-                    m.store_fallback(match self.when_unavailable {
-                        WhenUnavailable::Memory => "memory",
-                        WhenUnavailable::Reject => "reject",
-                    });
-                }
-                if let Some(suppressed) = self.unavailable_log.pass() {
-                    match self.when_unavailable {
-                        WhenUnavailable::Memory => {
-                            warn!(operation, problem = %e, suppressed, "the shared store (Redis) did not answer: this instance's own memory decides (single use and limits per instance until it is back; cluster.when_unavailable = \"memory\")")
-                        }
-                        WhenUnavailable::Reject => {
-                            warn!(operation, problem = %e, suppressed, "the shared store (Redis) did not answer: refusing the login (cluster.when_unavailable = \"reject\")")
-                        }
-                    }
-                }
-                match self.when_unavailable {
-                    WhenUnavailable::Memory => Ok(fallback),
-                    WhenUnavailable::Reject => Err(Refused),
-                }
+            Err(e) => e,
+        };
+        let (to, what) = match self.when_unavailable {
+            WhenUnavailable::Memory => ("memory", "this instance's own memory decides (single use and limits per instance until it is back; cluster.when_unavailable = \"memory\")"),
+            WhenUnavailable::Reject => ("reject", "refusing the login (cluster.when_unavailable = \"reject\")"),
+        };
+        if let Some(m) = self.metrics.get() {
+            m.store_fallback(to);
+        }
+        self.note(operation, started, Some((&e, what)));
+        match self.when_unavailable {
+            WhenUnavailable::Memory => Ok(fallback),
+            WhenUnavailable::Reject => Err(Refused),
+        }
+    }
+
+    /// Records a best-effort call (publishing a push, keeping a reply): nothing waits on it,
+    /// so a failure is only counted and logged.
+    fn best_effort(&self, operation: &'static str, started: Instant, r: Result<(), StoreError>) {
+        match r {
+            Ok(()) => self.note(operation, started, None),
+            Err(e) => self.note(
+                operation,
+                started,
+                Some((&e, "skipped: other instances will not see it")),
+            ),
+        }
+    }
+
+    /// The metric of one call, and a warning (at most one a second) when it got no answer.
+    fn note(&self, operation: &'static str, started: Instant, failed: Option<(&StoreError, &str)>) {
+        if let Some(m) = self.metrics.get() {
+            let result = if failed.is_some() {
+                "unavailable"
+            } else {
+                "ok"
+            };
+            m.store_call(operation, result, started.elapsed());
+        }
+        if let Some((e, what)) = failed {
+            if let Some(suppressed) = self.unavailable_log.pass() {
+                warn!(operation, problem = %e, suppressed, "the shared store (Redis) did not answer: {what}");
             }
         }
     }
