@@ -129,15 +129,15 @@ def code_of(user, min_left=3):
     return harness.fresh_totp(TOTP[user], min_left)
 
 
-def bridge_toml(sim, certs, key_file, redis_urls, sentinel_master=None, listen="127.0.0.1:0"):
+def bridge_toml(sim, certs, key_file, redis_urls, sentinel_master=None, listen="127.0.0.1:0",
+                cluster_toml=None):
+    """The bridge's configuration; `cluster_toml` (the README's recipe) replaces this file's
+    own [engine] and [cluster] sections."""
     sentinel = 'sentinel_master = "%s"\n' % sentinel_master if sentinel_master else ""
-    return harness.vip_toml(sim, certs) + """
+    own = """
 [engine]
 poll_interval = "200ms"
 state_key_file = "{key}"
-
-[policies.menu]
-mode = "challenge"
 
 [cluster]
 store = "redis"
@@ -146,6 +146,10 @@ when_unavailable = "memory"
 [cluster.redis]
 urls = [{urls}]
 {sentinel}timeout = "250ms"
+""".format(key=key_file, urls=", ".join('"%s"' % u for u in redis_urls), sentinel=sentinel)
+    return harness.vip_toml(sim, certs) + (cluster_toml if cluster_toml is not None else own) + """
+[policies.menu]
+mode = "challenge"
 
 [radius]
 listen = ["{listen}"]
@@ -177,23 +181,52 @@ listen = "127.0.0.1:0"
 [log]
 format = "text"
 level = "info"
-""".format(key=key_file, urls=", ".join('"%s"' % u for u in redis_urls), sentinel=sentinel,
-           listen=listen, nas=NAS_SOURCE, menu=MENU_SOURCE, proxy=PROXY_SOURCE, secret=SECRET,
+""".format(listen=listen, nas=NAS_SOURCE, menu=MENU_SOURCE, proxy=PROXY_SOURCE, secret=SECRET,
            proxy_secret=PROXY_SECRET)
+
+
+README = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")
+REDIS_PW = "ha-recipe-redis-password"
+
+
+def readme_cluster_toml(cl, sentinel_url):
+    """The README's "Several instances" recipe, with only these substitutions: this test's
+    Sentinel for the example ones, and this test's State key and password files for the
+    example paths."""
+    text = open(README, encoding="utf-8").read()
+    section = text.split("<!-- cluster-recipe:begin -->", 1)[1].split(
+        "<!-- cluster-recipe:end -->", 1)[0]
+    blocks = re.findall(r"```toml\n(.*?)```", section, re.S)
+    assert len(blocks) == 1, "the README shows one [cluster] recipe"
+    pw_file = os.path.join(cl.dir, "redis.password")
+    with open(pw_file, "w") as f:
+        f.write(REDIS_PW + "\n")
+    subst = [
+        (r'urls = \[.*\]', 'urls = ["%s"]' % sentinel_url),
+        (r'state_key_file = ".*?"', 'state_key_file = "%s"' % cl.key_file),
+        (r'password_file = ".*?"', 'password_file = "%s"' % pw_file),
+    ]
+    block = blocks[0]
+    for pattern, repl in subst:
+        block, n = re.subn(pattern, lambda _m, r=repl: r, block)
+        assert n == 1, "the README's recipe has no %s" % pattern
+    return block
 
 
 # ---------------------------------------------------------------------------------------------
 # Redis, Sentinel
 
 
-def resp(port, *args, timeout=2.0):
-    """One Redis command over RESP on 127.0.0.1:port; the reply as Python (bytes, int, list),
-    an error reply raised as RuntimeError."""
+def resp(port, *args, timeout=2.0, password=None):
+    """One Redis command over RESP on 127.0.0.1:port (after AUTH when `password` is given);
+    the reply as Python (bytes, int, list), an error reply raised as RuntimeError."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-        cmd = b"*%d\r\n" % len(args)
-        for a in args:
-            a = a if isinstance(a, bytes) else str(a).encode()
-            cmd += b"$%d\r\n%s\r\n" % (len(a), a)
+        cmd = b""
+        for command in ([("AUTH", password)] if password else []) + [args]:
+            cmd += b"*%d\r\n" % len(command)
+            for a in command:
+                a = a if isinstance(a, bytes) else str(a).encode()
+                cmd += b"$%d\r\n%s\r\n" % (len(a), a)
         s.sendall(cmd)
         f = s.makefile("rb")
 
@@ -216,6 +249,8 @@ def resp(port, *args, timeout=2.0):
                 return None if n < 0 else [read() for _ in range(n)]
             raise ValueError("unexpected RESP reply %r" % line)
 
+        if password:
+            read()
         return read()
 
 
@@ -238,11 +273,13 @@ class Redis:
     """A redis-server (or, with `sentinel_conf`, a redis-sentinel) on a loopback port of its
     own, no persistence; start() again after kill() takes the same port."""
 
-    def __init__(self, workdir, name, extra=(), sentinel_conf=None):
+    def __init__(self, workdir, name, extra=(), sentinel_conf=None, password=None):
         self.dir = workdir
         self.name = name
         self.port = harness.free_port()
-        self.extra = list(extra)
+        self.password = password
+        self.extra = list(extra) + (
+            ["--requirepass", password, "--masterauth", password] if password else [])
         self.sentinel_conf = sentinel_conf
         self.proc = None
         self.starts = 0
@@ -267,7 +304,7 @@ class Redis:
         deadline = time.time() + timeout
         while True:
             try:
-                if resp(self.port, "PING") == b"PONG":
+                if resp(self.port, "PING", password=self.password) == b"PONG":
                     return self
             except (OSError, ConnectionError, RuntimeError):
                 pass
@@ -292,19 +329,21 @@ class Redis:
             self.proc.stop()
 
     def keys(self, pattern="*"):
-        return sorted(k.decode() for k in resp(self.port, "KEYS", pattern))
+        return sorted(k.decode() for k in resp(self.port, "KEYS", pattern,
+                                               password=self.password))
 
     def info(self, section):
-        text = resp(self.port, "INFO", section).decode()
+        text = resp(self.port, "INFO", section, password=self.password).decode()
         return dict(ln.split(":", 1) for ln in text.splitlines() if ":" in ln)
 
     def output(self):
         return "".join(self.proc.stdout_lines) + self.proc.log() if self.proc else ""
 
 
-def redis_cli_role(port):
+def redis_cli_role(port, password=None):
     """`redis-cli -p PORT ROLE`: its first line (master / slave / sentinel)."""
-    p = subprocess.run(["redis-cli", "-h", "127.0.0.1", "-p", str(port), "ROLE"],
+    auth = ["-a", password, "--no-auth-warning"] if password else []
+    p = subprocess.run(["redis-cli", "-h", "127.0.0.1", "-p", str(port)] + auth + ["ROLE"],
                        capture_output=True, timeout=10, stdin=subprocess.DEVNULL)
     lines = p.stdout.decode().split()
     return lines[0] if lines else p.stderr.decode()
@@ -345,10 +384,11 @@ class Env:
         os.makedirs(d, exist_ok=True)
         return d
 
-    def bridge(self, name, redis_urls, sentinel_master=None, listen="127.0.0.1:0"):
+    def bridge(self, name, redis_urls, sentinel_master=None, listen="127.0.0.1:0",
+               cluster_toml=None):
         b = harness.Bridge(self.subdir(name),
                            bridge_toml(self.sim, self.certs, self.key_file, redis_urls,
-                                       sentinel_master, listen))
+                                       sentinel_master, listen, cluster_toml))
         b.name = name
         self.started.append(b)
         return b
@@ -866,24 +906,28 @@ def test_sentinel_failover_under_load_moves_both_instances_to_the_new_master(cl)
          "redis-sentinel is not installed (Debian package redis-sentinel)")
     need(shutil.which("redis-cli"), "redis-cli is not installed (Debian package redis-tools)")
     # (No 5 s wait for more replicas before the first full sync: Redis 7's default.)
-    master = cl.redis("master", extra=["--repl-diskless-sync-delay", "0"])
-    replica = cl.redis("replica", extra=["--replicaof", "127.0.0.1", str(master.port)])
+    # The README's recipe as written: a password, and the master named "vip-bridge".
+    master = cl.redis("master", extra=["--repl-diskless-sync-delay", "0"], password=REDIS_PW)
+    replica = cl.redis("replica", extra=["--replicaof", "127.0.0.1", str(master.port)],
+                       password=REDIS_PW)
     # The Sentinel learns of the replica from the master's INFO: only once it is attached.
     wait_for("the replica in sync", lambda: replica.info("replication")
              .get("master_link_status") == "up", timeout=20)
     wait_for("the master seeing its replica", lambda: master.info("replication")
              .get("connected_slaves") == "1", timeout=20)
     sentinel = cl.redis("sentinel", sentinel_conf=(
-        "sentinel monitor vb 127.0.0.1 %d 1\n"
-        "sentinel down-after-milliseconds vb 500\n"
-        "sentinel failover-timeout vb 3000\n" % master.port))
+        "sentinel monitor vip-bridge 127.0.0.1 %d 1\n"
+        "sentinel auth-pass vip-bridge %s\n"
+        "sentinel down-after-milliseconds vip-bridge 500\n"
+        "sentinel failover-timeout vip-bridge 3000\n" % (master.port, REDIS_PW)))
     wait_for("the Sentinel knowing the replica",
-             lambda: resp(sentinel.port, "SENTINEL", "replicas", "vb"), timeout=20)
-    assert resp(sentinel.port, "SENTINEL", "get-master-addr-by-name", "vb") == \
+             lambda: resp(sentinel.port, "SENTINEL", "replicas", "vip-bridge"), timeout=20)
+    assert resp(sentinel.port, "SENTINEL", "get-master-addr-by-name", "vip-bridge") == \
         [b"127.0.0.1", str(master.port).encode()]
 
-    a = cl.bridge("sentinel-a", [sentinel.url], sentinel_master="vb")
-    b = cl.bridge("sentinel-b", [sentinel.url], sentinel_master="vb")
+    recipe = readme_cluster_toml(cl, sentinel.url)
+    a = cl.bridge("sentinel-a", [], cluster_toml=recipe)
+    b = cl.bridge("sentinel-b", [], cluster_toml=recipe)
     on_master = re.compile(r"%s.*127\.0\.0\.1:%d\b" % (re.escape(CONNECTED), master.port))
     on_replica = re.compile(r"%s.*127\.0\.0\.1:%d\b" % (re.escape(CONNECTED), replica.port))
     for x in (a, b):
@@ -902,7 +946,8 @@ def test_sentinel_failover_under_load_moves_both_instances_to_the_new_master(cl)
             wait_log(x, on_replica, timeout=15 - (time.time() - killed_at))
             moved.append(time.time() - killed_at)
         promoted = wait_for("the replica promoted",
-                            lambda: redis_cli_role(replica.port) == "master", timeout=1)
+                            lambda: redis_cli_role(replica.port, REDIS_PW) == "master",
+                            timeout=1)
     except BaseException:
         stream.stop()
         raise
@@ -910,7 +955,7 @@ def test_sentinel_failover_under_load_moves_both_instances_to_the_new_master(cl)
     sys.stderr.write("master killed at %.1f s; both instances on the new master %.1f s later; "
                      "%s\n" % (killed, max(moved), stream.summary()))
     assert promoted
-    assert resp(sentinel.port, "SENTINEL", "get-master-addr-by-name", "vb") == \
+    assert resp(sentinel.port, "SENTINEL", "get-master-addr-by-name", "vip-bridge") == \
         [b"127.0.0.1", str(replica.port).encode()]
 
     stream.assert_all_accepted()
