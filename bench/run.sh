@@ -15,7 +15,7 @@
 # Environment: VB_DURATION (s), VB_USERS, VB_CONCURRENCY, VB_OPEN_RATE, VB_SOCKETS,
 #              VB_PUSHES, VB_PUSH_DELAY_MS, VB_VIP_MAX_IN_FLIGHT, VB_LDAP_POOL (the directory's
 #              pool_size, default 4), VB_LDAP_THREADS (slapd's threads, default 16),
-#              CARGO_TARGET_DIR.
+#              VB_PROBE_DURATION (s, the sequential probes), CARGO_TARGET_DIR.
 #
 # Scenarios: echo, freeradius, a0 (code logins, sim latency 0 ms), a50 (50 ms), ldap (as a0
 # with an LDAP first factor: User-Password "password,code", the password checked by a search
@@ -25,6 +25,11 @@
 # rlm_rest: one mutual-TLS SOAP checkOtp POST per Access-Request to a vip-sim configured as a0's,
 # the same logins as a0; needs the freeradius-rest package: skipped with a note without it, a
 # failure under CI=true). With a0 in the same run, open also offers half of a0's rate.
+# a0r and br: a0 and b again, right after them, with [cluster] store = "redis" against a
+# private redis-server on a free loopback port (the Debian package; skipped with a note without
+# it, a failure under CI=true); its CPU and commands per login are recorded. a0, a0r, b and br
+# each end with a sequential probe (concurrency 1, label NAME-seq, VB_PROBE_DURATION s): the
+# latency of one login without queueing, which the store's latency goal is about.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -41,7 +46,7 @@ while [ $# -gt 0 ]; do
     --only) ONLY=",$2,"; shift ;;
     --no-build) BUILD=0 ;;
     --keep) KEEP=1 ;;
-    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,32p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
   shift
@@ -61,12 +66,16 @@ if [ "$SMOKE" = 1 ]; then
   PUSHES=${VB_PUSHES:-200}
   PUSH_DELAY_MS=${VB_PUSH_DELAY_MS:-1000}
   OPEN_RATE=${VB_OPEN_RATE:-500}
+  PROBE_DUR=${VB_PROBE_DURATION:-0.5}
+  PROBE_USERS=2000
 else
   DUR=${VB_DURATION:-20}
   USERS=${VB_USERS:-200000}
   PUSHES=${VB_PUSHES:-10000}
   PUSH_DELAY_MS=${VB_PUSH_DELAY_MS:-20000}
   OPEN_RATE=${VB_OPEN_RATE:-2000}
+  PROBE_DUR=${VB_PROBE_DURATION:-3}
+  PROBE_USERS=20000
 fi
 CONC=${VB_CONCURRENCY:-256}
 SOCKETS=${VB_SOCKETS:-16}
@@ -91,7 +100,7 @@ if [ "$BUILD" = 1 ]; then
   fi
 fi
 NEED_BRIDGE=0
-for s in a0 a50 ldap open b c d e rest; do want "$s" && NEED_BRIDGE=1; done
+for s in a0 a0r a50 ldap open b br c d e rest; do want "$s" && NEED_BRIDGE=1; done
 NEEDED=(vip-load)
 [ "$NEED_BRIDGE" = 1 ] && NEEDED+=(vip-bridge vip-sim)
 for b in "${NEEDED[@]}"; do
@@ -134,6 +143,9 @@ json_key() { # file key timeout_s
   echo "timed out waiting for $key in $file" >&2
   return 1
 }
+
+# Cumulative utime+stime of a process, in clock ticks.
+proc_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
 
 stop_pid() {
   local p=$1
@@ -311,7 +323,7 @@ secret = "$SECRET"
 $client_policy
 
 [log]
-level = "warn"
+level = "$BRIDGE_LOG"
 EOF
   if [ "$4" = 1 ]; then
     printf '\n[pam]\nsocket = "%s"\n' "$WORK/pam.sock" >>"$1"
@@ -322,6 +334,8 @@ EOF
 # and policy), and the policy of its one RADIUS client ("" = [policies.default]).
 BRIDGE_EXTRA=""
 CLIENT_POLICY=""
+# The bridge's log filter (the store scenarios add the store's "connected" line).
+BRIDGE_LOG=warn
 
 SIM_PID=""
 BRIDGE_PID=""
@@ -368,20 +382,169 @@ sim_reset() { curl -fsS -X POST "http://$SIM_ADMIN/counters/reset" >/dev/null; }
 BRIDGE_COMMON=(--secret "$SECRET" --sockets "$SOCKETS" --user 'user{n}' --user-count "$USERS"
   --totp-secret "$TOTP_SECRET")
 
-# (a) code logins, all distinct users, sim latency 0 and 50 ms
-for lat in 0 50; do
-  want "a$lat" || continue
-  log "(a) code logins, distinct users, VIP latency $lat ms"
-  if start_stack "a$lat" "$USERS" "$lat" 0 10 0; then
+# The shared store of a0r and br: a redis-server of the scenario's own on a free loopback port,
+# without persistence, started before the stack and stopped after it.
+REDIS_PID=""
+REDIS_PORT=""
+REDIS_T0=0
+# redis_usable SCENARIO: redis-server (and redis-cli, same Debian package family) installed?
+# Without them the scenario is skipped with a note, a failure under CI=true.
+redis_usable() {
+  command -v redis-server >/dev/null && command -v redis-cli >/dev/null && return 0
+  if [ "${CI:-}" = true ]; then
+    FAILED+=("$1: redis-server is not installed (apt-get install redis-server)")
+  else
+    NOTES+=("redis-server is not installed: scenario $1 was skipped (apt-get install redis-server)")
+  fi
+  return 1
+}
+# start_redis NAME: REDIS_PID, REDIS_PORT; the next start_stack gets [cluster] store = "redis"
+# and logs the store's "connected" line.
+start_redis() {
+  local name=$1 i
+  REDIS_PORT=$(free_tcp_port)
+  mkdir -p "$WORK/$name-redis"
+  redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no \
+    --dir "$WORK/$name-redis" >"$WORK/$name-redis.out" 2>&1 &
+  REDIS_PID=$!
+  PIDS+=("$REDIS_PID")
+  for i in $(seq 1 100); do
+    [ "$(redis-cli -p "$REDIS_PORT" PING 2>/dev/null)" = PONG ] && break
+    kill -0 "$REDIS_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  if [ "$(redis-cli -p "$REDIS_PORT" PING 2>/dev/null)" != PONG ]; then
+    echo "redis-server did not start: $(tail -3 "$WORK/$name-redis.out" | tr '\n' ' ')" >&2
+    return 1
+  fi
+  BRIDGE_EXTRA="[cluster]
+store = \"redis\"
+
+[cluster.redis]
+urls = [\"redis://127.0.0.1:$REDIS_PORT\"]
+timeout = \"250ms\""
+  BRIDGE_LOG="warn,vip_core::store=info"
+}
+stop_redis() {
+  [ -z "$REDIS_PID" ] || stop_pid "$REDIS_PID"
+  REDIS_PID=""
+  BRIDGE_EXTRA=""
+  BRIDGE_LOG=warn
+}
+# store_connected NAME: the bridge of stack NAME logged its connection to Redis (within 10 s).
+store_connected() {
+  local i
+  for i in $(seq 1 100); do
+    grep -q "connected to the shared store" "$WORK/$1-bridge.err" 2>/dev/null && return 0
+    kill -0 "$BRIDGE_PID" 2>/dev/null || return 1
+    sleep 0.1
+  done
+  return 1
+}
+# Around a load: redis-server's CPU ticks and command counts (reset first), into
+# RES/NAME.redis.json, with the bridge's fallbacks (store calls unanswered: logged at most once
+# a second with the number suppressed). No-ops without a redis-server.
+redis_begin() {
+  [ -n "$REDIS_PID" ] || return 0
+  redis-cli -p "$REDIS_PORT" CONFIG RESETSTAT >/dev/null 2>&1 || true
+  REDIS_T0=$(proc_ticks "$REDIS_PID")
+}
+redis_end() { # NAME
+  [ -n "$REDIS_PID" ] || return 0
+  local t1 stats keys rc=0
+  t1=$(proc_ticks "$REDIS_PID")
+  stats=$(redis-cli -p "$REDIS_PORT" INFO commandstats 2>/dev/null | tr -d '\r' || true)
+  keys=$(redis-cli -p "$REDIS_PORT" DBSIZE 2>/dev/null || echo "")
+  python3 - "$RES/$1.redis.json" "$RES/$1.json" "$(getconf CLK_TCK)" "$REDIS_T0" "$t1" \
+    "$stats" "$keys" "$REDIS_PID" "$WORK/$1-bridge.err" "$SMOKE" <<'PY' >&2 || rc=$?
+import json, os, re, sys
+out, load, hz, t0, t1, stats, keys, pid, log, smoke = sys.argv[1:]
+r = {"cpu_seconds": (int(t1) - int(t0)) / int(hz), "commands": {}, "usec_per_call": {}}
+for line in stats.splitlines():
+    m = re.match(r"cmdstat_([^:]+):calls=(\d+),usec=\d+,usec_per_call=([\d.]+)", line)
+    # (The statistics' own CONFIG RESETSTAT and INFO are not the bridge's.)
+    if m and not m.group(1).startswith(("config", "info")):
+        r["commands"][m.group(1)] = int(m.group(2))
+        r["usec_per_call"][m.group(1)] = float(m.group(3))
+if keys.strip().isdigit():
+    r["keys"] = int(keys)
+try:
+    r["peak_rss_kib"] = int(next(l.split()[1] for l in open(f"/proc/{pid}/status")
+                                 if l.startswith("VmHWM:")))
+except (OSError, StopIteration):
+    pass
+fallbacks = 0
+if os.path.exists(log):
+    for line in open(log, errors="replace"):
+        if "the shared store (Redis) did not answer" in line:
+            m = re.search(r"suppressed=(\d+)", line)
+            fallbacks += 1 + (int(m.group(1)) if m else 0)
+r["fallbacks"] = fallbacks
+json.dump(r, open(out, "w"))
+n = json.load(open(load))["answered"] if os.path.exists(load) else 0
+total = sum(r["commands"].values())
+per = ", ".join(f"{k} {v / max(n, 1):.2f}" for k, v in sorted(r["commands"].items()))
+print(f"redis-server: {r['cpu_seconds']:.2f} s CPU ({r['cpu_seconds'] * 1e6 / max(n, 1):.1f} µs per "
+      f"answer), {total} commands ({total / max(n, 1):.2f} per answer: {per}), "
+      f"{r.get('keys', '?')} keys; store calls unanswered (fallbacks): {fallbacks}")
+msg = []
+if n and total == 0:
+    msg.append("the bridge sent no command to Redis")
+if fallbacks:
+    msg.append(f"{fallbacks} store calls fell back to memory (Redis did not answer within 250 ms)")
+open(out.replace(".redis.json", ".redis.check"), "w").write("; ".join(msg))
+# Fallbacks make a measurement wrong (those logins were decided without Redis): a failure in a
+# real run, a note in a smoke run on a busy machine. No command at all is a failure always.
+sys.exit(0 if not msg else 3 if smoke == "1" and total else 1)
+PY
+  case $rc in
+    0) ;;
+    3) NOTES+=("$1: $(cat "$RES/$1.redis.check" 2>/dev/null)") ;;
+    *) FAILED+=("$1: $(cat "$RES/$1.redis.check" 2>/dev/null)") ;;
+  esac
+}
+
+# (a) code logins, all distinct users, sim latency 0 and 50 ms; a0r is a0 with the shared
+# store. a0 and a0r end with the sequential probe on PROBE_USERS users of their own.
+for sc in a0 a0r a50; do
+  want "$sc" || continue
+  lat=0
+  [ "$sc" = a50 ] && lat=50
+  if [ "$sc" = a0r ]; then
+    log "(a0r) code logins as a0, with [cluster] store = \"redis\" (a private redis-server)"
+    redis_usable a0r || continue
+    if ! start_redis a0r; then
+      FAILED+=("a0r: redis-server did not start")
+      stop_redis
+      continue
+    fi
+  else
+    log "(a) code logins, distinct users, VIP latency $lat ms"
+  fi
+  sim_users=$USERS
+  [ "$lat" = 0 ] && sim_users=$((USERS + PROBE_USERS))
+  if ! start_stack "$sc" "$sim_users" "$lat" 0 10 0; then
+    FAILED+=("$sc: stack did not start")
+  elif [ -n "$REDIS_PID" ] && ! store_connected "$sc"; then
+    FAILED+=("$sc: vip-bridge did not connect to the shared store (see $sc-bridge.err, --keep)")
+  else
     sim_reset
-    run_load "a$lat" accept run --server "$RADIUS_ADDR" "${BRIDGE_COMMON[@]}" \
+    redis_begin
+    run_load "$sc" accept run --server "$RADIUS_ADDR" "${BRIDGE_COMMON[@]}" \
       --concurrency "$CONC" --duration "$DUR" --max-requests "$USERS" --timeout-ms 5000 \
       --retries 1 --server-pid "$BRIDGE_PID" --upstream-pid "$SIM_PID"
-    sim_counters >"$RES/a$lat.sim.json" || true
-  else
-    FAILED+=("a$lat: stack did not start")
+    redis_end "$sc"
+    sim_counters >"$RES/$sc.sim.json" || true
+    if [ "$lat" = 0 ]; then
+      run_load "$sc-seq" accept run --server "$RADIUS_ADDR" --secret "$SECRET" --sockets 1 \
+        --user 'user{n}' --user-start "$USERS" --user-count "$PROBE_USERS" \
+        --totp-secret "$TOTP_SECRET" --concurrency 1 --duration "$PROBE_DUR" \
+        --max-requests "$PROBE_USERS" --timeout-ms 5000 --retries 1 \
+        --server-pid "$BRIDGE_PID" --upstream-pid "$SIM_PID"
+    fi
   fi
   stop_stack
+  stop_redis
 done
 
 # (rest) FreeRADIUS + rlm_rest, the HTTP-upstream anchor: what one would build without
@@ -454,8 +617,6 @@ fi
 # (ldap) as (a) at 0 ms, with an LDAP first factor: User-Password "password,code"; the bridge
 # finds the user with the service account (one search) and binds as them (one bind) over
 # LDAPS to a private slapd, then checks the code with VIP.
-# Cumulative utime+stime of a process, in clock ticks.
-proc_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
 # slapd's cn=Monitor counters "connections binds searches" (connections accepted, operations
 # completed); "" without ldapsearch. Between two readings, each count is one too many: the
 # second reading's connection and bind, and the first reading's search (completed after it
@@ -617,23 +778,43 @@ if want open; then
   fi
 fi
 
-# (b) rejected by throttling: one user, one code attempt allowed per hour
-if want b; then
-  log "(b) throttled requests (no VIP call)"
-  if start_stack b 10 0 0 1 0; then
+# (b) rejected by throttling: one user, one code attempt allowed per hour; br is b with the
+# shared store. Both end with the sequential probe (the same throttled user).
+for sc in b br; do
+  want "$sc" || continue
+  if [ "$sc" = br ]; then
+    log "(br) throttled requests as b, with [cluster] store = \"redis\" (a private redis-server)"
+    redis_usable br || continue
+    if ! start_redis br; then
+      FAILED+=("br: redis-server did not start")
+      stop_redis
+      continue
+    fi
+  else
+    log "(b) throttled requests (no VIP call)"
+  fi
+  if ! start_stack "$sc" 10 0 0 1 0; then
+    FAILED+=("$sc: stack did not start")
+  elif [ -n "$REDIS_PID" ] && ! store_connected "$sc"; then
+    FAILED+=("$sc: vip-bridge did not connect to the shared store (see $sc-bridge.err, --keep)")
+  else
     # The one allowed attempt, so that everything after it is throttled.
     "$LOAD" run --server "$RADIUS_ADDR" --secret "$SECRET" --sockets 1 --concurrency 1 \
-      --max-requests 1 --user user0 --password 000000 --label b-first >/dev/null 2>&1 || true
+      --max-requests 1 --user user0 --password 000000 --label "$sc-first" >/dev/null 2>&1 || true
     sim_reset
-    run_load b reject run --server "$RADIUS_ADDR" --secret "$SECRET" --sockets "$SOCKETS" \
+    redis_begin
+    run_load "$sc" reject run --server "$RADIUS_ADDR" --secret "$SECRET" --sockets "$SOCKETS" \
       --concurrency "$CONC" --duration "$DUR" --user user0 --password 000000 \
       --timeout-ms 5000 --retries 1 --server-pid "$BRIDGE_PID" --upstream-pid "$SIM_PID"
-    sim_counters >"$RES/b.sim.json" || true
-  else
-    FAILED+=("b: stack did not start")
+    redis_end "$sc"
+    sim_counters >"$RES/$sc.sim.json" || true
+    run_load "$sc-seq" reject run --server "$RADIUS_ADDR" --secret "$SECRET" --sockets 1 \
+      --concurrency 1 --duration "$PROBE_DUR" --user user0 --password 000000 \
+      --timeout-ms 5000 --retries 1 --server-pid "$BRIDGE_PID" --upstream-pid "$SIM_PID"
   fi
   stop_stack
-fi
+  stop_redis
+done
 
 # (c) retransmits answered from the response cache: each request repeated 9 times after its answer
 if want c; then
