@@ -1461,14 +1461,21 @@ impl Engine {
         if !self.throttles.allow(limit, key) {
             return Err(self.throttled(limit));
         }
-        let (Some(store), Some(quota)) = (self.store.get(), self.cfg.throttle.quota(limit)) else {
+        // requests_per_client guards each instance's own capacity against a flooding NAS: it
+        // stays per instance (sharing it would cost a Redis round trip on every request,
+        // throttled ones included, and protect nothing a user could abuse). The per-user
+        // limits are what an attacker spreads over instances: those are shared.
+        let (Some(store), Some(quota), false) = (
+            self.store.get(),
+            self.cfg.throttle.quota(limit),
+            limit == Limit::Client,
+        ) else {
             return Ok(());
         };
-        let key = match limit {
-            Limit::Client => key.to_owned(),
-            _ => key.to_lowercase(),
-        };
-        match store.allow(limit.as_str(), &key, quota).await {
+        match store
+            .allow(limit.as_str(), &key.to_lowercase(), quota)
+            .await
+        {
             Ok(true) => Ok(()),
             Ok(false) => Err(self.throttled(limit)),
             Err(Refused) => Err(self.store_refused()),

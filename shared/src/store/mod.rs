@@ -1,6 +1,7 @@
-//! What several instances share (`[cluster]`): spent State nonces and throttles, so a State
-//! is single-use across every instance and a user's limits do not multiply by the number of
-//! instances. `store = "memory"` (the default) shares nothing: each instance keeps its own
+//! What several instances share (`[cluster]`): spent State nonces, the per-user throttles,
+//! pending pushes of a login session and the RADIUS response cache, so a State is single-use
+//! across every instance, a user's limits do not multiply by the number of instances, and a
+//! NAS failing over mid-login gets one push and one answer. `store = "memory"` (the default) shares nothing: each instance keeps its own
 //! memory, as a single instance needs. `store = "redis"` keeps them in Redis (standalone, or
 //! the master Sentinel names), every key with a TTL and every update one atomic command.
 //!
