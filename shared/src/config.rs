@@ -160,6 +160,11 @@ impl CoreConfig {
     pub fn warnings(&self) -> Vec<String> {
         let mut out = Vec::new();
         out.extend(self.engine.throttle.codes_per_user_warning());
+        if self.cluster.store == crate::store::StoreKind::Redis
+            && self.engine.state_key_file.is_none()
+        {
+            out.push("cluster.store = \"redis\" without engine.state_key_file: each instance seals States with a random key of its own, so a login cannot continue on another instance; give every instance the same key file (openssl rand -hex 32 > /etc/vip-bridge/state.key)".to_owned());
+        }
         for (name, p) in &self.policies {
             for w in p.warnings() {
                 out.push(format!("policies.{name}: {w}"));
@@ -764,5 +769,17 @@ mod tests {
                 assert!(e.starts_with(&format!("c.toml: {key}: ")), "{e}");
             }
         }
+    }
+
+    #[test]
+    fn a_shared_store_without_a_shared_state_key_is_warned_about() {
+        let mut c = CoreConfig::default();
+        c.cluster.store = crate::store::StoreKind::Redis;
+        assert!(c
+            .warnings()
+            .iter()
+            .any(|w| w.contains("without engine.state_key_file")));
+        c.engine.state_key_file = Some("/etc/vip-bridge/state.key".into());
+        assert!(!c.warnings().iter().any(|w| w.contains("state_key_file")));
     }
 }
