@@ -27,7 +27,6 @@ import hashlib
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -35,6 +34,7 @@ import time
 import pytest
 
 import harness
+from redis_peer import Redis, metric, resp, store_calls, wait_log  # noqa: E402
 from harness import (access_request, code_name, q, radclient, reply_messages,
                      reply_state, wrong_code)
 
@@ -133,92 +133,6 @@ level = "info"
 # redis-server
 
 
-def resp(port, *args, timeout=2.0):
-    """One Redis command over RESP on 127.0.0.1:port; the reply as Python (bytes, int, list),
-    an error reply raised as RuntimeError."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-        cmd = b"*%d\r\n" % len(args)
-        for a in args:
-            a = a if isinstance(a, bytes) else str(a).encode()
-            cmd += b"$%d\r\n%s\r\n" % (len(a), a)
-        s.sendall(cmd)
-        f = s.makefile("rb")
-
-        def read():
-            line = f.readline()
-            if not line:
-                raise ConnectionError("Redis closed the connection")
-            kind, rest = line[:1], line[1:-2]
-            if kind == b"+":
-                return rest
-            if kind == b"-":
-                raise RuntimeError(rest.decode())
-            if kind == b":":
-                return int(rest)
-            if kind == b"$":
-                n = int(rest)
-                return None if n < 0 else f.read(n + 2)[:-2]
-            if kind == b"*":
-                n = int(rest)
-                return None if n < 0 else [read() for _ in range(n)]
-            raise ValueError("unexpected RESP reply %r" % line)
-
-        return read()
-
-
-class Redis:
-    """A redis-server on a loopback port of its own (no persistence); start() again after
-    stop() or kill() takes the same port."""
-
-    def __init__(self, workdir, name):
-        self.dir = workdir
-        self.name = name
-        self.port = harness.free_port()
-        self.proc = None
-        self.starts = 0
-
-    @property
-    def url(self):
-        return "redis://127.0.0.1:%d" % self.port
-
-    def start(self, timeout=10):
-        self.starts += 1
-        self.proc = harness.Proc(
-            "redis-%s-%d" % (self.name, self.starts),
-            ["redis-server", "--save", "", "--appendonly", "no", "--bind", "127.0.0.1",
-             "--port", str(self.port), "--dir", self.dir],
-            self.dir,
-        )
-        deadline = time.time() + timeout
-        while True:
-            try:
-                if resp(self.port, "PING") == b"PONG":
-                    return self
-            except (OSError, ConnectionError, RuntimeError):
-                pass
-            if not self.proc.alive() or time.time() > deadline:
-                self.proc.stop()
-                raise RuntimeError("redis-server did not start on %d:\n%s\n%s"
-                                   % (self.port, "".join(self.proc.stdout_lines), self.proc.log()))
-            time.sleep(0.05)
-
-    def alive(self):
-        return self.proc is not None and self.proc.alive()
-
-    def kill(self):
-        """SIGKILL, as a crash: nothing is flushed or closed politely."""
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.stop()
-
-    def stop(self):
-        if self.proc is not None:
-            self.proc.stop()
-
-    def keys(self, pattern="*"):
-        return sorted(k.decode() for k in resp(self.port, "KEYS", pattern))
-
-
 # ---------------------------------------------------------------------------------------------
 # The two instances
 
@@ -236,16 +150,6 @@ class Cluster:
     @property
     def bridges(self):
         return (self.a, self.b)
-
-
-def wait_log(bridge, needle, timeout=15, seen=0):
-    """Waits until `needle` is in the bridge's log more than `seen` times."""
-    deadline = time.time() + timeout
-    while bridge.log().count(needle) <= seen:
-        if not bridge.proc.alive() or time.time() > deadline:
-            raise AssertionError("%r never appeared in vip-bridge's log:\n%s"
-                                 % (needle, bridge.log()[-6000:]))
-        time.sleep(0.05)
 
 
 @pytest.fixture(scope="module")
@@ -309,25 +213,6 @@ def logs_on_failure(request):
         for name, b in zip("AB", cl.bridges):
             sys.__stderr__.write("\n--- vip-bridge %s log (tail) ---\n%s\n"
                                  % (name, b.log()[-5000:]))
-
-
-def metric(bridge, series):
-    """One exact series of the bridge's /metrics (name and labels as printed), 0 if absent."""
-    return harness.scrape_metrics(bridge.ready["metrics"]).get(series, 0.0)
-
-
-def store_calls(bridge, result, operation=None):
-    """How many shared-store calls the bridge made with `result` (ok / unavailable), of one
-    operation or of all."""
-    total = 0.0
-    for series, value in harness.scrape_metrics(bridge.ready["metrics"]).items():
-        m = re.match(r'vip_bridge_store_call_duration_seconds_count\{(.*)\}$', series)
-        if not m:
-            continue
-        labels = dict(re.findall(r'(\w+)="([^"]*)"', m.group(1)))
-        if labels.get("result") == result and operation in (None, labels.get("operation")):
-            total += value
-    return total
 
 
 def ask(s, bridge, user, password, timeout=10, **attrs):
