@@ -511,9 +511,29 @@ async fn a_redis_cluster_routes_each_key_to_its_node() {
         WhenUnavailable::Reject,
     );
     cfg.redis.redis_cluster = true;
+    // This test is about routing, not speed: a loaded CI machine may take longer than the
+    // usual 300 ms to open a connection to a node the client meets for the first time.
+    cfg.redis.timeout = Duration::from_secs(3);
+    // The cluster takes a moment to agree on its slots: every node must say so, not only the
+    // one the store asks (a node still converging answers CLUSTERDOWN).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for p in &ports {
+        loop {
+            let info = Command::new("redis-cli")
+                .args(["-p", &p.to_string(), "cluster", "info"])
+                .output()
+                .expect("redis-cli (Debian package redis-tools)");
+            if String::from_utf8_lossy(&info.stdout).contains("cluster_state:ok") {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {p} never reached cluster_state:ok"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
     let store = SharedStore::start(&cfg, dir.path()).unwrap().unwrap();
-    // The cluster takes a moment to agree on its slots.
-    let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         if let Ok((role, _)) = store.ping().await {
             if role == "cluster (state ok)" {
