@@ -80,6 +80,25 @@ impl Default for ServerConfig {
     }
 }
 
+impl ServerConfig {
+    /// Checks the values a TOML parser cannot.
+    pub fn validate(&self) -> Result<(), SimError> {
+        if let Some(a) = self.admin_listen {
+            if !a.ip().is_loopback() {
+                return Err(SimError::Config(format!(
+                    "server.admin_listen {a} must be a loopback address"
+                )));
+            }
+        }
+        if self.max_connections == 0 {
+            return Err(SimError::Config(
+                "server.max_connections must be at least 1".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// `[tls]`: PEM files. Relative paths are resolved against the config file's directory by
 /// [`SimConfig::load`].
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -94,6 +113,17 @@ pub struct TlsConfig {
 }
 
 impl TlsConfig {
+    /// Resolves relative paths against the directory of `config_file`.
+    pub fn resolve_against(&mut self, config_file: &Path) {
+        if let Some(dir) = config_file.parent() {
+            for p in [&mut self.cert, &mut self.key, &mut self.client_ca] {
+                if p.is_relative() {
+                    *p = dir.join(&*p);
+                }
+            }
+        }
+    }
+
     /// The TLS section for files made by [`crate::certs::generate`].
     pub fn from_cert_paths(p: &CertPaths) -> Self {
         TlsConfig {
@@ -526,29 +556,14 @@ impl SimConfig {
             .map_err(|e| SimError::Config(format!("{}: {e}", path.display())))?;
         let mut cfg = Self::from_toml_str(&text)
             .map_err(|e| SimError::Config(format!("{}: {e}", path.display())))?;
-        if let Some(dir) = path.parent() {
-            for p in [&mut cfg.tls.cert, &mut cfg.tls.key, &mut cfg.tls.client_ca] {
-                if p.is_relative() {
-                    *p = dir.join(&*p);
-                }
-            }
-        }
+        cfg.tls.resolve_against(path);
         Ok(cfg)
     }
 
     /// Checks the values a TOML parser cannot.
     pub fn validate(&self) -> Result<(), SimError> {
         let err = |m: String| Err(SimError::Config(m));
-        if let Some(a) = self.server.admin_listen {
-            if !a.ip().is_loopback() {
-                return err(format!(
-                    "server.admin_listen {a} must be a loopback address"
-                ));
-            }
-        }
-        if self.server.max_connections == 0 {
-            return err("server.max_connections must be at least 1".into());
-        }
+        self.server.validate()?;
         self.faults.validate()?;
         let mut seen = std::collections::HashSet::new();
         for u in &self.users {

@@ -17,28 +17,28 @@
 //! ```
 
 pub mod certs;
+#[doc(hidden)]
+pub mod cli;
 pub mod config;
 mod ops;
 mod schema;
 mod server;
 pub mod totp;
+pub mod trustbuilder;
 pub mod xml;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::Path;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
-use tokio::net::TcpListener;
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
 pub use config::{
     CredentialConfig, CredentialStatus, CredentialType, Faults, Policy, PushAction, PushConfig,
     PushSuccessStatus, ServerConfig, SimConfig, TlsConfig, TokenConfig, UserConfig, UserStatus,
 };
+pub use trustbuilder::{TbFaults, TbPush, TbSim, TbSimConfig, TbToolConfig, TbUserConfig};
 
 /// Errors of the simulator.
 #[derive(Debug, thiserror::Error)]
@@ -93,13 +93,65 @@ impl Counters {
     }
 }
 
+/// The live counters behind [`Counters`] snapshots.
+#[derive(Debug, Default)]
+pub(crate) struct CounterSet {
+    calls: Mutex<BTreeMap<String, u64>>,
+    auth_levels: Mutex<BTreeMap<String, u64>>,
+    tls_handshakes: AtomicU64,
+    http_requests: AtomicU64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl CounterSet {
+    /// One call of `name`.
+    pub(crate) fn call(&self, name: &str) {
+        *lock(&self.calls).entry(name.to_string()).or_insert(0) += 1;
+    }
+
+    /// One call of `op` carrying authentication level `level`.
+    pub(crate) fn auth_level(&self, op: &str, level: &str) {
+        *lock(&self.auth_levels)
+            .entry(format!("{op}:{level}"))
+            .or_insert(0) += 1;
+    }
+
+    /// One completed TLS handshake.
+    pub(crate) fn handshake(&self) {
+        self.tls_handshakes.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// One HTTP request on the TLS listener.
+    pub(crate) fn request(&self) {
+        self.http_requests.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn snapshot(&self) -> Counters {
+        Counters {
+            calls: lock(&self.calls).clone(),
+            auth_levels: lock(&self.auth_levels).clone(),
+            tls_handshakes: self.tls_handshakes.load(Ordering::Relaxed),
+            http_requests: self.http_requests.load(Ordering::Relaxed),
+        }
+    }
+
+    pub(crate) fn reset(&self) {
+        lock(&self.calls).clear();
+        lock(&self.auth_levels).clear();
+        self.tls_handshakes.store(0, Ordering::Relaxed);
+        self.http_requests.store(0, Ordering::Relaxed);
+    }
+}
+
 /// A running simulator. Dropping it stops it too (without waiting).
 pub struct Sim {
     addr: SocketAddr,
     admin_addr: Option<SocketAddr>,
     state: Arc<ops::State>,
-    shutdown: watch::Sender<bool>,
-    tasks: Vec<JoinHandle<()>>,
+    running: server::Running,
 }
 
 impl std::fmt::Debug for Sim {
@@ -111,112 +163,31 @@ impl std::fmt::Debug for Sim {
     }
 }
 
-fn load_tls(tls: &TlsConfig) -> Result<rustls::ServerConfig, SimError> {
-    use rustls::pki_types::CertificateDer;
-    let read =
-        |p: &Path| std::fs::read(p).map_err(|e| SimError::Io(format!("{}: {e}", p.display())));
-    let certs: Vec<CertificateDer<'static>> =
-        rustls_pemfile::certs(&mut read(&tls.cert)?.as_slice())
-            .collect::<Result<_, _>>()
-            .map_err(|e| SimError::Tls(format!("{}: {e}", tls.cert.display())))?;
-    if certs.is_empty() {
-        return Err(SimError::Tls(format!(
-            "{}: no certificate found",
-            tls.cert.display()
-        )));
-    }
-    let key = rustls_pemfile::private_key(&mut read(&tls.key)?.as_slice())
-        .map_err(|e| SimError::Tls(format!("{}: {e}", tls.key.display())))?
-        .ok_or_else(|| SimError::Tls(format!("{}: no private key found", tls.key.display())))?;
-    let mut roots = rustls::RootCertStore::empty();
-    for c in rustls_pemfile::certs(&mut read(&tls.client_ca)?.as_slice()) {
-        let c = c.map_err(|e| SimError::Tls(format!("{}: {e}", tls.client_ca.display())))?;
-        roots
-            .add(c)
-            .map_err(|e| SimError::Tls(format!("{}: {e}", tls.client_ca.display())))?;
-    }
-    if roots.is_empty() {
-        return Err(SimError::Tls(format!(
-            "{}: no CA certificate found",
-            tls.client_ca.display()
-        )));
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
-        Arc::new(roots),
-        provider.clone(),
-    )
-    .build()
-    .map_err(|e| SimError::Tls(e.to_string()))?;
-    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| SimError::Tls(e.to_string()))?
-        .with_client_cert_verifier(verifier)
-        .with_single_cert(certs, key)
-        .map_err(|e| SimError::Tls(e.to_string()))?;
-    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(cfg)
-}
-
 impl Sim {
     /// Loads the TLS files, binds `cfg.server.listen` (and `admin_listen` if set) and serves.
     pub async fn start(cfg: SimConfig) -> Result<Sim, SimError> {
         cfg.validate()?;
-        let tls = load_tls(&cfg.tls)?;
-        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
-        let listener = TcpListener::bind(cfg.server.listen)
-            .await
-            .map_err(|e| SimError::Io(format!("bind {}: {e}", cfg.server.listen)))?;
-        let addr = listener
-            .local_addr()
-            .map_err(|e| SimError::Io(e.to_string()))?;
-        let admin = match cfg.server.admin_listen {
-            Some(a) => Some(
-                TcpListener::bind(a)
-                    .await
-                    .map_err(|e| SimError::Io(format!("bind {a}: {e}")))?,
-            ),
-            None => None,
-        };
-        let admin_addr = match &admin {
-            Some(l) => Some(l.local_addr().map_err(|e| SimError::Io(e.to_string()))?),
-            None => None,
-        };
+        let bound = server::bind(&cfg.server, &cfg.tls).await?;
+        let (addr, admin_addr) = (bound.addr, bound.admin_addr);
         let state = Arc::new(ops::State::new(
             cfg.policy.clone(),
             cfg.faults.clone(),
             &cfg.users,
             &cfg.tokens,
         ));
-        let limits = server::Limits {
-            max_body: cfg.server.max_body_bytes,
-            io_timeout: Duration::from_millis(cfg.server.io_timeout_ms.max(1)),
-            max_connections: cfg.server.max_connections,
-            idle_timeout: (cfg.server.idle_timeout_ms > 0)
-                .then(|| Duration::from_millis(cfg.server.idle_timeout_ms)),
-        };
-        let (tx, rx) = watch::channel(false);
-        let mut tasks = vec![tokio::spawn(server::serve_tls(
-            listener,
-            acceptor,
+        let (hs, st) = (state.clone(), state.clone());
+        let running = bound.spawn(
             state.clone(),
-            limits,
-            rx.clone(),
-        ))];
-        if let Some(l) = admin {
-            tasks.push(tokio::spawn(server::serve_admin(
-                l,
-                state.clone(),
-                limits,
-                rx,
-            )));
-        }
+            move || {
+                hs.counters.handshake();
+            },
+            move |limits| move |req| server::handle_soap(req, st.clone(), limits),
+        );
         Ok(Sim {
             addr,
             admin_addr,
             state,
-            shutdown: tx,
-            tasks,
+            running,
         })
     }
 
@@ -307,16 +278,7 @@ impl Sim {
     }
 
     /// Stops accepting, closes every connection and waits for the listeners to end.
-    pub async fn shutdown(mut self) {
-        let _ = self.shutdown.send(true);
-        for t in self.tasks.drain(..) {
-            let _ = t.await;
-        }
-    }
-}
-
-impl Drop for Sim {
-    fn drop(&mut self) {
-        let _ = self.shutdown.send(true);
+    pub async fn shutdown(self) {
+        self.running.stop().await
     }
 }

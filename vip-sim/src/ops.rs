@@ -1,7 +1,6 @@
 //! Simulator state and the VIP operations.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -13,7 +12,7 @@ use crate::config::{
 };
 use crate::totp::{code_at_step, decode_base32, STEP_SECONDS};
 use crate::xml::{Elem, Resp};
-use crate::Counters;
+use crate::{CounterSet, Counters};
 
 #[path = "mgmt.rs"]
 mod mgmt;
@@ -340,10 +339,7 @@ pub(crate) struct State {
     policy: Policy,
     inner: Mutex<Inner>,
     global_faults: Mutex<GlobalFaults>,
-    calls: Mutex<BTreeMap<String, u64>>,
-    auth_levels: Mutex<BTreeMap<String, u64>>,
-    pub(crate) tls_handshakes: AtomicU64,
-    pub(crate) http_requests: AtomicU64,
+    pub(crate) counters: CounterSet,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -568,17 +564,12 @@ impl State {
                 faults,
                 injected: HashMap::new(),
             }),
-            calls: Mutex::new(BTreeMap::new()),
-            auth_levels: Mutex::new(BTreeMap::new()),
-            tls_handshakes: AtomicU64::new(0),
-            http_requests: AtomicU64::new(0),
+            counters: CounterSet::default(),
         }
     }
 
     pub(crate) fn count_call(&self, op: Op, el: &Elem) {
-        let mut calls = lock(&self.calls);
-        *calls.entry(op.name().to_string()).or_insert(0) += 1;
-        drop(calls);
+        self.counters.call(op.name());
         let level = el
             .child("authContext")
             .into_iter()
@@ -586,26 +577,16 @@ impl State {
             .find(|kv| kv.text_of("Key") == Some("authLevel.level"))
             .and_then(|kv| kv.text_of("Value"));
         if let Some(level) = level {
-            *lock(&self.auth_levels)
-                .entry(format!("{}:{level}", op.name()))
-                .or_insert(0) += 1;
+            self.counters.auth_level(op.name(), level);
         }
     }
 
     pub(crate) fn counters(&self) -> Counters {
-        Counters {
-            calls: lock(&self.calls).clone(),
-            auth_levels: lock(&self.auth_levels).clone(),
-            tls_handshakes: self.tls_handshakes.load(Ordering::Relaxed),
-            http_requests: self.http_requests.load(Ordering::Relaxed),
-        }
+        self.counters.snapshot()
     }
 
     pub(crate) fn reset_counters(&self) {
-        lock(&self.calls).clear();
-        lock(&self.auth_levels).clear();
-        self.tls_handshakes.store(0, Ordering::Relaxed);
-        self.http_requests.store(0, Ordering::Relaxed);
+        self.counters.reset()
     }
 
     pub(crate) fn global_faults(&self) -> Faults {

@@ -1,7 +1,9 @@
 //! Listeners: the mutual-TLS SOAP endpoint and the plain-HTTP admin API.
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -13,14 +15,17 @@ use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
-use tokio::task::JoinSet;
+use tokio::task::{JoinHandle, JoinSet};
 use tokio_rustls::TlsAcceptor;
 
-use crate::config::Faults;
+use crate::config::{Faults, ServerConfig, TlsConfig};
 use crate::ops::{Op, Service, State};
 use crate::xml::{self, VIP_NS};
+use crate::{Counters, SimError};
 
 /// Returned by the SOAP service to make hyper drop the connection without an answer.
 #[derive(Debug)]
@@ -34,7 +39,7 @@ impl std::fmt::Display for ResetConnection {
 
 impl std::error::Error for ResetConnection {}
 
-type Resp = Response<Full<Bytes>>;
+pub(crate) type Resp = Response<Full<Bytes>>;
 
 #[derive(Clone, Copy)]
 pub(crate) struct Limits {
@@ -45,7 +50,7 @@ pub(crate) struct Limits {
     pub idle_timeout: Option<Duration>,
 }
 
-fn respond(status: StatusCode, ctype: &str, body: impl Into<Bytes>) -> Resp {
+pub(crate) fn respond(status: StatusCode, ctype: &str, body: impl Into<Bytes>) -> Resp {
     let mut r = Response::new(Full::new(body.into()));
     *r.status_mut() = status;
     if let Ok(v) = ctype.parse() {
@@ -54,7 +59,7 @@ fn respond(status: StatusCode, ctype: &str, body: impl Into<Bytes>) -> Resp {
     r
 }
 
-const XML_CT: &str = "text/xml;charset=utf-8";
+pub(crate) const XML_CT: &str = "text/xml;charset=utf-8";
 
 fn fault(code: &str, msg: &str) -> Resp {
     respond(
@@ -78,7 +83,7 @@ fn service_for_path(path: &str) -> Option<(Service, u32)> {
 
 /// SOAP 1.1 requires `text/xml` (parameters such as charset allowed); a JAX-WS endpoint
 /// answers anything else with 415 before looking at the body.
-fn is_soap11_content_type(req: &Request<Incoming>) -> bool {
+pub(crate) fn is_soap11_content_type(req: &Request<Incoming>) -> bool {
     req.headers()
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -87,7 +92,7 @@ fn is_soap11_content_type(req: &Request<Incoming>) -> bool {
 }
 
 /// A short HTML page for an injected HTTP status, as a proxy or load balancer would send.
-fn http_status_page(code: u16) -> Option<Resp> {
+pub(crate) fn http_status_page(code: u16) -> Option<Resp> {
     let status = StatusCode::from_u16(code).ok()?;
     let title = format!(
         "{} {}",
@@ -101,7 +106,7 @@ fn http_status_page(code: u16) -> Option<Resp> {
     ))
 }
 
-async fn read_body(req: Request<Incoming>, limits: Limits) -> Result<Bytes, Resp> {
+pub(crate) async fn read_body(req: Request<Incoming>, limits: Limits) -> Result<Bytes, Resp> {
     let declared = req
         .headers()
         .get(CONTENT_LENGTH)
@@ -142,12 +147,12 @@ async fn read_body(req: Request<Incoming>, limits: Limits) -> Result<Bytes, Resp
     }
 }
 
-async fn handle_soap(
+pub(crate) async fn handle_soap(
     req: Request<Incoming>,
     st: Arc<State>,
     limits: Limits,
 ) -> Result<Resp, ResetConnection> {
-    st.http_requests.fetch_add(1, Ordering::Relaxed);
+    st.counters.request();
     let Some((service, version)) = service_for_path(req.uri().path()) else {
         return Ok(respond(StatusCode::NOT_FOUND, "text/plain", "not found\n"));
     };
@@ -289,13 +294,21 @@ impl Drop for Busy {
 }
 
 /// Accepts TLS connections until `shutdown` flips (or its sender is dropped).
-pub(crate) async fn serve_tls(
+///
+/// `on_handshake` runs after each completed handshake; `handler` answers each request (its
+/// `Err` drops the connection without an answer).
+pub(crate) async fn serve_tls<C, H, F>(
     listener: TcpListener,
     acceptor: TlsAcceptor,
-    st: Arc<State>,
     limits: Limits,
     mut shutdown: watch::Receiver<bool>,
-) {
+    on_handshake: C,
+    handler: H,
+) where
+    C: Fn() + Clone + Send + Sync + 'static,
+    H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Result<Resp, ResetConnection>> + Send + 'static,
+{
     let sem = Arc::new(Semaphore::new(limits.max_connections));
     let mut conns = JoinSet::new();
     loop {
@@ -317,7 +330,8 @@ pub(crate) async fn serve_tls(
         };
         let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
-        let st = st.clone();
+        let on_handshake = on_handshake.clone();
+        let handler = handler.clone();
         conns.spawn(async move {
             let _permit = permit;
             let tls = match tokio::time::timeout(limits.io_timeout, acceptor.accept(tcp)).await {
@@ -331,14 +345,14 @@ pub(crate) async fn serve_tls(
                     return;
                 }
             };
-            st.tls_handshakes.fetch_add(1, Ordering::Relaxed);
+            on_handshake();
             let activity = Arc::new(Activity::new());
             let act = activity.clone();
             let svc = service_fn(move |req| {
                 let busy = Busy::start(act.clone());
-                let st = st.clone();
+                let fut = handler(req);
                 async move {
-                    let r = handle_soap(req, st, limits).await;
+                    let r = fut.await;
                     drop(busy);
                     r
                 }
@@ -386,11 +400,58 @@ pub(crate) async fn serve_tls(
     // Dropping `conns` aborts every open connection.
 }
 
-fn json(status: StatusCode, v: serde_json::Value) -> Resp {
+pub(crate) fn load_tls(tls: &TlsConfig) -> Result<rustls::ServerConfig, SimError> {
+    use rustls::pki_types::CertificateDer;
+    let read =
+        |p: &Path| std::fs::read(p).map_err(|e| SimError::Io(format!("{}: {e}", p.display())));
+    let certs: Vec<CertificateDer<'static>> =
+        rustls_pemfile::certs(&mut read(&tls.cert)?.as_slice())
+            .collect::<Result<_, _>>()
+            .map_err(|e| SimError::Tls(format!("{}: {e}", tls.cert.display())))?;
+    if certs.is_empty() {
+        return Err(SimError::Tls(format!(
+            "{}: no certificate found",
+            tls.cert.display()
+        )));
+    }
+    let key = rustls_pemfile::private_key(&mut read(&tls.key)?.as_slice())
+        .map_err(|e| SimError::Tls(format!("{}: {e}", tls.key.display())))?
+        .ok_or_else(|| SimError::Tls(format!("{}: no private key found", tls.key.display())))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls_pemfile::certs(&mut read(&tls.client_ca)?.as_slice()) {
+        let c = c.map_err(|e| SimError::Tls(format!("{}: {e}", tls.client_ca.display())))?;
+        roots
+            .add(c)
+            .map_err(|e| SimError::Tls(format!("{}: {e}", tls.client_ca.display())))?;
+    }
+    if roots.is_empty() {
+        return Err(SimError::Tls(format!(
+            "{}: no CA certificate found",
+            tls.client_ca.display()
+        )));
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .build()
+    .map_err(|e| SimError::Tls(e.to_string()))?;
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| SimError::Tls(e.to_string()))?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(certs, key)
+        .map_err(|e| SimError::Tls(e.to_string()))?;
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(cfg)
+}
+
+pub(crate) fn json(status: StatusCode, v: serde_json::Value) -> Resp {
     respond(status, "application/json", v.to_string())
 }
 
-fn percent_decode(s: &str) -> String {
+pub(crate) fn percent_decode(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -409,9 +470,26 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-async fn handle_admin(
+/// What the admin API needs from a simulator: counters, faults and its code look-ups.
+pub(crate) trait AdminApi: Send + Sync + 'static {
+    /// The simulator's fault set (JSON in `GET/POST /faults`).
+    type Faults: Serialize + DeserializeOwned + Default;
+    fn counters(&self) -> Counters;
+    fn reset_counters(&self);
+    fn global_faults(&self) -> Self::Faults;
+    /// Checks what serde cannot; the message goes back to the caller (HTTP 400).
+    fn validate_faults(f: &Self::Faults) -> Result<(), String>;
+    fn set_global_faults(&self, f: Self::Faults);
+    /// False when there is no such user.
+    fn set_user_faults(&self, user: &str, f: Self::Faults) -> bool;
+    /// `GET /<segments>` answering `{"code": ...}`: None if the path is not such a route or
+    /// has no code (404).
+    fn code_route(&self, segs: &[&str]) -> Option<String>;
+}
+
+async fn handle_admin<A: AdminApi>(
     req: Request<Incoming>,
-    st: Arc<State>,
+    st: Arc<A>,
     limits: Limits,
 ) -> Result<Resp, Infallible> {
     let method = req.method().clone();
@@ -428,42 +506,21 @@ async fn handle_admin(
             serde_json::json!({"error": "not found"}),
         )
     };
+    let to_json = |v: Result<serde_json::Value, serde_json::Error>| match v {
+        Ok(v) => json(StatusCode::OK, v),
+        Err(e) => json(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            serde_json::json!({"error": e.to_string()}),
+        ),
+    };
     let r = match (method.clone(), segs.as_slice()) {
         (Method::GET, ["healthz"]) => json(StatusCode::OK, serde_json::json!({"ok": true})),
-        (Method::GET, ["counters"]) => match serde_json::to_value(st.counters()) {
-            Ok(v) => json(StatusCode::OK, v),
-            Err(e) => json(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                serde_json::json!({"error": e.to_string()}),
-            ),
-        },
+        (Method::GET, ["counters"]) => to_json(serde_json::to_value(st.counters())),
         (Method::POST, ["counters", "reset"]) => {
             st.reset_counters();
             json(StatusCode::OK, serde_json::json!({"ok": true}))
         }
-        (Method::GET, ["sent-codes", user]) => match st.last_sent_code(user) {
-            Some(c) => json(StatusCode::OK, serde_json::json!({"code": c})),
-            None => not_found(),
-        },
-        (Method::GET, ["users", user, "code"]) => match st.current_code(user) {
-            Some(c) => json(StatusCode::OK, serde_json::json!({"code": c})),
-            None => not_found(),
-        },
-        (Method::GET, ["phones", phone, "code"]) => match st.last_sent_code_to(phone) {
-            Some(c) => json(StatusCode::OK, serde_json::json!({"code": c})),
-            None => not_found(),
-        },
-        (Method::GET, ["tokens", id, "code"]) => match st.token_code(id) {
-            Some(c) => json(StatusCode::OK, serde_json::json!({"code": c})),
-            None => not_found(),
-        },
-        (Method::GET, ["faults"]) => match serde_json::to_value(st.global_faults()) {
-            Ok(v) => json(StatusCode::OK, v),
-            Err(e) => json(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                serde_json::json!({"error": e.to_string()}),
-            ),
-        },
+        (Method::GET, ["faults"]) => to_json(serde_json::to_value(st.global_faults())),
         (Method::POST, ["faults"]) | (Method::POST, ["users", _, "faults"]) => {
             let user = match segs.as_slice() {
                 ["users", u, "faults"] => Some(u.to_string()),
@@ -472,14 +529,14 @@ async fn handle_admin(
             match read_body(req, limits).await {
                 Err(r) => r,
                 Ok(body) => {
-                    let parsed: Result<Faults, String> = if body.iter().all(u8::is_ascii_whitespace)
-                    {
-                        Ok(Faults::default())
-                    } else {
-                        serde_json::from_slice::<Faults>(&body)
-                            .map_err(|e| e.to_string())
-                            .and_then(|f| f.validate().map(|()| f).map_err(|e| e.to_string()))
-                    };
+                    let parsed: Result<A::Faults, String> =
+                        if body.iter().all(u8::is_ascii_whitespace) {
+                            Ok(A::Faults::default())
+                        } else {
+                            serde_json::from_slice::<A::Faults>(&body)
+                                .map_err(|e| e.to_string())
+                                .and_then(|f| A::validate_faults(&f).map(|()| f))
+                        };
                     match (parsed, user) {
                         (Err(e), _) => {
                             json(StatusCode::BAD_REQUEST, serde_json::json!({ "error": e }))
@@ -499,15 +556,57 @@ async fn handle_admin(
                 }
             }
         }
+        (Method::GET, segs) => match st.code_route(segs) {
+            Some(c) => json(StatusCode::OK, serde_json::json!({"code": c})),
+            None => not_found(),
+        },
         _ => not_found(),
     };
     Ok(r)
 }
 
+impl AdminApi for State {
+    type Faults = Faults;
+
+    fn counters(&self) -> Counters {
+        State::counters(self)
+    }
+
+    fn reset_counters(&self) {
+        State::reset_counters(self)
+    }
+
+    fn global_faults(&self) -> Faults {
+        State::global_faults(self)
+    }
+
+    fn validate_faults(f: &Faults) -> Result<(), String> {
+        f.validate().map_err(|e| e.to_string())
+    }
+
+    fn set_global_faults(&self, f: Faults) {
+        State::set_global_faults(self, f)
+    }
+
+    fn set_user_faults(&self, user: &str, f: Faults) -> bool {
+        State::set_user_faults(self, user, f)
+    }
+
+    fn code_route(&self, segs: &[&str]) -> Option<String> {
+        match segs {
+            ["sent-codes", user] => self.last_sent_code(user),
+            ["users", user, "code"] => self.current_code(user),
+            ["phones", phone, "code"] => self.last_sent_code_to(phone),
+            ["tokens", id, "code"] => self.token_code(id),
+            _ => None,
+        }
+    }
+}
+
 /// Serves the admin API (plain HTTP/1.1) to loopback peers until shutdown.
-pub(crate) async fn serve_admin(
+pub(crate) async fn serve_admin<A: AdminApi>(
     listener: TcpListener,
-    st: Arc<State>,
+    st: Arc<A>,
     limits: Limits,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -536,6 +635,110 @@ pub(crate) async fn serve_admin(
                 .serve_connection(TokioIo::new(tcp), svc)
                 .await;
         });
+    }
+}
+
+/// The listeners of a simulator, bound, with the TLS acceptor ready.
+pub(crate) struct Bound {
+    pub addr: SocketAddr,
+    pub admin_addr: Option<SocketAddr>,
+    listener: TcpListener,
+    admin: Option<TcpListener>,
+    acceptor: TlsAcceptor,
+    limits: Limits,
+}
+
+/// Loads the TLS files and binds `server.listen` (and `admin_listen` if set).
+pub(crate) async fn bind(server: &ServerConfig, tls: &TlsConfig) -> Result<Bound, SimError> {
+    let tls = load_tls(tls)?;
+    let acceptor = TlsAcceptor::from(Arc::new(tls));
+    let listener = TcpListener::bind(server.listen)
+        .await
+        .map_err(|e| SimError::Io(format!("bind {}: {e}", server.listen)))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| SimError::Io(e.to_string()))?;
+    let admin = match server.admin_listen {
+        Some(a) => Some(
+            TcpListener::bind(a)
+                .await
+                .map_err(|e| SimError::Io(format!("bind {a}: {e}")))?,
+        ),
+        None => None,
+    };
+    let admin_addr = match &admin {
+        Some(l) => Some(l.local_addr().map_err(|e| SimError::Io(e.to_string()))?),
+        None => None,
+    };
+    let limits = Limits {
+        max_body: server.max_body_bytes,
+        io_timeout: Duration::from_millis(server.io_timeout_ms.max(1)),
+        max_connections: server.max_connections,
+        idle_timeout: (server.idle_timeout_ms > 0)
+            .then(|| Duration::from_millis(server.idle_timeout_ms)),
+    };
+    Ok(Bound {
+        addr,
+        admin_addr,
+        listener,
+        admin,
+        acceptor,
+        limits,
+    })
+}
+
+/// The serving tasks of a simulator; dropping it stops them (without waiting).
+pub(crate) struct Running {
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Bound {
+    /// Spawns the TLS listener (see [`serve_tls`]) and the admin listener, if bound.
+    pub(crate) fn spawn<A, C, H, F>(
+        self,
+        admin_state: Arc<A>,
+        on_handshake: C,
+        handler: impl FnOnce(Limits) -> H,
+    ) -> Running
+    where
+        A: AdminApi,
+        C: Fn() + Clone + Send + Sync + 'static,
+        H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
+        F: Future<Output = Result<Resp, ResetConnection>> + Send + 'static,
+    {
+        let (tx, rx) = watch::channel(false);
+        let mut tasks = vec![tokio::spawn(serve_tls(
+            self.listener,
+            self.acceptor,
+            self.limits,
+            rx.clone(),
+            on_handshake,
+            handler(self.limits),
+        ))];
+        if let Some(l) = self.admin {
+            tasks.push(tokio::spawn(serve_admin(l, admin_state, self.limits, rx)));
+        }
+        Running {
+            shutdown: tx,
+            tasks,
+        }
+    }
+}
+
+impl Running {
+    /// Stops accepting, closes every connection and waits for the listeners to end.
+    pub(crate) async fn stop(mut self) {
+        let _ = self.shutdown.send(true);
+        for t in self.tasks.drain(..) {
+            let _ = t.await;
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.shutdown.send(true);
     }
 }
 
