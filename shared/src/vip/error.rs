@@ -6,19 +6,8 @@ use thiserror::Error;
 
 use super::status::Status;
 
-/// The kinds of failure, each with its own rule: only an [`FailureClass::Outage`] may ever fail
-/// open (and only while the health monitor agrees VIP is down).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FailureClass {
-    /// VIP answered in-band with a status (its decision about the user, or an error it reports).
-    Answered,
-    /// VIP could not be reached or says it is down.
-    Outage,
-    /// Our configuration, certificate or request is wrong, or the answer is not VIP's protocol.
-    Misconfigured,
-    /// No local capacity to make the call.
-    Overload,
-}
+/// The kinds of failure (shared by every MFA service client).
+pub use crate::https::FailureClass;
 
 /// Why a VIP call did not succeed.
 ///

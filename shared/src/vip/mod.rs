@@ -4,15 +4,14 @@
 //! - `ops`: one typed request/response per operation (pure render/parse functions);
 //! - `management`: the same for the Management service and the Query calls beside it;
 //! - `status`: every status, poll-status and detail code as an enum;
-//! - `transport`: mutual TLS + deadlines + bounded in-flight calls + error classes;
-//! - `connections`: kept-alive HTTP/1.1 connections, a bounded number opened at a time;
+//! - `transport`: VIP over the shared HTTPS transport ([`crate::https`]: mutual TLS, kept-alive
+//!   connections, deadlines, bounded in-flight calls, error classes);
 //! - `health`: is VIP down? (the check fail-open waits on);
 //! - `error`: [`VipError`] and its [`FailureClass`].
 
 mod backend;
 mod client;
 mod config;
-mod connections;
 mod error;
 mod health;
 mod management;

@@ -1,10 +1,11 @@
-//! Kept-alive HTTP/1.1 connections to VIP's hosts (hyper's connection API over tokio-rustls).
+//! Kept-alive HTTP/1.1 connections to an MFA service's hosts (hyper's connection API over
+//! tokio-rustls).
 //!
-//! Why not a general HTTP client: every login is one POST to one of three fixed URLs, so
+//! Why not a general HTTP client: every login is one request to one of a few fixed URLs, so
 //! per-request URL re-parsing, redirect and proxy layers are pure cost (they were a tenth of the
 //! bridge's CPU per login). And a general client opens a new connection for every request that
 //! finds none idle, so a cold start under load began with one TLS handshake per waiting login
-//! (up to `vip.max_in_flight` at once), a stall every login queued behind. Here at most
+//! (up to `<section>.max_in_flight` at once), a stall every login queued behind. Here at most
 //! [`MAX_CONNECTING`] connections are being opened at a time; other requests wait for the first
 //! connection to come back or open.
 
