@@ -543,21 +543,13 @@ impl SimConfig {
     /// Parses and validates a TOML document. Relative TLS paths stay relative to the
     /// current directory.
     pub fn from_toml_str(s: &str) -> Result<Self, SimError> {
-        let cfg: SimConfig = toml::from_str(s).map_err(|e| SimError::Config(e.to_string()))?;
-        cfg.validate()?;
-        Ok(cfg)
+        parse_toml(s, Self::validate)
     }
 
     /// Reads, parses and validates a TOML file; relative TLS paths are resolved against its
     /// directory.
     pub fn load(path: impl AsRef<Path>) -> Result<Self, SimError> {
-        let path = path.as_ref();
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| SimError::Config(format!("{}: {e}", path.display())))?;
-        let mut cfg = Self::from_toml_str(&text)
-            .map_err(|e| SimError::Config(format!("{}: {e}", path.display())))?;
-        cfg.tls.resolve_against(path);
-        Ok(cfg)
+        load_toml(path.as_ref(), Self::from_toml_str, |c| &mut c.tls)
     }
 
     /// Checks the values a TOML parser cannot.
@@ -649,6 +641,30 @@ impl SimConfig {
         }
         Ok(())
     }
+}
+
+/// Parses a TOML document and validates it.
+pub(crate) fn parse_toml<T: serde::de::DeserializeOwned>(
+    s: &str,
+    validate: impl FnOnce(&T) -> Result<(), SimError>,
+) -> Result<T, SimError> {
+    let cfg: T = toml::from_str(s).map_err(|e| SimError::Config(e.to_string()))?;
+    validate(&cfg)?;
+    Ok(cfg)
+}
+
+/// Reads a TOML file, parses it with `parse` (errors prefixed with the path) and resolves its
+/// relative TLS paths against the file's directory.
+pub(crate) fn load_toml<T>(
+    path: &Path,
+    parse: impl FnOnce(&str) -> Result<T, SimError>,
+    tls: impl FnOnce(&mut T) -> &mut TlsConfig,
+) -> Result<T, SimError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| SimError::Config(format!("{}: {e}", path.display())))?;
+    let mut cfg = parse(&text).map_err(|e| SimError::Config(format!("{}: {e}", path.display())))?;
+    tls(&mut cfg).resolve_against(path);
+    Ok(cfg)
 }
 
 /// VIP's credentialId facet: 4-100 of `[0-9A-Za-z,#.*]`.

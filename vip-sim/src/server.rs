@@ -147,15 +147,9 @@ pub(crate) async fn read_body(req: Request<Incoming>, limits: Limits) -> Result<
     }
 }
 
-pub(crate) async fn handle_soap(
-    req: Request<Incoming>,
-    st: Arc<State>,
-    limits: Limits,
-) -> Result<Resp, ResetConnection> {
-    st.counters.request();
-    let Some((service, version)) = service_for_path(req.uri().path()) else {
-        return Ok(respond(StatusCode::NOT_FOUND, "text/plain", "not found\n"));
-    };
+/// 405 for anything but POST, 415 for anything but `text/xml` (what a SOAP 1.1 stack answers
+/// before looking at the body); None when the request may go on.
+pub(crate) fn refuse_non_soap(req: &Request<Incoming>) -> Option<Resp> {
     if req.method() != Method::POST {
         let mut r = respond(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -165,14 +159,29 @@ pub(crate) async fn handle_soap(
         if let Ok(v) = "POST".parse() {
             r.headers_mut().insert(hyper::header::ALLOW, v);
         }
-        return Ok(r);
+        return Some(r);
     }
-    if !is_soap11_content_type(&req) {
-        return Ok(respond(
+    if !is_soap11_content_type(req) {
+        return Some(respond(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "text/plain",
             "Unsupported Content-Type: SOAP 1.1 requests must be text/xml\n",
         ));
+    }
+    None
+}
+
+pub(crate) async fn handle_soap(
+    req: Request<Incoming>,
+    st: Arc<State>,
+    limits: Limits,
+) -> Result<Resp, ResetConnection> {
+    st.counters.request();
+    let Some((service, version)) = service_for_path(req.uri().path()) else {
+        return Ok(respond(StatusCode::NOT_FOUND, "text/plain", "not found\n"));
+    };
+    if let Some(r) = refuse_non_soap(&req) {
+        return Ok(r);
     }
     let body = match read_body(req, limits).await {
         Ok(b) => b,

@@ -3,6 +3,9 @@
 
 use std::time::Duration;
 
+mod common;
+
+use common::client_for;
 use vip_sim::certs::CertPaths;
 use vip_sim::{TbFaults, TbSim, TbSimConfig};
 
@@ -133,21 +136,6 @@ struct H {
     client: reqwest::Client,
     certs: CertPaths,
     _dir: tempfile::TempDir,
-}
-
-fn client_for(certs: &CertPaths, with_identity: bool) -> reqwest::Client {
-    let ca = std::fs::read(&certs.ca_cert).expect("ca");
-    let mut b = reqwest::Client::builder()
-        .use_rustls_tls()
-        .tls_built_in_root_certs(false)
-        .add_root_certificate(reqwest::Certificate::from_pem(&ca).expect("ca pem"))
-        .timeout(Duration::from_secs(5));
-    if with_identity {
-        let mut pem = std::fs::read(&certs.client_key).expect("key");
-        pem.extend(std::fs::read(&certs.client_cert).expect("cert"));
-        b = b.identity(reqwest::Identity::from_pem(&pem).expect("identity"));
-    }
-    b.build().expect("client")
 }
 
 fn config(certs: &CertPaths, extra: &str) -> TbSimConfig {
@@ -793,4 +781,516 @@ fn config_validation_names_the_key() {
     assert!(e.contains("max_users"), "{e}");
     // The unused seed constants are the same as the config's.
     assert!(USERS.contains(SEED_A) && USERS.contains(SEED_B));
+}
+
+// ---- provisioning SOAP (seed 003) ----
+
+/// One provisioning call; `args` are the operation's children (in the console namespace).
+async fn soap(h: &H, op: &str, args: &str) -> (u16, String) {
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><soapenv:Envelope \
+         xmlns:soapenv=\"http://schemas.xmlsoap.org/soap/envelope/\" \
+         xmlns:con=\"http://console.inwebo.com\" \
+         xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\"><soapenv:Body>\
+         <con:{op}>{args}</con:{op}></soapenv:Body></soapenv:Envelope>"
+    );
+    raw_soap(h, body).await
+}
+
+async fn raw_soap(h: &H, body: String) -> (u16, String) {
+    let r = h
+        .client
+        .post(format!("{}/v2/services/ConsoleAdmin", h.sim.base_url()))
+        .header("Content-Type", "text/xml; charset=utf-8")
+        .header("SOAPAction", "\"\"")
+        .body(body)
+        .send()
+        .await
+        .expect("request");
+    let status = r.status().as_u16();
+    (status, r.text().await.expect("body"))
+}
+
+/// `<con:name>value</con:name>` for each pair.
+fn a(pairs: &[(&str, &str)]) -> String {
+    pairs
+        .iter()
+        .map(|(k, v)| format!("<con:{k}>{v}</con:{k}>"))
+        .collect()
+}
+
+/// The children of `<opReturn>` (a record) as (name, text), or its text (a string result).
+struct Ret {
+    fields: Vec<(String, String)>,
+    text: String,
+}
+
+impl Ret {
+    fn all(&self, name: &str) -> Vec<&str> {
+        self.fields
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
+    fn one(&self, name: &str) -> &str {
+        let v = self.all(name);
+        assert_eq!(v.len(), 1, "{name}: {:?}", self.fields);
+        v[0]
+    }
+}
+
+async fn call(h: &H, op: &str, args: &str) -> Ret {
+    let (status, body) = soap(h, op, args).await;
+    assert_eq!(status, 200, "{body}");
+    let root = vip_sim::xml::parse(body.as_bytes()).expect("xml");
+    let resp = root.children[0].children[0].clone();
+    assert_eq!(resp.name, format!("{op}Response"));
+    assert_eq!(resp.ns.as_deref(), Some(vip_sim::trustbuilder::CONSOLE_NS));
+    let ret = &resp.children[0];
+    assert_eq!(ret.name, format!("{op}Return"));
+    Ret {
+        fields: ret
+            .children
+            .iter()
+            .map(|c| (c.name.clone(), c.text.clone()))
+            .collect(),
+        text: ret.text.clone(),
+    }
+}
+
+fn search(login: &str, exact: u8, offset: u32, nmax: u32, sort: u8) -> String {
+    a(&[
+        ("userid", "0"),
+        ("serviceid", "4242"),
+        ("loginname", login),
+        ("exactmatch", &exact.to_string()),
+        ("offset", &offset.to_string()),
+        ("nmax", &nmax.to_string()),
+        ("sort", &sort.to_string()),
+    ])
+}
+
+#[tokio::test]
+async fn provisioning_lookup_parallel_arrays() {
+    let h = start().await;
+    let r = call(&h, "loginSearch", &search("alice", 1, 0, 10, 0)).await;
+    assert_eq!(r.one("err"), "OK");
+    assert_eq!(r.one("n"), "1");
+    assert_eq!(r.one("id"), "11");
+    assert_eq!(r.one("login"), "alice");
+    assert_eq!(r.one("code"), "ok");
+    assert_eq!(r.one("status"), "0");
+    assert_eq!(r.one("activation_status"), "3", "ma + ca active");
+    assert!(r.all("count").is_empty(), "loginSearch has no count");
+    // Substring search, sorted by login: parallel arrays, n entries each.
+    let r = call(&h, "loginSearch", &search("a", 0, 0, 100, 1)).await;
+    let logins = r.all("login");
+    assert_eq!(
+        logins,
+        [
+            "alice",
+            "carol",
+            "dave",
+            "frank",
+            "gina",
+            "hank",
+            "user+tag@example.com"
+        ]
+    );
+    assert_eq!(r.one("n"), "7");
+    for col in [
+        "id",
+        "code",
+        "status",
+        "role",
+        "firstname",
+        "name",
+        "mail",
+        "phone",
+    ] {
+        assert_eq!(r.all(col).len(), 7, "{col}");
+    }
+    assert_eq!(
+        r.all("activation_status"),
+        ["3", "0", "1", "2", "1", "0", "1"],
+        "mAccess is not in the mask"
+    );
+    // Nil strings: carol has no mail.
+    let (_, body) = soap(&h, "loginSearch", &search("carol", 1, 0, 10, 0)).await;
+    assert!(body.contains("<mail xsi:nil=\"true\"/>"), "{body}");
+    // loginQuery: tools as ca*/ma*/mac*/va* parallel arrays.
+    let r = call(&h, "loginQuery", &a(&[("userid", "0"), ("loginid", "11")])).await;
+    assert_eq!(r.one("err"), "OK");
+    assert_eq!(r.one("login"), "alice");
+    assert_eq!(r.one("nma"), "1");
+    assert_eq!(r.one("maid"), "501");
+    assert_eq!(r.one("maname"), "iPhone 6s");
+    assert_eq!(r.one("maalias"), "f958aa01");
+    assert_eq!(r.one("mastate"), "0");
+    assert_eq!(r.one("mapushenabled"), "1");
+    assert_eq!(r.one("nca"), "1");
+    assert_eq!(r.one("caid"), "601");
+    assert_eq!(r.one("nmac"), "0");
+    assert_eq!(r.one("nva"), "0");
+    assert!(r.all("macid").is_empty() && r.all("phone").is_empty());
+    let ivy_id = {
+        let r = call(&h, "loginSearch", &search("ivy", 1, 0, 10, 0)).await;
+        r.one("id").to_string()
+    };
+    let r = call(
+        &h,
+        "loginQuery",
+        &a(&[("userid", "0"), ("loginid", &ivy_id)]),
+    )
+    .await;
+    assert_eq!(r.one("mastate"), "1");
+    let r = call(
+        &h,
+        "loginQuery",
+        &a(&[("userid", "0"), ("loginid", "99999")]),
+    )
+    .await;
+    assert!(r.one("err").starts_with("NOK"));
+    assert_eq!(h.sim.counters().calls("loginSearch"), 4);
+    assert_eq!(h.sim.counters().calls("loginQuery"), 3);
+}
+
+#[tokio::test]
+async fn provisioning_paging_and_checks() {
+    let h = start().await;
+    let q = |offset: &str, nmax: &str, sort: &str| {
+        a(&[
+            ("userid", "0"),
+            ("serviceid", "4242"),
+            ("offset", offset),
+            ("nmax", nmax),
+            ("sort", sort),
+        ])
+    };
+    let r = call(&h, "loginsQuery", &q("2", "3", "1")).await;
+    assert_eq!(r.one("err"), "OK");
+    assert_eq!(r.one("n"), "3");
+    assert_eq!(r.one("count"), "11");
+    assert_eq!(r.all("login"), ["carol", "dave", "erin"]);
+    assert_eq!(r.all("createdby").len(), 3);
+    let r = call(&h, "loginsQuery", &q("9", "5", "2")).await;
+    assert_eq!(r.one("n"), "2");
+    assert_eq!(r.all("login"), ["bob", "alice"], "sort 2: descending");
+    let r = call(&h, "loginsQuery", &q("0", "0", "0")).await;
+    assert_eq!(r.one("n"), "11", "nmax 0: the default page");
+    let r = call(&h, "loginsQuery", &q("0", "10", "9")).await;
+    assert!(r.one("err").starts_with("NOK"));
+    // userid must be 0; the serviceid is checked.
+    let bad = a(&[
+        ("userid", "7"),
+        ("serviceid", "4242"),
+        ("offset", "0"),
+        ("nmax", "10"),
+        ("sort", "0"),
+    ]);
+    let r = call(&h, "loginsQuery", &bad).await;
+    assert!(r.one("err").starts_with("NOK"), "{:?}", r.fields);
+    assert_eq!(r.one("n"), "0");
+    assert!(r.all("login").is_empty());
+    let r = call(
+        &h,
+        "loginSearch",
+        &search("alice", 1, 0, 10, 0).replace(">4242<", ">1<"),
+    )
+    .await;
+    assert_eq!(r.one("err"), "NOK:srv unknown");
+    let r = call(
+        &h,
+        "loginDelete",
+        &a(&[("userid", "1"), ("serviceid", "4242"), ("loginid", "11")]),
+    )
+    .await;
+    assert!(r.text.starts_with("NOK"), "{}", r.text);
+    assert!(h.sim.login_exists("alice"));
+    // SOAP Faults (HTTP 500), as Axis: malformed envelope, unknown operation, wrong
+    // namespace, a non-numeric long, a missing mandatory parameter, an unknown element.
+    let (status, body) = raw_soap(&h, "<soapenv:Envelope".into()).await;
+    assert_eq!(status, 500);
+    assert!(body.contains("<soapenv:Fault>"), "{body}");
+    for (op, args) in [
+        ("loginFrobnicate", a(&[("userid", "0")])),
+        (
+            "loginSearch",
+            search("alice", 1, 0, 10, 0).replace("<con:offset>0", "<con:offset>x"),
+        ),
+        ("loginQuery", a(&[("userid", "0")])),
+        (
+            "loginQuery",
+            a(&[("userid", "0"), ("loginid", "11"), ("bogus", "1")]),
+        ),
+    ] {
+        let (status, body) = soap(&h, op, &args).await;
+        assert_eq!(status, 500, "{op}: {body}");
+        assert!(body.contains("<faultcode>"), "{body}");
+    }
+    let (status, _) = raw_soap(
+        &h,
+        "<?xml version=\"1.0\"?><s:Envelope xmlns:s=\"http://schemas.xmlsoap.org/soap/envelope/\"><s:Body><loginQuery xmlns=\"http://other\"><userid>0</userid><loginid>11</loginid></loginQuery></s:Body></s:Envelope>".into(),
+    )
+    .await;
+    assert_eq!(status, 500);
+    // Unqualified children are accepted (Axis is lenient there) and nil optional strings too.
+    let (status, body) = raw_soap(
+        &h,
+        "<?xml version=\"1.0\"?><s:Envelope xmlns:s=\"http://schemas.xmlsoap.org/soap/envelope/\" xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\"><s:Body><loginQuery xmlns=\"http://console.inwebo.com\"><userid xmlns=\"\">0</userid><loginid>11</loginid></loginQuery></s:Body></s:Envelope>".into(),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("<err>OK</err>"), "{body}");
+}
+
+fn create(login: &str, codetype: u8) -> String {
+    a(&[
+        ("userid", "0"),
+        ("serviceid", "4242"),
+        ("login", login),
+        ("firstname", "New"),
+        ("name", "User"),
+        ("mail", "new@example.com"),
+        ("phone", "336"),
+        ("status", "0"),
+        ("role", "0"),
+        ("access", "1"),
+        ("codetype", &codetype.to_string()),
+        ("lang", "en"),
+    ]) + "<con:extrafields xsi:nil=\"true\"/>"
+}
+
+#[tokio::test]
+async fn provisioning_administration() {
+    let h = start().await;
+    // loginCreate codetype 0: a 9-digit code, valid now.
+    let r = call(&h, "loginCreate", &create("new.user", 0)).await;
+    assert_eq!(r.one("err"), "OK");
+    let code = r.one("code").to_string();
+    assert_eq!(code.len(), 9);
+    let id = r.one("id").to_string();
+    assert!(h.sim.login_exists("new.user"));
+    let s = call(&h, "loginSearch", &search("new.user", 1, 0, 10, 0)).await;
+    assert_eq!(s.one("code"), code);
+    assert_eq!(s.one("id"), id);
+    let r = call(&h, "loginCreate", &create("new.user", 0)).await;
+    assert_eq!(r.one("err"), "NOK:loginexists");
+    let r = call(&h, "loginCreate", &create("bad/login", 0)).await;
+    assert!(r.one("err").starts_with("NOK"), "{:?}", r.fields);
+    let r = call(&h, "loginCreate", &create("x", 3)).await;
+    assert!(r.one("err").starts_with("NOK"));
+    // codetype 1: inactive until loginActivateCode.
+    let r = call(&h, "loginCreate", &create("later", 1)).await;
+    let later_id = r.one("id").to_string();
+    let code1 = r.one("code").to_string();
+    let s = call(&h, "loginSearch", &search("later", 1, 0, 10, 0)).await;
+    assert_eq!(s.one("code"), format!("in:{code1}"));
+    let lid = a(&[
+        ("userid", "0"),
+        ("serviceid", "4242"),
+        ("loginid", &later_id),
+    ]);
+    assert_eq!(call(&h, "loginActivateCode", &lid).await.text, code1);
+    assert_eq!(call(&h, "loginActivateCode", &lid).await.text, "NOK");
+    // codetype 2: a link; loginQuery carries the long code.
+    let r = call(&h, "loginCreate", &create("linked", 2)).await;
+    let linked_id = r.one("id").to_string();
+    let s = call(&h, "loginSearch", &search("linked", 1, 0, 10, 0)).await;
+    assert_eq!(s.one("code"), "link");
+    let q = call(
+        &h,
+        "loginQuery",
+        &a(&[("userid", "0"), ("loginid", &linked_id)]),
+    )
+    .await;
+    assert_eq!(q.one("longcode"), r.one("code"));
+    assert_eq!(q.one("createdby"), "1");
+    // max_users = 14: 11 configured + 3 created; the next is NOK:full.
+    let r = call(&h, "loginCreate", &create("one.more", 0)).await;
+    assert_eq!(r.one("err"), "NOK:full");
+    // loginUpdate: renaming onto another login is refused.
+    let upd = |login: &str| {
+        a(&[
+            ("userid", "0"),
+            ("serviceid", "4242"),
+            ("loginid", &later_id),
+            ("login", login),
+            ("status", "1"),
+            ("role", "1"),
+        ])
+    };
+    assert_eq!(
+        call(&h, "loginUpdate", &upd("alice")).await.text,
+        "NOK:login already used"
+    );
+    assert_eq!(call(&h, "loginUpdate", &upd("later2")).await.text, "OK");
+    assert!(h.sim.login_exists("later2") && !h.sim.login_exists("later"));
+    let s = call(&h, "loginSearch", &search("later2", 1, 0, 10, 0)).await;
+    assert_eq!((s.one("status"), s.one("role")), ("1", "1"));
+    // String results.
+    // loginUpdate replaces every field: the omitted mail is gone now.
+    assert_eq!(call(&h, "loginSendByMail", &lid).await.text, "NOK");
+    let linked = a(&[
+        ("userid", "0"),
+        ("serviceid", "4242"),
+        ("loginid", &linked_id),
+    ]);
+    assert_eq!(call(&h, "loginSendByMail", &linked).await.text, "OK");
+    let bob = call(&h, "loginSearch", &search("bob", 1, 0, 10, 0))
+        .await
+        .one("id")
+        .to_string();
+    let bid = a(&[("userid", "0"), ("serviceid", "4242"), ("loginid", &bob)]);
+    assert_eq!(
+        call(&h, "loginSendByMail", &bid).await.text,
+        "NOK",
+        "bob has no mail"
+    );
+    let restore = call(&h, "loginRestore", &bid).await.text;
+    assert!(restore.len() == 9 && restore.bytes().all(|b| b.is_ascii_digit()));
+    assert_eq!(call(&h, "loginResetPwd", &bid).await.text, "OK");
+    let with_ct = |ct: &str| bid.clone() + &a(&[("codetype", ct)]);
+    for op in ["loginResetPwdExtended", "loginAddDevice"] {
+        let c = call(&h, op, &with_ct("0")).await.text;
+        assert!(
+            c.bytes().all(|b| b.is_ascii_digit()) && !c.is_empty(),
+            "{op}: {c}"
+        );
+        assert!(call(&h, op, &with_ct("1")).await.text.starts_with("NOK"));
+    }
+    assert_eq!(call(&h, "loginResetPINErrorCounter", &bid).await.text, "OK");
+    assert!(call(&h, "loginResetPINErrorCounter", &bid)
+        .await
+        .text
+        .starts_with("NOK"));
+    // Tools: rename, then delete alice's mobile app; push then has no app.
+    let tool = |name: Option<&str>, kind: &str| {
+        let mut s = a(&[
+            ("userid", "0"),
+            ("serviceid", "4242"),
+            ("toolid", "501"),
+            ("tooltype", kind),
+        ]);
+        if let Some(n) = name {
+            s += &a(&[("name", n)]);
+        }
+        s
+    };
+    assert_eq!(
+        call(&h, "loginUpdateTool", &tool(Some("Pixel"), "ma"))
+            .await
+            .text,
+        "OK"
+    );
+    assert!(call(&h, "loginUpdateTool", &tool(Some("Pixel"), "va"))
+        .await
+        .text
+        .starts_with("NOK"));
+    let q = call(&h, "loginQuery", &a(&[("userid", "0"), ("loginid", "11")])).await;
+    assert_eq!(q.one("maname"), "Pixel");
+    assert_eq!(
+        call(&h, "loginDeleteTool", &tool(None, "ma")).await.text,
+        "OK"
+    );
+    assert!(call(&h, "loginDeleteTool", &tool(None, "ma"))
+        .await
+        .text
+        .starts_with("NOK"));
+    assert_eq!(h.err("pushAuthenticate", "alice", &[]).await, "NOK:NoMA");
+    // loginDelete.
+    let did = a(&[("userid", "0"), ("serviceid", "4242"), ("loginid", &id)]);
+    assert_eq!(call(&h, "loginDelete", &did).await.text, "OK");
+    assert_eq!(call(&h, "loginDelete", &did).await.text, "NOK");
+    assert!(!h.sim.login_exists("new.user"));
+    // A forced err on a provisioning operation.
+    h.sim.set_global_faults(TbFaults {
+        err: [("loginSearch".to_string(), "NOK:forced".to_string())].into(),
+        err_times: 1,
+        ..TbFaults::default()
+    });
+    let r = call(&h, "loginSearch", &search("bob", 1, 0, 10, 0)).await;
+    assert_eq!((r.one("err"), r.one("n")), ("NOK:forced", "0"));
+    let r = call(&h, "loginSearch", &search("bob", 1, 0, 10, 0)).await;
+    assert_eq!(r.one("err"), "OK");
+}
+
+#[tokio::test]
+async fn tb_sim_binary_serves_until_sigterm() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    const BIN: &str = env!("CARGO_BIN_EXE_tb-sim");
+    let dir = tempfile::tempdir().expect("dir");
+    let out = std::process::Command::new(BIN)
+        .arg("gen-certs")
+        .arg(dir.path())
+        .output()
+        .expect("gen-certs");
+    assert!(out.status.success());
+    let cfg = dir.path().join("tb.toml");
+    std::fs::write(
+        &cfg,
+        "[tls]\ncert = \"server.pem\"\nkey = \"server.key\"\nclient_ca = \"ca.pem\"\n\
+         [service]\nid = 4242\n[[users]]\nlogin = \"alice\"\n",
+    )
+    .expect("write");
+    let bad = std::process::Command::new(BIN)
+        .args(["--config", "/nonexistent.toml"])
+        .output()
+        .expect("run");
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        err.starts_with("tb-sim: ") && err.trim().lines().count() == 1,
+        "{err}"
+    );
+    let mut child = tokio::process::Command::new(BIN)
+        .arg("--config")
+        .arg(&cfg)
+        .args(["--admin-listen", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn");
+    let stdout = child.stdout.take().expect("stdout");
+    let line = tokio::time::timeout(
+        Duration::from_secs(10),
+        BufReader::new(stdout).lines().next_line(),
+    )
+    .await
+    .expect("ready line")
+    .expect("read")
+    .expect("line");
+    let v: serde_json::Value = serde_json::from_str(&line).expect("json");
+    let listen = v["listen"].as_str().expect("listen");
+    assert!(v["admin"].is_string(), "{line}");
+    let certs = CertPaths {
+        ca_cert: dir.path().join("ca.pem"),
+        client_cert: dir.path().join("client.pem"),
+        client_key: dir.path().join("client.key"),
+        ..vip_sim::certs::generate(tempfile::tempdir().expect("d").path()).expect("certs")
+    };
+    let body = client_for(&certs, true)
+        .get(format!(
+            "https://{listen}/FS?action=pushAuthenticate&serviceId=4242&userId=alice&format=json"
+        ))
+        .send()
+        .await
+        .expect("request")
+        .text()
+        .await
+        .expect("body");
+    assert!(body.contains("NOK:NoMA"), "{body}");
+    let pid = child.id().expect("pid");
+    assert!(std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .expect("kill")
+        .success());
+    let status = tokio::time::timeout(Duration::from_secs(5), child.wait())
+        .await
+        .expect("exits")
+        .expect("wait");
+    assert!(status.success());
 }

@@ -286,21 +286,13 @@ impl TbSimConfig {
     /// Parses and validates a TOML document (relative TLS paths stay relative to the current
     /// directory).
     pub fn from_toml_str(s: &str) -> Result<Self, SimError> {
-        let cfg: TbSimConfig = toml::from_str(s).map_err(|e| SimError::Config(e.to_string()))?;
-        cfg.validate()?;
-        Ok(cfg)
+        crate::config::parse_toml(s, Self::validate)
     }
 
     /// Reads, parses and validates a TOML file; relative TLS paths are resolved against its
     /// directory.
     pub fn load(path: impl AsRef<Path>) -> Result<Self, SimError> {
-        let path = path.as_ref();
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| SimError::Config(format!("{}: {e}", path.display())))?;
-        let mut cfg = Self::from_toml_str(&text)
-            .map_err(|e| SimError::Config(format!("{}: {e}", path.display())))?;
-        cfg.tls.resolve_against(path);
-        Ok(cfg)
+        crate::config::load_toml(path.as_ref(), Self::from_toml_str, |c| &mut c.tls)
     }
 
     /// Checks the values a TOML parser cannot; the message names the key.

@@ -8,7 +8,6 @@
 mod config;
 mod provisioning;
 mod rest;
-#[allow(dead_code)] // the provisioning API (next commit) uses the rest
 mod state;
 
 use std::net::SocketAddr;
@@ -24,6 +23,7 @@ pub use config::{
 
 use crate::server::{self, respond, AdminApi, Limits, ResetConnection, Resp};
 use crate::{Counters, SimError};
+pub use provisioning::CONSOLE_NS;
 use state::TbState;
 
 /// The REST actions (counter names).
