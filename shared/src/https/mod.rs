@@ -6,7 +6,8 @@
 //! - `connections`: kept-alive HTTP/1.1 connections, a bounded number opened at a time;
 //! - `transport`: bounded in-flight calls, deadlines, GET and POST, and the failure classes of
 //!   everything below the service's own answer;
-//! - `health`: is the service down? (the check fail-open waits on).
+//! - `health`: is the service down? (the check fail-open waits on);
+//! - `xml`: the XML the services answer (SOAP envelopes, flat records), as a tree.
 //!
 //! Every message names the service and its configuration section through a [`Service`].
 
@@ -14,6 +15,7 @@ pub(crate) mod connections;
 pub mod health;
 pub(crate) mod tls;
 pub(crate) mod transport;
+pub(crate) mod xml;
 
 use std::path::PathBuf;
 

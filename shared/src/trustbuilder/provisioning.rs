@@ -5,7 +5,7 @@
 
 use super::error::TbError;
 use super::status::TbStatus;
-use super::xml::{self, Node};
+use super::xml::{self, Element};
 
 pub const OP_LOGIN_SEARCH: &str = "loginSearch";
 pub const OP_LOGIN_QUERY: &str = "loginQuery";
@@ -375,12 +375,12 @@ pub fn render_login_delete_tool(service_id: u64, kind: ToolKind, tool_id: i64) -
 
 // ---------------------------------------------------------------- parsing
 
-fn ret(body: &[u8], op: &str) -> Result<Node, TbError> {
+fn ret(body: &[u8], op: &str) -> Result<Element, TbError> {
     xml::soap_return(body, op).map_err(|e| TbError::protocol(format!("{op}: {e}")))
 }
 
 /// The `err` of a result record: `Ok(())` for `OK`, a `Rejected` for `NOK*`.
-fn check_err(r: &Node, op: &'static str) -> Result<(), TbError> {
+fn check_err(r: &Element, op: &'static str) -> Result<(), TbError> {
     let err = r
         .text_of("err")
         .ok_or_else(|| TbError::protocol(format!("{op}: the result has no err")))?;
@@ -416,7 +416,7 @@ fn long(op: &str, field: &str, v: Option<String>) -> Result<Option<i64>, TbError
 
 /// Reads the parallel arrays of one result.
 struct Columns<'a> {
-    node: &'a Node,
+    node: &'a Element,
     op: &'static str,
 }
 
@@ -424,7 +424,7 @@ impl Columns<'_> {
     /// The `n` values of array `field`: exactly `n` elements, or none at all when `optional`
     /// (an array the service leaves out). Any other count is a protocol error.
     fn texts(&self, field: &str, n: usize, optional: bool) -> Result<Vec<Option<String>>, TbError> {
-        let values: Vec<Option<String>> = self.node.all(field).map(Node::value).collect();
+        let values: Vec<Option<String>> = self.node.named(field).map(Element::value).collect();
         if values.len() == n {
             return Ok(values);
         }
@@ -570,7 +570,7 @@ pub fn parse_login_query(body: &[u8]) -> Result<LoginDetails, TbError> {
         password_blocked: flag("iwpasswordblocked")?,
         maccess_password_blocked: flag("macpasswordblocked")?,
         tools,
-        long_codes: r.all("longcode").filter_map(Node::value).collect(),
+        long_codes: r.named("longcode").filter_map(Element::value).collect(),
     })
 }
 

@@ -1,21 +1,11 @@
 //! SOAP 1.1 envelopes out, namespace-checked parsing in. No I/O here.
 
-use std::borrow::Cow;
-
-use quick_xml::events::Event;
-use quick_xml::name::ResolveResult;
-use quick_xml::NsReader;
-
 use super::error::VipError;
 
 /// The namespace of every VIP User Services payload element.
 pub const VIP_NS: &str = "https://schemas.symantec.com/vip/2011/04/vipuserservices";
 /// SOAP 1.1 envelope namespace.
-pub const SOAP_NS: &str = "http://schemas.xmlsoap.org/soap/envelope/";
-
-/// Nesting deeper than this is not a VIP response; the bound also keeps the tree's
-/// (recursive) drop shallow whatever the peer sends.
-const MAX_DEPTH: usize = 32;
+pub const SOAP_NS: &str = crate::https::xml::SOAP_NS;
 
 // ---------------------------------------------------------------- writing
 
@@ -113,21 +103,9 @@ pub(crate) fn is_xml_text(s: &str) -> bool {
 
 // ---------------------------------------------------------------- reading
 
-/// A parsed element: its namespace (None when unbound), local name, direct text and children.
-#[derive(Debug)]
-pub(crate) struct Element {
-    /// The two namespaces every response uses are shared, not copied per element.
-    pub(crate) ns: Option<Cow<'static, str>>,
-    pub(crate) name: String,
-    pub(crate) text: String,
-    pub(crate) children: Vec<Element>,
-}
+pub(crate) use crate::https::xml::Element;
 
 impl Element {
-    pub(crate) fn is(&self, ns: &str, name: &str) -> bool {
-        self.ns.as_deref() == Some(ns) && self.name == name
-    }
-
     /// Direct children named `{VIP_NS}name`, in document order.
     pub(crate) fn vip_children<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Element> {
         self.children.iter().filter(move |c| c.is(VIP_NS, name))
@@ -143,115 +121,11 @@ impl Element {
             .map(|e| e.text.trim().to_owned())
             .filter(|t| !t.is_empty())
     }
-
-    fn qualified(&self) -> String {
-        match &self.ns {
-            Some(ns) => format!("{{{ns}}}{}", self.name),
-            None => self.name.clone(),
-        }
-    }
 }
 
 /// Parses a document into a tree, resolving namespaces.
 pub(crate) fn parse_document(body: &[u8]) -> Result<Element, String> {
-    if body.iter().all(|b| b.is_ascii_whitespace()) {
-        return Err("empty body".into());
-    }
-    let mut reader = NsReader::from_reader(body);
-    reader.config_mut().trim_text(false);
-    let mut stack: Vec<Element> = Vec::new();
-    let mut root: Option<Element> = None;
-    loop {
-        let (ns, event) = match reader.read_resolved_event() {
-            Ok(x) => x,
-            Err(e) => {
-                let at = reader.buffer_position();
-                return Err(format!("malformed XML at byte {at}: {e}"));
-            }
-        };
-        match event {
-            Event::Start(ref e) | Event::Empty(ref e) => {
-                if root.is_some() {
-                    return Err("content after the root element".into());
-                }
-                if stack.len() >= MAX_DEPTH {
-                    return Err("XML nested too deeply".into());
-                }
-                let ns = match ns {
-                    ResolveResult::Bound(n) => Some(intern(n.into_inner())?),
-                    ResolveResult::Unbound => None,
-                    ResolveResult::Unknown(p) => {
-                        return Err(format!(
-                            "undeclared namespace prefix {:?}",
-                            String::from_utf8_lossy(&p)
-                        ))
-                    }
-                };
-                let name = std::str::from_utf8(e.local_name().into_inner())
-                    .map_err(|_| "element name is not UTF-8".to_string())?
-                    .to_owned();
-                let el = Element {
-                    ns,
-                    name,
-                    text: String::new(),
-                    children: Vec::new(),
-                };
-                if matches!(event, Event::Empty(_)) {
-                    attach(&mut stack, &mut root, el);
-                } else {
-                    stack.push(el);
-                }
-            }
-            Event::End(_) => {
-                let el = stack
-                    .pop()
-                    .ok_or_else(|| "unbalanced end tag".to_string())?;
-                attach(&mut stack, &mut root, el);
-            }
-            Event::Text(t) => {
-                let s = t.unescape().map_err(|e| format!("bad text in XML: {e}"))?;
-                match stack.last_mut() {
-                    Some(top) => top.text.push_str(&s),
-                    None if s.trim().is_empty() => {}
-                    None => return Err("text outside the root element".into()),
-                }
-            }
-            Event::CData(t) => {
-                let s = std::str::from_utf8(&t)
-                    .map_err(|_| "CDATA is not UTF-8".to_string())?
-                    .to_owned();
-                if let Some(top) = stack.last_mut() {
-                    top.text.push_str(&s);
-                }
-            }
-            Event::DocType(_) => return Err("DOCTYPE is not allowed in a SOAP message".into()),
-            Event::Decl(_) | Event::PI(_) | Event::Comment(_) => {}
-            Event::Eof => break,
-        }
-    }
-    if !stack.is_empty() {
-        return Err("truncated XML (unclosed elements at end of input)".into());
-    }
-    root.ok_or_else(|| "no root element".to_string())
-}
-
-fn intern(ns: &[u8]) -> Result<Cow<'static, str>, String> {
-    Ok(match ns {
-        n if n == VIP_NS.as_bytes() => Cow::Borrowed(VIP_NS),
-        n if n == SOAP_NS.as_bytes() => Cow::Borrowed(SOAP_NS),
-        n => Cow::Owned(
-            std::str::from_utf8(n)
-                .map_err(|_| "namespace is not UTF-8".to_string())?
-                .to_owned(),
-        ),
-    })
-}
-
-fn attach(stack: &mut [Element], root: &mut Option<Element>, el: Element) {
-    match stack.last_mut() {
-        Some(parent) => parent.children.push(el),
-        None => *root = Some(el),
-    }
+    crate::https::xml::parse_document(body, &[VIP_NS, SOAP_NS])
 }
 
 /// Parses a SOAP 1.1 response and returns its payload element, which must be
