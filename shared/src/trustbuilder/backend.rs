@@ -108,7 +108,7 @@ impl TrustBuilderBackend {
             status: "loginSearch: none".into(),
             message: "no such login in this TrustBuilder service".into(),
         })?;
-        if entry.is_blocked() {
+        if entry.attributes.is_blocked() {
             return Err(locked());
         }
         self.login_ids.insert(key, entry.id).await;
@@ -120,8 +120,12 @@ impl TrustBuilderBackend {
 fn pick<'a>(logins: &'a [LoginEntry], user: &str) -> Option<&'a LoginEntry> {
     logins
         .iter()
-        .find(|l| l.login == user)
-        .or_else(|| logins.iter().find(|l| l.login.eq_ignore_ascii_case(user)))
+        .find(|l| l.attributes.login == user)
+        .or_else(|| {
+            logins
+                .iter()
+                .find(|l| l.attributes.login.eq_ignore_ascii_case(user))
+        })
 }
 
 fn locked() -> BackendError {
@@ -307,7 +311,7 @@ impl Backend for TrustBuilderBackend {
                     return (None, Err(e));
                 }
             };
-            if details.is_blocked() {
+            if details.attributes.is_blocked() {
                 return (None, Err(locked()));
             }
             // Every active tool makes codes; mobile apps and mAccess registered for push

@@ -32,9 +32,10 @@ pub use client::TrustBuilderClient;
 pub use config::{TrustBuilderConfig, DEFAULT_API_URL};
 pub use error::TbError;
 pub use provisioning::{
-    CodeType, Created, LoginDetails, LoginEntry, LoginFields, LoginList, Tool, ToolKind,
-    OP_LOGIN_ACTIVATE_CODE, OP_LOGIN_ADD_DEVICE, OP_LOGIN_DELETE, OP_LOGIN_RESET_PIN_ERROR_COUNTER,
-    OP_LOGIN_RESET_PWD, OP_LOGIN_RESET_PWD_EXTENDED, OP_LOGIN_RESTORE, OP_LOGIN_SEND_BY_MAIL,
+    CodeType, Created, LoginAttributes, LoginDetails, LoginEntry, LoginFields, LoginList, Tool,
+    ToolKind, OP_LOGIN_ACTIVATE_CODE, OP_LOGIN_ADD_DEVICE, OP_LOGIN_DELETE,
+    OP_LOGIN_RESET_PIN_ERROR_COUNTER, OP_LOGIN_RESET_PWD, OP_LOGIN_RESET_PWD_EXTENDED,
+    OP_LOGIN_RESTORE, OP_LOGIN_SEND_BY_MAIL,
 };
 pub use rest::{Device, RestAnswer};
 pub use status::{Meaning, TbStatus};

@@ -23,10 +23,9 @@ pub const OP_LOGIN_ADD_DEVICE: &str = "loginAddDevice";
 pub const OP_LOGIN_UPDATE_TOOL: &str = "loginUpdateTool";
 pub const OP_LOGIN_DELETE_TOOL: &str = "loginDeleteTool";
 
-/// A login as list results give it.
+/// What list results and loginQuery both say about a login.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct LoginEntry {
-    pub id: i64,
+pub struct LoginAttributes {
     pub login: String,
     /// `ok`, `expired`, `in:<code>`, `link` or the activation code.
     pub code: Option<String>,
@@ -37,20 +36,57 @@ pub struct LoginEntry {
     pub firstname: Option<String>,
     pub name: Option<String>,
     pub mail: Option<String>,
-    pub phone: Option<String>,
     pub extrafields: Option<String>,
-    /// loginSearch: mask of active tools (1 mobile app, 2 Helium, 4 Virtual Authenticator).
-    pub activation_status: Option<i64>,
-    /// loginsQuery: 0 console, 1 API.
+    /// 0 console, 1 API (loginsQuery, loginQuery).
     pub created_by: Option<i64>,
-    /// loginsQuery: last authentication (timestamp).
+    /// Last successful authentication, a timestamp (0: none).
     pub last_auth_date: Option<i64>,
 }
 
-impl LoginEntry {
+impl LoginAttributes {
     pub fn is_blocked(&self) -> bool {
         self.status == Some(1)
     }
+
+    /// Reads the attributes through `text` (a field's value for this login).
+    fn read(op: &str, text: impl Fn(&str) -> Option<String>) -> Result<Self, TbError> {
+        Ok(LoginAttributes {
+            login: text("login").unwrap_or_default(),
+            code: text("code"),
+            status: long(op, "status", text("status"))?,
+            role: long(op, "role", text("role"))?,
+            firstname: text("firstname"),
+            name: text("name"),
+            mail: text("mail"),
+            extrafields: text("extrafields"),
+            created_by: long(op, "createdby", text("createdby"))?,
+            last_auth_date: long(op, "lastauthdate", text("lastauthdate"))?,
+        })
+    }
+
+    /// The wire names of the fields [`read`](Self::read) reads.
+    const FIELDS: [&'static str; 10] = [
+        "login",
+        "code",
+        "status",
+        "role",
+        "firstname",
+        "name",
+        "mail",
+        "extrafields",
+        "createdby",
+        "lastauthdate",
+    ];
+}
+
+/// A login as list results give it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LoginEntry {
+    pub id: i64,
+    pub attributes: LoginAttributes,
+    pub phone: Option<String>,
+    /// loginSearch: mask of active tools (1 mobile app, 2 Helium, 4 Virtual Authenticator).
+    pub activation_status: Option<i64>,
 }
 
 /// loginSearch / loginsQuery: one page of logins.
@@ -123,27 +159,12 @@ impl Tool {
 /// loginQuery: one login and its tools.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct LoginDetails {
-    pub login: String,
-    pub code: Option<String>,
-    pub status: Option<i64>,
-    pub role: Option<i64>,
-    pub firstname: Option<String>,
-    pub name: Option<String>,
-    pub mail: Option<String>,
-    pub extrafields: Option<String>,
-    pub created_by: Option<i64>,
-    pub last_auth_date: Option<i64>,
+    pub attributes: LoginAttributes,
     pub pin_blocked: bool,
     pub password_blocked: bool,
     pub maccess_password_blocked: bool,
     pub tools: Vec<Tool>,
     pub long_codes: Vec<String>,
-}
-
-impl LoginDetails {
-    pub fn is_blocked(&self) -> bool {
-        self.status == Some(1)
-    }
 }
 
 /// loginCreate: the new login's id and activation code (or long code, `codetype` 2).
@@ -470,34 +491,26 @@ fn login_list(body: &[u8], op: &'static str) -> Result<LoginList, TbError> {
     let c = Columns { node: &r, op };
     let n = c.count("n")?;
     let ids = c.required_longs("id", n)?;
-    let logins = c.texts("login", n, false)?;
-    let code = c.texts("code", n, true)?;
-    let status = c.longs("status", n, true)?;
-    let role = c.longs("role", n, true)?;
-    let firstname = c.texts("firstname", n, true)?;
-    let name = c.texts("name", n, true)?;
-    let mail = c.texts("mail", n, true)?;
+    // `login` is required (n values); the other attributes may be left out entirely.
+    let mut columns = Vec::new();
+    for field in LoginAttributes::FIELDS {
+        columns.push((field, c.texts(field, n, field != "login")?));
+    }
     let phone = c.texts("phone", n, true)?;
-    let extrafields = c.texts("extrafields", n, true)?;
     let activation = c.longs("activation_status", n, true)?;
-    let created_by = c.longs("createdby", n, true)?;
-    let last_auth = c.longs("lastauthdate", n, true)?;
     let mut out = Vec::with_capacity(n);
-    for i in 0..n {
+    for (i, id) in ids.into_iter().enumerate() {
+        let text = |f: &str| {
+            columns
+                .iter()
+                .find(|(name, _)| *name == f)
+                .and_then(|(_, values)| values.get(i).cloned().flatten())
+        };
         out.push(LoginEntry {
-            id: ids[i],
-            login: logins[i].clone().unwrap_or_default(),
-            code: code[i].clone(),
-            status: status[i],
-            role: role[i],
-            firstname: firstname[i].clone(),
-            name: name[i].clone(),
-            mail: mail[i].clone(),
+            id,
+            attributes: LoginAttributes::read(op, text)?,
             phone: phone[i].clone(),
-            extrafields: extrafields[i].clone(),
             activation_status: activation[i],
-            created_by: created_by[i],
-            last_auth_date: last_auth[i],
         });
     }
     Ok(LoginList {
@@ -556,16 +569,7 @@ pub fn parse_login_query(body: &[u8]) -> Result<LoginDetails, TbError> {
         }
     }
     Ok(LoginDetails {
-        login: r.text_of("login").unwrap_or_default(),
-        code: r.text_of("code"),
-        status: long(op, "status", r.text_of("status"))?,
-        role: long(op, "role", r.text_of("role"))?,
-        firstname: r.text_of("firstname"),
-        name: r.text_of("name"),
-        mail: r.text_of("mail"),
-        extrafields: r.text_of("extrafields"),
-        created_by: long(op, "createdby", r.text_of("createdby"))?,
-        last_auth_date: long(op, "lastauthdate", r.text_of("lastauthdate"))?,
+        attributes: LoginAttributes::read(op, |f| r.text_of(f))?,
         pin_blocked: flag("iwpinblocked")?,
         password_blocked: flag("iwpasswordblocked")?,
         maccess_password_blocked: flag("macpasswordblocked")?,
@@ -671,11 +675,11 @@ mod tests {
         let l = parse_login_search(&body).unwrap();
         assert_eq!(l.logins.len(), 2);
         assert_eq!(l.logins[0].id, 11);
-        assert_eq!(l.logins[0].code.as_deref(), Some("ok"));
-        assert_eq!(l.logins[1].code, None);
-        assert!(l.logins[1].is_blocked());
-        assert_eq!(l.logins[1].role, Some(2));
-        assert_eq!(l.logins[0].mail, None);
+        assert_eq!(l.logins[0].attributes.code.as_deref(), Some("ok"));
+        assert_eq!(l.logins[1].attributes.code, None);
+        assert!(l.logins[1].attributes.is_blocked());
+        assert_eq!(l.logins[1].attributes.role, Some(2));
+        assert_eq!(l.logins[0].attributes.mail, None);
         let none = parse_login_search(&envelope("loginSearch", "<err>OK</err><n>0</n>")).unwrap();
         assert!(none.logins.is_empty());
     }
@@ -714,8 +718,8 @@ mod tests {
              <nva>0</nva>",
         );
         let d = parse_login_query(&body).unwrap();
-        assert_eq!(d.login, "alice");
-        assert_eq!(d.firstname, None);
+        assert_eq!(d.attributes.login, "alice");
+        assert_eq!(d.attributes.firstname, None);
         assert_eq!(d.tools.len(), 3);
         let ma = d
             .tools
@@ -789,7 +793,7 @@ mod tests {
         .is_err());
         let l = parse_logins_query(&envelope("loginsQuery", "<err>OK</err><n>1</n><id>1</id><count>250</count><login>a</login><createdby>1</createdby><lastauthdate>1700000000</lastauthdate>")).unwrap();
         assert_eq!(l.count, Some(250));
-        assert_eq!(l.logins[0].created_by, Some(1));
+        assert_eq!(l.logins[0].attributes.created_by, Some(1));
     }
 
     #[test]
