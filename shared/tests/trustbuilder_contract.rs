@@ -416,3 +416,82 @@ async fn sms_and_voice_are_unsupported() {
     assert!(matches!(r, Err(BackendError::Misconfigured(_))), "{r:?}");
     env.sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn provisioning_administration_round_trip() {
+    let env = start().await;
+    let c = TrustBuilderClient::new(&env.config()).unwrap();
+    let fields = LoginFields {
+        login: "new.user@example.com",
+        firstname: Some("New"),
+        name: Some("User"),
+        mail: Some("new.user@example.com"),
+        ..LoginFields::default()
+    };
+    let created = c
+        .login_create(&fields, false, CodeType::Immediate, Some("en"))
+        .await
+        .unwrap();
+    assert!(created.id > 0);
+    assert!(created.code.is_some());
+    // The same login again: the service's refusal, an answer (not a misconfiguration).
+    let e = c
+        .login_create(&fields, false, CodeType::Immediate, None)
+        .await
+        .unwrap_err();
+    assert_eq!(e.class(), FailureClass::Answered, "{e}");
+    let found = c.login_search("new.user@example.com").await.unwrap();
+    assert_eq!(found.logins.len(), 1);
+    assert_eq!(found.logins[0].id, created.id);
+    let d = c.login_query(created.id).await.unwrap();
+    assert_eq!(d.attributes.login, "new.user@example.com");
+    assert_eq!(d.attributes.firstname.as_deref(), Some("New"));
+    assert!(d.tools.is_empty());
+    c.login_update(
+        created.id,
+        &LoginFields {
+            name: Some("Renamed"),
+            ..fields.clone()
+        },
+    )
+    .await
+    .unwrap();
+    let d = c.login_query(created.id).await.unwrap();
+    assert_eq!(d.attributes.name.as_deref(), Some("Renamed"));
+    let code = c
+        .login_new_code(OP_LOGIN_ADD_DEVICE, created.id, CodeType::Immediate)
+        .await
+        .unwrap();
+    assert!(!code.is_empty());
+    // A page of every login: the configured ones and the new one.
+    let page = c.logins_query(0, 100, 1).await.unwrap();
+    assert_eq!(page.count, Some(users().len() as i64 + 1));
+    assert_eq!(page.logins.len(), users().len() + 1);
+    // Tools: alice's app renamed, then deleted.
+    let alice = c.login_search("alice").await.unwrap().logins[0].id;
+    let d = c.login_query(alice).await.unwrap();
+    let app = d
+        .tools
+        .iter()
+        .find(|t| t.kind == ToolKind::MobileApp)
+        .unwrap();
+    assert!(app.can_push());
+    c.login_update_tool(ToolKind::MobileApp, app.id, "work phone")
+        .await
+        .unwrap();
+    let d = c.login_query(alice).await.unwrap();
+    assert_eq!(d.tools[0].name.as_deref(), Some("work phone"));
+    c.login_delete_tool(ToolKind::MobileApp, app.id)
+        .await
+        .unwrap();
+    assert!(c.login_query(alice).await.unwrap().tools.is_empty());
+    c.login_op(OP_LOGIN_DELETE, created.id).await.unwrap();
+    assert!(c
+        .login_search("new.user@example.com")
+        .await
+        .unwrap()
+        .logins
+        .is_empty());
+    assert_eq!(env.sim.counters().calls("loginCreate"), 2);
+    env.sim.shutdown().await;
+}
