@@ -27,7 +27,6 @@ const PROBE_ALERT_WAIT: Duration = Duration::from_millis(1500);
 
 /// One request: a GET, or a POST of a body with its content type (and an empty SOAPAction for
 /// SOAP 1.1).
-#[allow(dead_code)] // Get: the TrustBuilder client's REST calls
 pub(crate) enum Outgoing {
     Get,
     Post {
