@@ -25,8 +25,14 @@ pub const DEFAULT_CONFIG_PATH: &str = "/etc/vip-bridge/vip-bridge.toml";
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// The MFA service: `"vip"` (default) or `"trustbuilder"`.
+    #[serde(default)]
+    pub backend: vip_core::config::BackendKind,
     #[serde(default)]
     pub vip: VipConfig,
+    /// TrustBuilder MFA, with `backend = "trustbuilder"`.
+    #[serde(default)]
+    pub trustbuilder: Option<vip_core::trustbuilder::TrustBuilderConfig>,
     #[serde(default)]
     pub engine: EngineConfig,
     #[serde(default)]
@@ -201,7 +207,9 @@ fn invalid(path: &Path, key: impl Into<String>, message: impl Into<String>) -> C
 
 fn resolve(path: &Path, config: Config) -> Result<Loaded> {
     let Config {
+        backend,
         vip,
+        trustbuilder,
         engine,
         policies,
         directories,
@@ -212,7 +220,9 @@ fn resolve(path: &Path, config: Config) -> Result<Loaded> {
         log,
     } = config;
     let core = CoreConfig {
+        backend,
         vip,
+        trustbuilder,
         engine,
         policies,
         directories,

@@ -61,7 +61,8 @@ pub fn preflight(cfg: &Loaded) -> Result<()> {
         )));
     }
     let vip = &cfg.core.vip;
-    if vip.cert_file.is_none() && vip.pkcs12_file.is_none() {
+    let on_vip = cfg.core.backend == vip_core::config::BackendKind::Vip;
+    if on_vip && vip.cert_file.is_none() && vip.pkcs12_file.is_none() {
         if let Some(url) = [&vip.auth_url, &vip.query_url, &vip.management_url]
             .into_iter()
             .find(|u| crate::tools::is_production(u))

@@ -11,8 +11,10 @@ use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
 use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::Layer;
+use vip_core::config::{BackendKind, BuildError};
 use vip_core::engine::{AuthRequest, Authenticate, ClientInfo, FrontDoor, Outcome};
 use vip_core::secret::Secret;
+use vip_core::trustbuilder::{TrustBuilderClient, TrustBuilderConfig};
 use vip_core::vip::{VipClient, VipConfig};
 
 use crate::config::{self, Config};
@@ -50,13 +52,15 @@ pub async fn check_config(path: &Path, offline: bool) -> Result<Report> {
     let raw: Config = vip_core::config::load_toml(path)?;
     let mut r = Report::default();
     let vip = &loaded.core.vip;
+    let on_vip = loaded.core.backend == BackendKind::Vip;
     r.warnings.extend(loaded.core.warnings());
-    if loaded
-        .core
-        .policies
-        .values()
-        .any(|p| p.push_mode == vip_core::engine::PushMode::Blocking)
-        || !loaded.core.policies.contains_key("default")
+    if on_vip
+        && (loaded
+            .core
+            .policies
+            .values()
+            .any(|p| p.push_mode == vip_core::engine::PushMode::Blocking)
+            || !loaded.core.policies.contains_key("default"))
     {
         // VIP has no call that tells whether the account requires Number Challenge, so
         // this cannot be checked online; say where it would bite.
@@ -65,7 +69,7 @@ pub async fn check_config(path: &Path, offline: bool) -> Result<Report> {
         );
     }
 
-    if vip.cert_file.is_none() && vip.pkcs12_file.is_none() {
+    if on_vip && vip.cert_file.is_none() && vip.pkcs12_file.is_none() {
         r.warnings
             .push("vip: no client certificate configured (only a test VIP accepts that)".into());
     }
@@ -85,11 +89,24 @@ pub async fn check_config(path: &Path, offline: bool) -> Result<Report> {
             files.push((key.to_owned(), p.clone(), secret));
         }
     };
-    add("vip.cert_file", &vip.cert_file, false);
-    add("vip.key_file", &vip.key_file, true);
-    add("vip.pkcs12_file", &vip.pkcs12_file, true);
-    add("vip.pkcs12_password_file", &vip.pkcs12_password_file, true);
-    add("vip.ca_file", &vip.ca_file, false);
+    if on_vip {
+        add("vip.cert_file", &vip.cert_file, false);
+        add("vip.key_file", &vip.key_file, true);
+        add("vip.pkcs12_file", &vip.pkcs12_file, true);
+        add("vip.pkcs12_password_file", &vip.pkcs12_password_file, true);
+        add("vip.ca_file", &vip.ca_file, false);
+    }
+    if let Some(tb) = &loaded.core.trustbuilder {
+        add("trustbuilder.cert_file", &tb.cert_file, false);
+        add("trustbuilder.key_file", &tb.key_file, true);
+        add("trustbuilder.pkcs12_file", &tb.pkcs12_file, true);
+        add(
+            "trustbuilder.pkcs12_password_file",
+            &tb.pkcs12_password_file,
+            true,
+        );
+        add("trustbuilder.ca_file", &tb.ca_file, false);
+    }
     add(
         "engine.state_key_file",
         &loaded.core.engine.state_key_file,
@@ -140,7 +157,7 @@ pub async fn check_config(path: &Path, offline: bool) -> Result<Report> {
                 .push("radius: inline client secrets: the configuration file is secret".into());
         }
     }
-    if vip.pkcs12_password.is_some() {
+    if on_vip && vip.pkcs12_password.is_some() {
         r.lines
             .push("vip: inline pkcs12_password: the configuration file is secret".into());
     }
@@ -163,7 +180,10 @@ pub async fn check_config(path: &Path, offline: bool) -> Result<Report> {
         }
     }
     if !offline {
-        r.lines.push(server_time(vip).await?);
+        match &loaded.core.trustbuilder {
+            Some(tb) if !on_vip => r.lines.extend(trustbuilder_reachable(tb).await?),
+            _ => r.lines.push(server_time(vip).await?),
+        }
         probe_directories(&loaded.core, &mut r).await?;
         probe_store(&loaded.core.cluster, &loaded.core.base_dir, &mut r).await;
     }
@@ -303,6 +323,32 @@ fn short_secret(secret: &[u8]) -> bool {
         Err(_) => secret.len(),
     };
     chars < MIN_SECRET_CHARS
+}
+
+/// TrustBuilder's two APIs over the configured mutual TLS, with `trustbuilder.service_id`:
+/// the authentication API (a checkPushResult for a session nobody has: a service that knows
+/// our serviceId answers a bare `NOK`) and the provisioning API the credential menu reads (a
+/// loginSearch for a login nobody has). A line each.
+async fn trustbuilder_reachable(tb: &TrustBuilderConfig) -> Result<Vec<String>> {
+    let client = TrustBuilderClient::new(tb).map_err(BuildError::from)?;
+    let started = Instant::now();
+    client.probe().await.map_err(BuildError::from)?;
+    let rest_ms = started.elapsed().as_millis();
+    let started = Instant::now();
+    client
+        .login_search("vip-bridge-check-config")
+        .await
+        .map_err(BuildError::from)?;
+    Ok(vec![
+        format!(
+            "TrustBuilder reachable: authentication API OK in {rest_ms} ms (service {})",
+            tb.service_id
+        ),
+        format!(
+            "TrustBuilder provisioning API (loginSearch) OK in {} ms",
+            started.elapsed().as_millis()
+        ),
+    ])
 }
 
 /// `getServerTime` over the configured mutual TLS: a line with the requestId and clock skew.

@@ -14,14 +14,39 @@ use std::collections::HashMap;
 use crate::engine::{Engine, EngineConfig, EngineError, FirstFactorKind, LoginPolicy};
 use crate::first_factor::{DirectoryConfig, FirstFactor};
 use crate::metrics::Metrics;
+use crate::trustbuilder::TrustBuilderConfig;
 use crate::vip::VipConfig;
+
+/// Which MFA service checks the second factor: `backend = "vip"` (the default) or
+/// `backend = "trustbuilder"`, at the top of the file, before any section.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    #[default]
+    Vip,
+    Trustbuilder,
+}
+
+impl BackendKind {
+    /// The name the configuration, the logs and the metrics use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackendKind::Vip => "vip",
+            BackendKind::Trustbuilder => "trustbuilder",
+        }
+    }
+}
 
 /// The sections of the config file the core reads. Binaries embed these in their own
 /// top-level struct (`vip`, `engine`, `policies`).
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CoreConfig {
+    /// The MFA service (`backend`): VIP's `[vip]` or TrustBuilder's `[trustbuilder]`.
+    pub backend: BackendKind,
     pub vip: VipConfig,
+    /// `[trustbuilder]`: required with `backend = "trustbuilder"`.
+    pub trustbuilder: Option<TrustBuilderConfig>,
     pub engine: EngineConfig,
     /// Named login policies; RADIUS clients and PAM services refer to them by name.
     /// `default` always exists (built-in defaults unless configured).
@@ -70,6 +95,8 @@ pub enum BuildError {
     Engine(#[from] EngineError),
     #[error("VIP client: {0}")]
     Vip(#[from] crate::vip::VipError),
+    #[error("TrustBuilder client: {0}")]
+    TrustBuilder(#[from] crate::trustbuilder::TbError),
     #[error("directories.{name}: {message}")]
     Directory { name: String, message: String },
     /// `[cluster]`: the message names the key.
@@ -93,17 +120,31 @@ impl CoreConfig {
     }
 
     fn engine_recording(&self, metrics: Option<Arc<Metrics>>) -> Result<Arc<Engine>, BuildError> {
-        let client = crate::vip::VipClient::new(&self.vip)?;
-        if let Some(m) = &metrics {
-            client.set_metrics(m.clone());
-        }
-        let backend = crate::vip::VipBackend::new(client, self.vip.health_check_interval);
-        let engine = Engine::with_parts(
-            &self.engine,
-            Arc::new(backend),
-            self.directories()?,
-            &self.policies,
-        )?;
+        let backend: Arc<dyn crate::engine::backend::Backend> = match self.backend {
+            BackendKind::Vip => {
+                let client = crate::vip::VipClient::new(&self.vip)?;
+                if let Some(m) = &metrics {
+                    client.set_metrics(m.clone());
+                }
+                Arc::new(crate::vip::VipBackend::new(
+                    client,
+                    self.vip.health_check_interval,
+                ))
+            }
+            BackendKind::Trustbuilder => {
+                let tb = self.trustbuilder_section()?;
+                let client = crate::trustbuilder::TrustBuilderClient::new(tb)?;
+                if let Some(m) = &metrics {
+                    client.set_metrics(m.clone());
+                }
+                Arc::new(crate::trustbuilder::TrustBuilderBackend::new(
+                    client,
+                    tb.health_check_interval,
+                ))
+            }
+        };
+        let engine =
+            Engine::with_parts(&self.engine, backend, self.directories()?, &self.policies)?;
         if let Some(store) = crate::store::SharedStore::start(&self.cluster, &self.base_dir)
             .map_err(BuildError::Store)?
         {
@@ -124,11 +165,25 @@ impl CoreConfig {
     /// it, so a pre-start check catches what the daemon would refuse.
     pub fn check_engine(&self) -> Result<(), BuildError> {
         Engine::check(&self.engine)?;
-        crate::vip::VipClient::new(&self.vip)?;
+        match self.backend {
+            BackendKind::Vip => {
+                crate::vip::VipClient::new(&self.vip)?;
+            }
+            BackendKind::Trustbuilder => {
+                crate::trustbuilder::TrustBuilderClient::new(self.trustbuilder_section()?)?;
+            }
+        }
         self.directories()?;
         crate::store::SharedStore::check(&self.cluster, &self.base_dir)
             .map_err(BuildError::Store)?;
         Ok(())
+    }
+
+    /// `[trustbuilder]`, which `backend = "trustbuilder"` requires (`validate` says so first).
+    fn trustbuilder_section(&self) -> Result<&TrustBuilderConfig, BuildError> {
+        self.trustbuilder.as_ref().ok_or_else(|| {
+            BuildError::TrustBuilder(crate::trustbuilder::TbError::config(MISSING_TRUSTBUILDER))
+        })
     }
 
     /// The first factors `[directories]` describes (files read, nothing contacted).
@@ -160,6 +215,9 @@ impl CoreConfig {
     pub fn warnings(&self) -> Vec<String> {
         let mut out = Vec::new();
         out.extend(self.engine.throttle.codes_per_user_warning());
+        if self.backend == BackendKind::Vip && self.trustbuilder.is_some() {
+            out.push("[trustbuilder] is configured but backend is \"vip\" (the default): it is not used; set backend = \"trustbuilder\" at the top of the file to use it".to_owned());
+        }
         if self.cluster.store == crate::store::StoreKind::Redis
             && self.engine.state_key_file.is_none()
         {
@@ -177,6 +235,27 @@ impl CoreConfig {
     pub fn validate(&self, path: &Path) -> Result<(), ConfigError> {
         for (key, value, (min, max)) in self.durations() {
             check_duration(path, &key, value, min, max)?;
+        }
+        if self.backend == BackendKind::Trustbuilder {
+            let Some(tb) = &self.trustbuilder else {
+                return Err(ConfigError::Parse {
+                    path: path.to_owned(),
+                    message: MISSING_TRUSTBUILDER.to_owned(),
+                });
+            };
+            tb.validate().map_err(|e| ConfigError::Parse {
+                path: path.to_owned(),
+                message: e.to_string(),
+            })?;
+            for (name, p) in &self.policies {
+                if p.enrollment != crate::engine::Enrollment::Off {
+                    return Err(ConfigError::Invalid {
+                        path: path.to_owned(),
+                        key: format!("policies.{name}.enrollment"),
+                        message: "in-band enrollment uses VIP's Management API; with backend = \"trustbuilder\" set it to \"off\" (enroll TrustBuilder users with their activation code or `vip-bridge admin`)".to_owned(),
+                    });
+                }
+            }
         }
         for (name, p) in &self.policies {
             let invalid = |message| ConfigError::Invalid {
@@ -251,6 +330,18 @@ impl CoreConfig {
                 bounds::USER_INFO_TTL,
             ),
         ];
+        if let Some(tb) = &self.trustbuilder {
+            out.push((
+                "trustbuilder.timeout".to_owned(),
+                tb.timeout,
+                bounds::VIP_TIMEOUT,
+            ));
+            out.push((
+                "trustbuilder.health_check_interval".to_owned(),
+                tb.health_check_interval,
+                bounds::HEALTH_CHECK_INTERVAL,
+            ));
+        }
         for (name, limit) in [
             ("push_per_user", throttle.push_per_user),
             ("codes_per_user", throttle.codes_per_user),
@@ -270,6 +361,9 @@ impl CoreConfig {
         out
     }
 }
+
+/// What `backend = "trustbuilder"` without its section gets told.
+const MISSING_TRUSTBUILDER: &str = "backend = \"trustbuilder\" needs a [trustbuilder] section: service_id (the number from TrustBuilder's administration console) and the \"Web services API access\" certificate (pkcs12_file + pkcs12_password_file, or cert_file + key_file)";
 
 /// The allowed range (inclusive) of each duration key, checked when the file is loaded so an
 /// absurd value is a configuration error naming the key, never an overflow at run time.
@@ -589,6 +683,64 @@ mod tests {
         parse_toml::<CoreConfig>(Path::new("/etc/vb.toml"), text)
             .unwrap_err()
             .to_string()
+    }
+
+    fn validate_err(text: &str) -> String {
+        let path = Path::new("/etc/vb.toml");
+        parse_toml::<CoreConfig>(path, text)
+            .unwrap()
+            .validate(path)
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn the_trustbuilder_backend_needs_its_section_and_no_enrollment() {
+        let e = validate_err("backend = \"trustbuilder\"\n");
+        assert!(
+            e.starts_with("/etc/vb.toml: backend = \"trustbuilder\" needs a [trustbuilder] section: service_id"),
+            "{e}"
+        );
+        let e = validate_err(
+            "backend = \"trustbuilder\"\n[trustbuilder]\npkcs12_file = \"/etc/tb.p12\"\n",
+        );
+        assert!(e.contains("trustbuilder.service_id: required"), "{e}");
+        let e = validate_err("backend = \"trustbuilder\"\n[trustbuilder]\nservice_id = 42\n");
+        assert!(e.contains("trustbuilder.pkcs12_file: required"), "{e}");
+        let e = validate_err(
+            "backend = \"trustbuilder\"\n[trustbuilder]\nservice_id = 42\npkcs12_file = \"/etc/tb.p12\"\ntimeout = \"1h\"\n",
+        );
+        assert!(
+            e.contains("trustbuilder.timeout: 1h: must be between"),
+            "{e}"
+        );
+        let e = validate_err(
+            "backend = \"trustbuilder\"\n[trustbuilder]\nservice_id = 42\npkcs12_file = \"/etc/tb.p12\"\n[directories.corp]\nkind = \"ldap\"\nurls = [\"ldap://127.0.0.1\"]\nbase_dn = \"dc=x\"\n[policies.vpn]\nfirst_factor = \"ldap\"\nenrollment = \"after_first_factor\"\n",
+        );
+        assert!(
+            e.contains("policies.vpn.enrollment: in-band enrollment uses VIP's Management API"),
+            "{e}"
+        );
+        let e = parse_err("backend = \"duo\"\n");
+        assert!(e.contains("backend") && e.contains("trustbuilder"), "{e}");
+        let path = Path::new("/etc/vb.toml");
+        let ok: CoreConfig = parse_toml(
+            path,
+            "backend = \"trustbuilder\"\n[trustbuilder]\nservice_id = 42\npkcs12_file = \"/etc/tb.p12\"\n",
+        )
+        .unwrap();
+        ok.validate(path).unwrap();
+        assert_eq!(ok.backend, BackendKind::Trustbuilder);
+        assert!(ok.warnings().iter().all(|w| !w.contains("[trustbuilder]")));
+        let unused: CoreConfig = parse_toml(path, "[trustbuilder]\nservice_id = 42\n").unwrap();
+        assert!(
+            unused
+                .warnings()
+                .iter()
+                .any(|w| w.starts_with("[trustbuilder] is configured but backend is \"vip\"")),
+            "{:?}",
+            unused.warnings()
+        );
     }
 
     #[test]

@@ -32,6 +32,22 @@ pub struct LimitLabels {
     pub limit: &'static str,
 }
 
+/// A call to the MFA service, whichever it is.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MfaCallLabels {
+    /// `vip`, `trustbuilder` (the `backend` setting).
+    pub backend: &'static str,
+    pub operation: &'static str,
+    /// The service's status (VIP's code, TrustBuilder's `OK` / `NOK:...`), or `unreachable`,
+    /// `protocol`, `tls_refused`...
+    pub status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BackendLabels {
+    pub backend: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct VipCallLabels {
     pub operation: &'static str,
@@ -116,6 +132,12 @@ pub struct Metrics {
     pub vip_in_flight: Gauge,
     /// `vip_call_duration_seconds{operation, status}`.
     pub vip_call_duration: Family<VipCallLabels, Histogram>,
+    /// `mfa_calls_in_flight{backend}`: calls to the MFA service (VIP or TrustBuilder) on the
+    /// wire now.
+    pub mfa_in_flight: Family<BackendLabels, Gauge>,
+    /// `mfa_call_duration_seconds{backend, operation, status}`: every MFA service call; VIP's
+    /// are also in `vip_call_duration_seconds`, as before.
+    pub mfa_call_duration: Family<MfaCallLabels, Histogram>,
     /// `directory_call_duration_seconds{directory, operation, result}`: first-factor calls.
     pub directory_call_duration: Family<DirectoryCallLabels, Histogram>,
     /// `credential_changes_total{event, credential}`: credentials added or reset and PINs
@@ -140,6 +162,10 @@ impl Metrics {
             vip_in_flight: Gauge::default(),
             vip_call_duration: Family::new_with_constructor(|| {
                 // 5 ms .. ~41 s
+                Histogram::new(exponential_buckets(0.005, 2.0, 14))
+            }),
+            mfa_in_flight: Family::default(),
+            mfa_call_duration: Family::new_with_constructor(|| {
                 Histogram::new(exponential_buckets(0.005, 2.0, 14))
             }),
             directory_call_duration: Family::new_with_constructor(|| {
@@ -182,6 +208,16 @@ impl Metrics {
             "vip_call_duration_seconds",
             "Duration of VIP calls by operation and status (VIP code, or unreachable / protocol / tls_refused)",
             m.vip_call_duration.clone(),
+        );
+        registry.register(
+            "mfa_calls_in_flight",
+            "Calls to the MFA service (backend: vip, trustbuilder) on the wire now",
+            m.mfa_in_flight.clone(),
+        );
+        registry.register(
+            "mfa_call_duration_seconds",
+            "Duration of calls to the MFA service by backend (vip, trustbuilder), operation and status (the service's own, or unreachable / protocol / tls_refused)",
+            m.mfa_call_duration.clone(),
         );
         registry.register(
             "directory_call_duration_seconds",
@@ -247,9 +283,28 @@ impl Metrics {
         self.throttled.get_or_create(&LimitLabels { limit }).inc();
     }
 
+    /// A VIP call: in `vip_call_duration_seconds` and `mfa_call_duration_seconds`.
     pub fn vip_call(&self, operation: &'static str, status: String, elapsed: Duration) {
+        self.mfa_call("vip", operation, status.clone(), elapsed);
         self.vip_call_duration
             .get_or_create(&VipCallLabels { operation, status })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// A call to the MFA service `backend` (`mfa_call_duration_seconds`).
+    pub fn mfa_call(
+        &self,
+        backend: &'static str,
+        operation: &'static str,
+        status: String,
+        elapsed: Duration,
+    ) {
+        self.mfa_call_duration
+            .get_or_create(&MfaCallLabels {
+                backend,
+                operation,
+                status,
+            })
             .observe(elapsed.as_secs_f64());
     }
 
@@ -269,10 +324,16 @@ impl Metrics {
             .observe(elapsed.as_secs_f64());
     }
 
-    /// Counts one VIP call in flight until the guard is dropped.
-    pub fn vip_call_in_flight(self: &Arc<Self>) -> InFlight {
-        self.vip_in_flight.inc();
-        InFlight(self.clone())
+    /// Counts one call to the MFA service `backend` in flight until the guard is dropped
+    /// (VIP's also in `vip_calls_in_flight`).
+    pub fn call_in_flight(self: &Arc<Self>, backend: &'static str) -> InFlight {
+        if backend == "vip" {
+            self.vip_in_flight.inc();
+        }
+        self.mfa_in_flight
+            .get_or_create(&BackendLabels { backend })
+            .inc();
+        InFlight(self.clone(), backend)
     }
 
     /// Where `pending_pushes` reads its value; the first source set wins.
@@ -281,13 +342,19 @@ impl Metrics {
     }
 }
 
-/// Decrements `vip_calls_in_flight` when dropped.
+/// Decrements the in-flight gauges when dropped.
 #[derive(Debug)]
-pub struct InFlight(Arc<Metrics>);
+pub struct InFlight(Arc<Metrics>, &'static str);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.vip_in_flight.dec();
+        if self.1 == "vip" {
+            self.0.vip_in_flight.dec();
+        }
+        self.0
+            .mfa_in_flight
+            .get_or_create(&BackendLabels { backend: self.1 })
+            .dec();
     }
 }
 
@@ -317,7 +384,14 @@ mod tests {
         m.fail_open();
         m.vip_call("checkOtp", "0000".into(), Duration::from_millis(12));
         m.directory_call("corp", "verify", "refused", Duration::from_millis(3));
-        let guard = m.vip_call_in_flight();
+        m.mfa_call(
+            "trustbuilder",
+            "authenticateExtended",
+            "NOK:no device found".into(),
+            Duration::from_millis(9),
+        );
+        let guard = m.call_in_flight("vip");
+        let tb_guard = m.call_in_flight("trustbuilder");
         m.set_pending_pushes_source(|| 3);
         let text = encode(&reg).unwrap();
         assert!(
@@ -336,6 +410,26 @@ mod tests {
         );
         assert!(text.contains("vip_bridge_fail_opens_total 1"), "{text}");
         assert!(text.contains("vip_bridge_vip_calls_in_flight 1"), "{text}");
+        assert!(
+            text.contains(r#"vip_bridge_mfa_calls_in_flight{backend="trustbuilder"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"vip_bridge_mfa_calls_in_flight{backend="vip"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"vip_bridge_mfa_call_duration_seconds_count{backend="trustbuilder",operation="authenticateExtended",status="NOK:no device found"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"vip_bridge_mfa_call_duration_seconds_count{backend="vip",operation="checkOtp",status="0000"} 1"#
+            ),
+            "{text}"
+        );
         assert!(text.contains("vip_bridge_pending_pushes 3"), "{text}");
         assert!(
             text.contains(
@@ -350,7 +444,12 @@ mod tests {
             "{text}"
         );
         drop(guard);
+        drop(tb_guard);
         let text = encode(&reg).unwrap();
+        assert!(
+            text.contains(r#"vip_bridge_mfa_calls_in_flight{backend="trustbuilder"} 0"#),
+            "{text}"
+        );
         assert!(text.contains("vip_bridge_vip_calls_in_flight 0"), "{text}");
     }
 }

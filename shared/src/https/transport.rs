@@ -144,7 +144,10 @@ impl Transport {
             url: url.to_string(),
             cause: format!("the {} client is shutting down", self.service.name),
         })?;
-        let _in_flight = self.metrics.get().map(|m| m.vip_call_in_flight());
+        let _in_flight = self
+            .metrics
+            .get()
+            .map(|m| m.call_in_flight(self.service.section));
         let deadline = tokio::time::Instant::now() + self.timeout;
         let result = match tokio::time::timeout_at(deadline, self.exchange(url, &req)).await {
             Ok(r) => r,

@@ -45,7 +45,6 @@ struct Inner {
     /// `{api_url}/v2/services/ConsoleAdmin`.
     console_url: Url,
     push_context: Option<String>,
-    push_poll_interval: Duration,
     user_cache_ttl: Duration,
     metrics: OnceLock<Arc<Metrics>>,
 }
@@ -97,7 +96,6 @@ impl TrustBuilderClient {
                 fs_url,
                 console_url,
                 push_context: cfg.push_context.clone(),
-                push_poll_interval: cfg.push_poll_interval,
                 user_cache_ttl: cfg.user_cache_ttl,
                 metrics: OnceLock::new(),
             }),
@@ -113,11 +111,6 @@ impl TrustBuilderClient {
 
     pub fn service_id(&self) -> u64 {
         self.inner.service_id
-    }
-
-    /// `trustbuilder.push_poll_interval`, for the engine's push board.
-    pub fn push_poll_interval(&self) -> Duration {
-        self.inner.push_poll_interval
     }
 
     /// `trustbuilder.user_cache_ttl`.
@@ -156,7 +149,7 @@ impl TrustBuilderClient {
                 Err(e) => e.label(),
             };
             if let Some(m) = self.inner.metrics.get() {
-                m.vip_call(op, label.to_owned(), start.elapsed());
+                m.mfa_call("trustbuilder", op, label.to_owned(), start.elapsed());
             }
             let elapsed_ms = start.elapsed().as_millis() as u64;
             match &result {
@@ -278,7 +271,7 @@ impl TrustBuilderClient {
 
     /// The health probe: checkPushResult of a session nobody has, on a slot of its own, not
     /// retried. A service that is up answers (bare `NOK`).
-    pub(crate) async fn probe(&self) -> Result<(), TbError> {
+    pub async fn probe(&self) -> Result<(), TbError> {
         self.check_push(PROBE_LOGIN, "0", true).await.map(|_| ())
     }
 }

@@ -39,9 +39,6 @@ pub struct TrustBuilderConfig {
     /// (re-run at once after a failed login call) agrees the service is down.
     #[serde(with = "humantime_serde")]
     pub health_check_interval: Duration,
-    /// How often a pending push is polled (the vendor suggests 0.5-1 s).
-    #[serde(with = "humantime_serde")]
-    pub push_poll_interval: Duration,
     /// Text shown in the app with a push (`context`), if any.
     pub push_context: Option<String>,
     /// How long a login name's numeric id (provisioning look-up) is remembered.
@@ -62,7 +59,6 @@ impl Default for TrustBuilderConfig {
             timeout: Duration::from_secs(10),
             max_in_flight: 64,
             health_check_interval: Duration::from_secs(30),
-            push_poll_interval: Duration::from_secs(1),
             push_context: None,
             user_cache_ttl: Duration::from_secs(60),
         }
@@ -106,14 +102,6 @@ impl TrustBuilderConfig {
                 "trustbuilder.health_check_interval: must be at least 1s",
             ));
         }
-        if self.push_poll_interval < Duration::from_millis(100)
-            || self.push_poll_interval > Duration::from_secs(10)
-        {
-            return Err(TbError::config(
-                "trustbuilder.push_poll_interval: must be between 100ms and 10s (TrustBuilder \
-                 suggests 500ms to 1s)",
-            ));
-        }
         if let Some(c) = &self.push_context {
             if c.chars().count() > MAX_PUSH_CONTEXT || c.chars().any(char::is_control) {
                 return Err(TbError::config(format!(
@@ -136,7 +124,6 @@ mod tests {
         let c: TrustBuilderConfig =
             toml::from_str("service_id = 1234\npkcs12_file = \"/etc/tb.p12\"\n").unwrap();
         assert_eq!(c.api_url, DEFAULT_API_URL);
-        assert_eq!(c.push_poll_interval, Duration::from_secs(1));
         c.validate().unwrap();
         let e = toml::from_str::<TrustBuilderConfig>("service_id = 1\nbogus = 1\n").unwrap_err();
         assert!(e.to_string().contains("bogus"), "{e}");
@@ -145,14 +132,6 @@ mod tests {
             e.to_string().starts_with("trustbuilder.service_id: "),
             "{e}"
         );
-        let c = TrustBuilderConfig {
-            service_id: 1,
-            cert_file: Some("/x.pem".into()),
-            push_poll_interval: Duration::from_millis(10),
-            ..TrustBuilderConfig::default()
-        };
-        let e = c.validate().unwrap_err().to_string();
-        assert!(e.starts_with("trustbuilder.push_poll_interval: "), "{e}");
         let c = TrustBuilderConfig {
             service_id: 1,
             cert_file: Some("/x.pem".into()),
