@@ -248,6 +248,13 @@ impl CoreConfig {
                 message: e.to_string(),
             })?;
             for (name, p) in &self.policies {
+                if p.mode == crate::engine::PasswordMode::PinOtp {
+                    return Err(ConfigError::Invalid {
+                        path: path.to_owned(),
+                        key: format!("policies.{name}.mode"),
+                        message: "\"pin_otp\" sends a VIP PIN with the code; TrustBuilder's PIN is entered in its app: use mode = \"code\" or \"challenge\" with backend = \"trustbuilder\"".to_owned(),
+                    });
+                }
                 if p.enrollment != crate::engine::Enrollment::Off {
                     return Err(ConfigError::Invalid {
                         path: path.to_owned(),
@@ -719,6 +726,13 @@ mod tests {
         );
         assert!(
             e.contains("policies.vpn.enrollment: in-band enrollment uses VIP's Management API"),
+            "{e}"
+        );
+        let e = validate_err(
+            "backend = \"trustbuilder\"\n[trustbuilder]\nservice_id = 42\npkcs12_file = \"/etc/tb.p12\"\n[policies.vpn]\nmode = \"pin_otp\"\n",
+        );
+        assert!(
+            e.contains("policies.vpn.mode: \"pin_otp\" sends a VIP PIN"),
             "{e}"
         );
         let e = parse_err("backend = \"duo\"\n");
