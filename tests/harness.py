@@ -7,6 +7,7 @@ Binaries: $VIP_BRIDGE_BIN_DIR, else $CARGO_TARGET_DIR/debug, else /work/main/tar
 """
 
 import base64
+import collections
 import hashlib
 import hmac
 import json
@@ -19,6 +20,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import urllib.parse
 import urllib.request
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -151,10 +153,15 @@ class Proc:
 def gen_certs(directory):
     sim = find_binary("vip-sim")
     subprocess.run([sim, "gen-certs", directory], check=True, capture_output=True, timeout=60)
-    return {
+    out = {
         name: os.path.join(directory, name)
         for name in ("ca.pem", "server.pem", "server.key", "client.pem", "client.key")
     }
+    # The same generator writes the client certificate as PKCS#12 too (TrustBuilder's form).
+    for name in ("client.p12", "client.p12.password"):
+        if os.path.exists(os.path.join(directory, name)):
+            out[name] = os.path.join(directory, name)
+    return out
 
 
 def sim_toml(certs, users_toml, policy_toml="", listen="127.0.0.1:0"):
@@ -488,3 +495,123 @@ def radclient(addr, secret, attrs, timeout=10, retries=1, count=1):
 def q(s):
     """A radclient string value."""
     return '"%s"' % s.replace("\\", "\\\\").replace('"', '\\"')
+
+
+# ---------------------------------------------------------------------------------------------
+# TrustBuilder MFA: tb-sim (vip-sim crate) and a bridge with backend = "trustbuilder"
+
+# gen_certs' directory also holds these (written by the same generator): the client
+# certificate + key + CA as PKCS#12, and its passphrase.
+P12_NAMES = ("client.p12", "client.p12.password")
+
+
+def p12_files(certs):
+    """(client.p12, client.p12.password) next to gen_certs' client.pem."""
+    d = os.path.dirname(certs["client.pem"])
+    return tuple(certs.get(n) or os.path.join(d, n) for n in P12_NAMES)
+
+
+def tb_sim_toml(certs, users_toml, service_id=4242, extra=""):
+    """A tb-sim config: loopback HTTPS (mutual TLS with gen_certs' PKI) and admin listeners,
+    `[service] id = service_id`. `extra` follows `id` inside [service], so bare keys
+    (`push_timeout = "3s"`) are service keys and it may go on with sections ([faults]);
+    `users_toml` ([[users]] blocks with their [[users.tools]]) comes last."""
+    return (
+        '[server]\nlisten = "127.0.0.1:0"\nadmin_listen = "127.0.0.1:0"\n\n'
+        '[tls]\ncert = "%s"\nkey = "%s"\nclient_ca = "%s"\n\n'
+        '[service]\nid = %d\n%s\n\n%s'
+        % (certs["server.pem"], certs["server.key"], certs["ca.pem"], service_id, extra,
+           users_toml)
+    )
+
+
+class TbSim:
+    """A running tb-sim: .listen ("127.0.0.1:PORT"), .admin, .api_url, and the admin API."""
+
+    def __init__(self, workdir, config_text, timeout=20, name="tb-sim"):
+        self.dir = workdir
+        path = os.path.join(workdir, name + ".toml")
+        with open(path, "w") as f:
+            f.write(config_text)
+        self.proc = Proc(name, [find_binary("tb-sim"), "--config", path], workdir)
+        deadline = time.time() + timeout
+        while not self.proc.stdout_lines:
+            if not self.proc.alive() or time.time() > deadline:
+                self.proc.stop()
+                raise RuntimeError("tb-sim did not start:\n" + self.proc.log())
+            time.sleep(0.05)
+        info = json.loads(self.proc.stdout_lines[0])
+        self.listen = info["listen"]
+        self.admin = info["admin"]
+        self.api_url = "https://%s" % self.listen
+
+    def _admin(self, method, path, body=None):
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request("http://%s%s" % (self.admin, path), data=data, method=method)
+        if data is not None:
+            req.add_header("Content-Type", "application/json")
+        with urllib.request.urlopen(req, timeout=5) as r:
+            return json.loads(r.read() or b"null")
+
+    def counters(self):
+        return self._admin("GET", "/counters")
+
+    def calls(self, op):
+        """How many times REST action / SOAP operation `op` was called (authenticateExtended,
+        pushAuthenticate, checkPushResult, loginSearch, loginQuery, ...)."""
+        return self.counters().get("calls", {}).get(op, 0)
+
+    def reset_counters(self):
+        return self._admin("POST", "/counters/reset", {})
+
+    def current_code(self, login):
+        """The OTP the login's first active tool with a seed shows now."""
+        return self._admin("GET", "/users/%s/code" % urllib.parse.quote(login, safe=""))["code"]
+
+    def tool_code(self, alias):
+        return self._admin("GET", "/tools/%s/code" % urllib.parse.quote(alias, safe=""))["code"]
+
+    def set_faults(self, faults=None):
+        """Replaces the global faults (admin POST /faults); None or {} clears them. Keys:
+        latency_ms, http_status, connection_drop, err ({action: "NOK:..."}), err_times,
+        upper_case, account_unknown_trailing_space, access_forbidden."""
+        return self._admin("POST", "/faults", faults or {})
+
+    def set_user_faults(self, login, faults=None):
+        """Replaces one login's faults; None or {} clears them."""
+        return self._admin("POST", "/users/%s/faults" % urllib.parse.quote(login, safe=""),
+                           faults or {})
+
+    def clear_faults(self, *logins):
+        self.set_faults(None)
+        for u in logins:
+            self.set_user_faults(u, None)
+
+    def stop(self):
+        return self.proc.stop()
+
+
+TbToml = collections.namedtuple("TbToml", "top section")
+
+
+def trustbuilder_toml(tbsim, certs, service_id=4242, timeout="5s", extra=""):
+    """The two parts of a bridge config that select TrustBuilder: .top (`backend = ...`, a
+    top-level key: it must come before the first [section]) and .section ([trustbuilder]
+    pointing at `tbsim` over mutual TLS with gen_certs' PKCS#12; `extra`: more of its keys).
+    Use bridge_toml_trustbuilder() to assemble a whole file in the right order."""
+    p12, p12_password = p12_files(certs)
+    top = 'backend = "trustbuilder"\n'
+    section = (
+        '[trustbuilder]\nservice_id = %d\napi_url = "%s"\npkcs12_file = "%s"\n'
+        'pkcs12_password_file = "%s"\nca_file = "%s"\ntimeout = "%s"\n%s\n'
+        % (service_id, tbsim.api_url, p12, p12_password, certs["ca.pem"], timeout, extra)
+    )
+    return TbToml(top, section)
+
+
+def bridge_toml_trustbuilder(tbsim, certs, body, service_id=4242, timeout="5s", extra=""):
+    """A whole vip-bridge config for TrustBuilder: `backend` first, then `body` (the rest of
+    the config: [engine], [policies.*], [radius], ...; it may start with top-level keys),
+    then the [trustbuilder] section (see trustbuilder_toml)."""
+    tb = trustbuilder_toml(tbsim, certs, service_id=service_id, timeout=timeout, extra=extra)
+    return tb.top + "\n" + body + "\n\n" + tb.section
