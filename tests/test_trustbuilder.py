@@ -468,9 +468,6 @@ def test_menu_of_a_push_capable_user_offers_push_and_push_works(tb):
     assert tb.sim.calls("pushAuthenticate") == pushes + 1
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "product bug: an unknown user's menu (helpful_messages = false) offers sms and voice, "
-    "which no TrustBuilder user is ever offered: the menu tells unknown logins from real ones"))
 def test_menu_of_an_unknown_user_is_what_a_real_user_gets(tb):
     got, attrs, out = rc_login(tb, "tbmenu", "", source=MENU_SRC)
     assert got == "Access-Challenge", out
@@ -481,10 +478,6 @@ def test_menu_of_an_unknown_user_is_what_a_real_user_gets(tb):
         reply_text(attrs), real)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "product bug: typing `sms` (default policy, mode = \"code\") answers a real TrustBuilder "
-    "user with Reject \"No phone number is registered\" but an unknown login with Challenge "
-    "\"A security code was sent by text message\" (TrustBuilder sends none): an account oracle"))
 def test_sms_keyword_answers_an_unknown_user_as_a_real_one(tb):
     got_real, attrs, out = rc_login(tb, "tbmenu", "sms")
     real = (got_real, reply_text(attrs))
@@ -563,10 +556,6 @@ def test_wrong_service_id_rejects_as_misconfigured_never_fails_open(wrong_servic
     assert "FAIL-OPEN" not in log
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "product bug: with backend = \"trustbuilder\" the misconfiguration ERROR line says "
-    "\"check vip.auth_url / query_url / management_url\" (keys a TrustBuilder config does not "
-    "have) instead of the [trustbuilder] keys (service_id, api_url, the certificate)"))
 def test_misconfiguration_error_line_names_what_to_check_in_trustbuilder(wrong_service):
     st = wrong_service
     mark = len(st.log())
@@ -694,10 +683,6 @@ def test_check_config_fails_on_a_wrong_service_id(wrong_service):
     assert "NOK:srv unknown" in err, out + err
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "product bug: check-config with an unknown service_id prints only \"cannot start the auth "
-    "engine: TrustBuilder client: TrustBuilder checkPushResult answered NOK:srv unknown "
-    "[sessionId 0]\": it names neither trustbuilder.service_id nor the value"))
 def test_check_config_wrong_service_id_names_the_key(wrong_service):
     rc, out, err = run_bridge_cli("check-config", "--config", wrong_service.bridge.config)
     assert rc == 1, out + err

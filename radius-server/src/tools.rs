@@ -331,14 +331,30 @@ fn short_secret(secret: &[u8]) -> bool {
 /// loginSearch for a login nobody has). A line each.
 async fn trustbuilder_reachable(tb: &TrustBuilderConfig) -> Result<Vec<String>> {
     let client = TrustBuilderClient::new(tb).map_err(BuildError::from)?;
+    let failed = |api: &str, e: vip_core::trustbuilder::TbError| {
+        use vip_core::trustbuilder::TbStatus;
+        match e.status() {
+            Some(TbStatus::ServiceUnknown | TbStatus::AccessForbidden) => Error::Check(format!(
+                "trustbuilder.service_id = {}: TrustBuilder's {api} does not know this service \
+                 for our certificate ({e}); copy the service's number from the administration \
+                 console, and check that the \"Web services API access\" certificate was \
+                 issued for that service",
+                tb.service_id
+            )),
+            _ => Error::Check(format!("trustbuilder: {api}: {e}")),
+        }
+    };
     let started = Instant::now();
-    client.probe().await.map_err(BuildError::from)?;
+    client
+        .probe()
+        .await
+        .map_err(|e| failed("authentication API", e))?;
     let rest_ms = started.elapsed().as_millis();
     let started = Instant::now();
     client
         .login_search("vip-bridge-check-config")
         .await
-        .map_err(BuildError::from)?;
+        .map_err(|e| failed("provisioning API", e))?;
     Ok(vec![
         format!(
             "TrustBuilder reachable: authentication API OK in {rest_ms} ms (service {})",

@@ -214,7 +214,10 @@ impl CoreConfig {
     /// when the daemon starts and printed by `check-config`.
     pub fn warnings(&self) -> Vec<String> {
         let mut out = Vec::new();
-        out.extend(self.engine.throttle.codes_per_user_warning());
+        if self.backend == BackendKind::Vip {
+            // VIP's lockout count; TrustBuilder does not document one.
+            out.extend(self.engine.throttle.codes_per_user_warning());
+        }
         if self.backend == BackendKind::Vip && self.trustbuilder.is_some() {
             out.push("[trustbuilder] is configured but backend is \"vip\" (the default): it is not used; set backend = \"trustbuilder\" at the top of the file to use it".to_owned());
         }

@@ -179,7 +179,24 @@ pub enum NewCredential {
 pub type Answer<T> = (Option<String>, Result<T, BackendError>);
 
 /// The operations the engine needs from an MFA service.
+/// What the engine may say about the service behind [`Backend`] without knowing it: names for
+/// its log lines, and which factors it can offer at all.
+#[derive(Debug)]
+pub struct BackendInfo {
+    /// `VIP`, `TrustBuilder`: how log lines name the service.
+    pub name: &'static str,
+    /// Its configuration section (`vip`, `trustbuilder`), for "raise vip.max_in_flight".
+    pub section: &'static str,
+    /// What to check when it refuses our account, certificate or request.
+    pub check: &'static str,
+    /// Whether it can deliver codes by SMS or voice call at all. When it cannot, nobody is
+    /// offered them and typing `sms` gets the same answer for every user, known or not.
+    pub phone_codes: bool,
+}
+
 pub trait Backend: Send + Sync + 'static {
+    /// Names and abilities of the service, for messages and the factor menu.
+    fn info(&self) -> &'static BackendInfo;
     fn verify_code<'a>(&'a self, check: &'a CodeCheck) -> BoxFuture<'a, Answer<Verified>>;
     fn start_push<'a>(&'a self, push: &'a PushStart) -> BoxFuture<'a, Answer<PushTicket>>;
     /// Polls up to [`Backend::MAX_POLL_BATCH`] pushes in one call; answers in any order.

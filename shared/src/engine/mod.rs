@@ -1225,6 +1225,10 @@ impl Engine {
         let step = Step::SentCode {
             voice: channel == Channel::Voice,
         };
+        if !self.backend.info().phone_codes {
+            // The service sends no codes: the same answer for everyone, known or not.
+            return reject(RejectReason::NoCredential, MSG_NO_PHONE);
+        }
         let factors = match self.user_factors(login).await {
             Ok(f) => f,
             // As in the menu: an unknown user is told what anyone would be, and fails on the
@@ -1282,11 +1286,19 @@ impl Engine {
                 ..
             }) if !login.policy.helpful_messages => {
                 login.status = Some(status);
+                // What a user of this service could have (no SMS or voice where it sends none).
+                let phones = || {
+                    if self.backend.info().phone_codes {
+                        vec![String::new()]
+                    } else {
+                        Vec::new()
+                    }
+                };
                 UserFactors {
                     push: true,
                     code: true,
-                    sms_numbers: vec![String::new()],
-                    voice_numbers: vec![String::new()],
+                    sms_numbers: phones(),
+                    voice_numbers: phones(),
                 }
             }
             Err(e) => return self.failed(login, e, first_round).await,
@@ -1405,7 +1417,8 @@ impl Engine {
                     }
                     Refusal::AlreadyInUse | Refusal::Misconfigured => {
                         if self.misconfigured_log.allow() {
-                            tracing::error!(vip_status = %status, vip_message = %message, "VIP refused our account, certificate or request, or answered a status we do not know: check the configuration (never failing open for this)");
+                            let service = self.backend.info();
+                            tracing::error!(vip_status = %status, vip_message = %message, "{} refused our account, certificate or request, or answered a status we do not know: check {} (never failing open for this)", service.name, service.check);
                         }
                         (RejectReason::Misconfigured, MSG_MISCONFIGURED)
                     }
@@ -1421,7 +1434,8 @@ impl Engine {
                         }
                         warn!(
                             problem = %why,
-                            "FAIL-OPEN: VIP is down (health check agrees) and this policy fails open; letting the login through WITHOUT a second factor"
+                            "FAIL-OPEN: {} is down (health check agrees) and this policy fails open; letting the login through WITHOUT a second factor",
+                            self.backend.info().name
                         );
                         return Outcome::Accept(Accept {
                             factor: Factor::None,
@@ -1433,22 +1447,25 @@ impl Engine {
                         });
                     }
                     if self.outage_log.allow() {
-                        warn!(problem = %why, "VIP call failed as an outage but the health check says VIP is up: failing closed for this login");
+                        let name = self.backend.info().name;
+                        warn!(problem = %why, "{name} call failed as an outage but the health check says {name} is up: failing closed for this login");
                     }
                 } else if self.outage_log.allow() {
-                    warn!(problem = %why, "VIP is unavailable; failing closed");
+                    warn!(problem = %why, "{} is unavailable; failing closed", self.backend.info().name);
                 }
                 reject(RejectReason::Unavailable, MSG_UNAVAILABLE)
             }
             BackendError::Misconfigured(why) => {
                 if self.misconfigured_log.allow() {
-                    tracing::error!(problem = %why, "VIP misconfiguration or protocol error: check vip.auth_url / query_url / management_url, the client certificate and the account (never failing open for this)");
+                    let service = self.backend.info();
+                    tracing::error!(problem = %why, "{} misconfiguration or protocol error: check {} (never failing open for this)", service.name, service.check);
                 }
                 reject(RejectReason::Misconfigured, MSG_MISCONFIGURED)
             }
             BackendError::Overloaded(why) => {
                 if self.overload_log.allow() {
-                    warn!(problem = %why, "overloaded: no free VIP connection slot in time; raise vip.max_in_flight or check VIP latency (never failing open for this; at most one such line per second)");
+                    let service = self.backend.info();
+                    warn!(problem = %why, "overloaded: no free {name} connection slot in time; raise {section}.max_in_flight or check {name}'s latency (never failing open for this; at most one such line per second)", name = service.name, section = service.section);
                 }
                 reject(RejectReason::Overloaded, MSG_OVERLOADED)
             }

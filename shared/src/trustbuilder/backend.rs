@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::engine::backend::{
-    transaction_key, Answer, Backend, BackendError, BoxFuture, Channel, CodeCheck, PushStart,
-    PushState, PushTicket, Refusal, UserFactors, Verified,
+    transaction_key, Answer, Backend, BackendError, BackendInfo, BoxFuture, Channel, CodeCheck,
+    PushStart, PushState, PushTicket, Refusal, UserFactors, Verified,
 };
 use crate::https::health::{HealthMonitor, Probe, ProbeResult};
 use crate::https::{FailureClass, Service};
@@ -206,7 +206,19 @@ fn push_state(a: RestAnswer) -> PushState {
     }
 }
 
+/// TrustBuilder, as the engine names it: no SMS or voice codes.
+static TRUSTBUILDER_INFO: BackendInfo = BackendInfo {
+    name: "TrustBuilder",
+    section: "trustbuilder",
+    check: "trustbuilder.service_id, trustbuilder.api_url, the \"Web services API access\" certificate and the service's settings in the administration console",
+    phone_codes: false,
+};
+
 impl Backend for TrustBuilderBackend {
+    fn info(&self) -> &'static BackendInfo {
+        &TRUSTBUILDER_INFO
+    }
+
     fn verify_code<'a>(&'a self, check: &'a CodeCheck) -> BoxFuture<'a, Answer<Verified>> {
         Box::pin(async move {
             if check.pin.is_some() {

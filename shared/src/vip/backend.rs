@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use crate::engine::backend::{
-    transaction_key, Answer, Backend, BackendError, BoxFuture, Channel, CodeCheck, CodeKind,
-    NewCredential, PushStart, PushState, PushTicket, Refusal, UserFactors, Verified,
+    transaction_key, Answer, Backend, BackendError, BackendInfo, BoxFuture, Channel, CodeCheck,
+    CodeKind, NewCredential, PushStart, PushState, PushTicket, Refusal, UserFactors, Verified,
 };
 use crate::secret::Secret;
 
@@ -176,7 +176,19 @@ fn verified(r: OtpAuthResponse) -> Result<Verified, BackendError> {
     })
 }
 
+/// VIP, as the engine names it.
+static VIP_INFO: BackendInfo = BackendInfo {
+    name: "VIP",
+    section: "vip",
+    check: "vip.auth_url / query_url / management_url, the client certificate and the account",
+    phone_codes: true,
+};
+
 impl Backend for VipBackend {
+    fn info(&self) -> &'static BackendInfo {
+        &VIP_INFO
+    }
+
     fn verify_code<'a>(&'a self, check: &'a CodeCheck) -> BoxFuture<'a, Answer<Verified>> {
         Box::pin(async move {
             let next = check.next_code.as_ref().map(|s| s.expose());
