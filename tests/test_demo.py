@@ -79,12 +79,12 @@ class Demo:
         return found[0]
 
 
-def start_demo(workdir, env=None):
+def start_demo(workdir, env=None, extra=()):
     env = dict(os.environ if env is None else env)
     # The demo's own log level, as a user gets it.
     env.pop("RUST_LOG", None)
     proc = harness.Proc("vip-bridge-demo", [harness.find_binary("vip-bridge"), "demo",
-                                             "--port", "0"], workdir, env=env)
+                                             "--port", "0", *extra], workdir, env=env)
     deadline = time.time() + 30
     info = None
     while info is None or not any(l.startswith("Ctrl-C") for l in proc.stdout_lines):
@@ -214,6 +214,36 @@ def test_printed_push_lines(demo):
     assert time.time() - started >= 1.5, "alice's phone approves after 2 s"
     rc, out = bash(bob)
     assert "Received Access-Reject" in out and "denied" in out, out
+
+
+def test_trustbuilder_demo_printed_lines_work(workroot):
+    """`vip-bridge demo --backend trustbuilder`: the same users and printed radtest lines, against
+    the TrustBuilder simulator (the bridge runs with backend = "trustbuilder"); no SMS there."""
+    need(shutil.which("radtest"), "radtest (freeradius-utils) not installed")
+    workdir = os.path.join(workroot, "demo-trustbuilder")
+    os.makedirs(workdir, exist_ok=True)
+    proc, info = start_demo(workdir, extra=("--backend", "trustbuilder"))
+    try:
+        d = Demo(proc, info, True)
+        assert "TrustBuilder MFA simulator" in d.text(), d.text()
+        assert not d.lines("S=$("), "TrustBuilder sends no SMS: no SMS lines\n" + d.text()
+        with open(os.path.join(info["dir"], "vip-bridge.toml")) as f:
+            config = f.read()
+        assert config.splitlines()[1] == 'backend = "trustbuilder"', config
+        assert "[vip]" not in config, config
+        harness.fresh_totp(ALICE, min_left=8)
+        rc, out = bash(d.line('radtest alice "$('))
+        assert "Received Access-Accept" in out, out
+        started = time.time()
+        rc, out = bash(d.line("radtest alice push"))
+        assert "Received Access-Accept" in out, out
+        assert time.time() - started >= 1.5, "alice's app approves after 2 s"
+        rc, out = bash(d.line("radtest bob push"))
+        assert "Received Access-Reject" in out and "denied" in out, out
+        lines = login_lines(proc.log())
+        assert len(lines) == 3 and 'factor="push"' in lines[1], lines
+    finally:
+        proc.stop()
 
 
 def test_printed_sms_lines_end_in_access_accept(demo):

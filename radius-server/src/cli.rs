@@ -98,6 +98,9 @@ pub struct TestAuthArgs {
 pub struct DemoArgs {
     #[command(subcommand)]
     pub action: Option<DemoCommand>,
+    /// The simulated MFA service: Symantec VIP, or TrustBuilder MFA (backend = "trustbuilder").
+    #[arg(long, value_enum, default_value_t = DemoBackend::Vip)]
+    pub backend: DemoBackend,
     /// RADIUS port (UDP) on 127.0.0.1; 0 picks a free one. The demo's simulator answers
     /// `demo code USER --sms` on the same port number over TCP.
     #[arg(long, default_value_t = DEMO_PORT)]
@@ -106,6 +109,14 @@ pub struct DemoArgs {
     /// directory (created if missing; not removed).
     #[arg(long)]
     pub dir: Option<PathBuf>,
+}
+
+/// `vip-bridge demo --backend`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum DemoBackend {
+    #[default]
+    Vip,
+    Trustbuilder,
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,5 +1,5 @@
-//! `vip-bridge demo`: a complete bridge in one process against an in-process VIP simulator,
-//! on loopback, with deliberately PUBLIC demo secrets (TOTP secrets, RADIUS secret). Prints
+//! `vip-bridge demo`: a complete bridge in one process against an in-process VIP simulator
+//! (or, with `--backend trustbuilder`, the TrustBuilder MFA simulator), on loopback, with deliberately PUBLIC demo secrets (TOTP secrets, RADIUS secret). Prints
 //! what to paste to try it: radtest, radclient (the SMS challenge), pamtester (libpam-wrapper),
 //! the current code, the otpauth:// URIs for an authenticator app. It runs with the daemon's
 //! default log level, so its login lines are those `vip-bridge serve` writes.
@@ -18,7 +18,7 @@ use tokio::sync::watch;
 use vip_core::engine::Authenticate;
 use vip_core::metrics::Metrics;
 
-use crate::cli::{DemoArgs, DemoCodeArgs, DEMO_PORT};
+use crate::cli::{DemoArgs, DemoBackend, DemoCodeArgs, DEMO_PORT};
 use crate::config;
 use crate::daemon;
 use crate::error::{Error, Result};
@@ -154,6 +154,16 @@ fn parse_sent_code(answer: &[u8]) -> std::result::Result<String, SentCode> {
     }
 }
 
+/// What each demo user can do against the TrustBuilder simulator (no SMS there).
+const TRUSTBUILDER_ABILITIES: [&str; 3] = [
+    "code; push (her app approves after 2 s)",
+    "code; push (his app refuses after 1 s)",
+    "code; push (her app approves after 5 s)",
+];
+
+/// The service id of the demo's TrustBuilder account.
+const DEMO_SERVICE_ID: u64 = 4242;
+
 fn otpauth_uri(user: &str, secret: &str) -> String {
     format!("otpauth://totp/vip-bridge-demo:{user}?secret={secret}&issuer=vip-bridge-demo&algorithm=SHA1&digits=6&period=30")
 }
@@ -187,13 +197,39 @@ fn sim_toml(certs: &vip_sim::certs::CertPaths, admin_port: u16) -> String {
     s
 }
 
-fn bridge_toml(base_url: &str, certs: &vip_sim::certs::CertPaths, port: u16, dir: &Path) -> String {
-    let uid = std::fs::metadata("/proc/self")
-        .map(|m| std::os::unix::fs::MetadataExt::uid(&m))
-        .unwrap_or(0);
-    format!(
-        r#"# Written by `vip-bridge demo`: a working configuration against the built-in simulator.
-[vip]
+/// The TrustBuilder simulator with the same users, each with a mobile app (the same public
+/// TOTP secrets, so `demo code USER` works for both) that answers pushes like their VIP phone.
+fn tb_sim_toml(certs: &vip_sim::certs::CertPaths, admin_port: u16) -> String {
+    let mut s = format!(
+        "[server]\nadmin_listen = \"127.0.0.1:{admin_port}\"\n\n\
+         [tls]\ncert = {:?}\nkey = {:?}\nclient_ca = {:?}\n\n[service]\nid = {DEMO_SERVICE_ID}\n\n",
+        certs.server_cert, certs.server_key, certs.ca_cert
+    );
+    for (i, (user, secret, _)) in DEMO_USERS.iter().enumerate() {
+        let push = match *user {
+            "alice" => "{ action = \"approve\", after = \"2s\" }",
+            "bob" => "{ action = \"refuse\", after = \"1s\" }",
+            _ => "{ action = \"approve\", after = \"5s\" }",
+        };
+        let seed = vip_sim::totp::decode_base32(secret)
+            .map(hex::encode)
+            .unwrap_or_default();
+        s.push_str(&format!(
+            "[[users]]\nlogin = \"{user}\"\n\n[[users.tools]]\nkind = \"ma\"\nid = {}\n\
+             name = \"{user}'s phone\"\nalias = \"demo{:04}\"\nseed = \"{seed}\"\n\
+             push_enabled = true\npush = {push}\n\n",
+            i + 1,
+            i + 1
+        ));
+    }
+    s
+}
+
+/// The MFA section of the demo's configuration: `[vip]`, or `backend` + `[trustbuilder]`.
+fn backend_toml(backend: DemoBackend, base_url: &str, certs: &vip_sim::certs::CertPaths) -> String {
+    match backend {
+        DemoBackend::Vip => format!(
+            r#"[vip]
 auth_url = "{base_url}/vipuserservices/AuthenticationService_1_10"
 query_url = "{base_url}/vipuserservices/QueryService_1_10"
 management_url = "{base_url}/vipuserservices/ManagementService_1_10"
@@ -202,7 +238,42 @@ key_file = {key:?}
 ca_file = {ca:?}
 timeout = "5s"
 request_id_prefix = "demo"
+"#,
+            cert = certs.client_cert,
+            key = certs.client_key,
+            ca = certs.ca_cert,
+        ),
+        DemoBackend::Trustbuilder => format!(
+            r#"backend = "trustbuilder"
 
+[trustbuilder]
+service_id = {DEMO_SERVICE_ID}
+api_url = "{base_url}"
+pkcs12_file = {p12:?}
+pkcs12_password_file = {p12_password:?}
+ca_file = {ca:?}
+timeout = "5s"
+"#,
+            p12 = certs.client_p12,
+            p12_password = certs.p12_password_file,
+            ca = certs.ca_cert,
+        ),
+    }
+}
+
+fn bridge_toml(
+    backend: DemoBackend,
+    base_url: &str,
+    certs: &vip_sim::certs::CertPaths,
+    port: u16,
+    dir: &Path,
+) -> String {
+    let uid = std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m))
+        .unwrap_or(0);
+    format!(
+        r#"# Written by `vip-bridge demo`: a working configuration against the built-in simulator.
+{mfa}
 [engine]
 poll_interval = "1s"
 # Seals the State of multi-round logins (SMS, push-then-Enter); written by the demo.
@@ -241,9 +312,7 @@ listen = "127.0.0.1:0"
 # The daemon's default: one "login round finished" line per login, user included.
 level = "info"
 "#,
-        cert = certs.client_cert,
-        key = certs.client_key,
-        ca = certs.ca_cert,
+        mfa = backend_toml(backend, base_url, certs),
         state_key = dir.join("state.key"),
         secret = DEMO_RADIUS_SECRET,
         sock = dir.join("pam.sock"),
@@ -357,13 +426,72 @@ fn current_exe() -> Option<PathBuf> {
     }
 }
 
+/// The demo's simulator: VIP's or TrustBuilder's.
+enum DemoSim {
+    Vip(vip_sim::Sim),
+    Trustbuilder(vip_sim::TbSim),
+}
+
+impl DemoSim {
+    async fn start(
+        backend: DemoBackend,
+        certs: &vip_sim::certs::CertPaths,
+        port: u16,
+    ) -> std::result::Result<DemoSim, String> {
+        let e = |e: vip_sim::SimError| e.to_string();
+        Ok(match backend {
+            DemoBackend::Vip => {
+                let cfg = vip_sim::SimConfig::from_toml_str(&sim_toml(certs, port))
+                    .map_err(|e| format!("simulator configuration: {e}"))?;
+                DemoSim::Vip(vip_sim::Sim::start(cfg).await.map_err(e)?)
+            }
+            DemoBackend::Trustbuilder => {
+                let cfg = vip_sim::TbSimConfig::from_toml_str(&tb_sim_toml(certs, port))
+                    .map_err(|e| format!("simulator configuration: {e}"))?;
+                DemoSim::Trustbuilder(vip_sim::TbSim::start(cfg).await.map_err(e)?)
+            }
+        })
+    }
+
+    fn base_url(&self) -> String {
+        match self {
+            DemoSim::Vip(s) => s.base_url(),
+            DemoSim::Trustbuilder(s) => s.base_url(),
+        }
+    }
+
+    fn admin_addr(&self) -> Option<SocketAddr> {
+        match self {
+            DemoSim::Vip(s) => s.admin_addr(),
+            DemoSim::Trustbuilder(s) => s.admin_addr(),
+        }
+    }
+
+    /// The code last "texted" to `user` (VIP only: TrustBuilder sends no SMS).
+    fn last_sent_code(&self, user: &str) -> Option<String> {
+        match self {
+            DemoSim::Vip(s) => s.last_sent_code(user),
+            DemoSim::Trustbuilder(_) => None,
+        }
+    }
+
+    async fn shutdown(self) {
+        match self {
+            DemoSim::Vip(s) => s.shutdown().await,
+            DemoSim::Trustbuilder(s) => s.shutdown().await,
+        }
+    }
+}
+
 /// Starts the simulator with its admin API on TCP `port`, or (port 0) on a port number whose
 /// UDP twin on 127.0.0.1 is free for RADIUS. Returns it and that port.
-async fn start_sim(certs: &vip_sim::certs::CertPaths, port: u16) -> Result<(vip_sim::Sim, u16)> {
+async fn start_sim(
+    backend: DemoBackend,
+    certs: &vip_sim::certs::CertPaths,
+    port: u16,
+) -> Result<(DemoSim, u16)> {
     for _ in 0..20 {
-        let cfg = vip_sim::SimConfig::from_toml_str(&sim_toml(certs, port))
-            .map_err(|e| Error::Demo(format!("simulator configuration: {e}")))?;
-        let sim = vip_sim::Sim::start(cfg).await.map_err(|e| {
+        let sim = DemoSim::start(backend, certs, port).await.map_err(|e| {
             Error::Demo(format!(
                 "starting the simulator: {e} (the demo uses TCP and UDP port {port} on \
                  127.0.0.1; choose another with --port, 0 for any)"
@@ -407,12 +535,12 @@ pub async fn run(args: &DemoArgs) -> Result<()> {
     let certs = vip_sim::certs::generate(&dir.join("certs"))
         .map_err(|e| Error::Demo(format!("generating certificates: {e}")))?;
     write_state_key(&dir.join("state.key")).map_err(io("writing the demo's State key"))?;
-    let (sim, port) = start_sim(&certs, args.port).await?;
+    let (sim, port) = start_sim(args.backend, &certs, args.port).await?;
 
     let config_path = dir.join("vip-bridge.toml");
     std::fs::write(
         &config_path,
-        bridge_toml(&sim.base_url(), &certs, port, &dir),
+        bridge_toml(args.backend, &sim.base_url(), &certs, port, &dir),
     )
     .map_err(io("writing the demo configuration"))?;
     let cfg = match config::load(&config_path) {
@@ -463,6 +591,7 @@ pub async fn run(args: &DemoArgs) -> Result<()> {
     let metrics = ready_doc["metrics"].as_str().unwrap_or("").to_owned();
     let exe = current_exe();
     let place = Place {
+        backend: args.backend,
         dir: &dir,
         radius: &radius,
         port,
@@ -507,6 +636,7 @@ pub async fn run(args: &DemoArgs) -> Result<()> {
 
 /// Where the running demo is, for the printed text.
 struct Place<'a> {
+    backend: DemoBackend,
     dir: &'a Path,
     /// The RADIUS address, `127.0.0.1:PORT`.
     radius: &'a str,
@@ -551,8 +681,12 @@ fn print_instructions(p: &Place<'_>) {
         })
     ));
     line("");
+    let service = match p.backend {
+        DemoBackend::Vip => "a VIP simulator",
+        DemoBackend::Trustbuilder => "a TrustBuilder MFA simulator (backend = \"trustbuilder\")",
+    };
     line(&format!(
-        "vip-bridge demo is running: a VIP simulator, the engine, RADIUS on {radius} (client 127.0.0.0/8, \
+        "vip-bridge demo is running: {service}, the engine, RADIUS on {radius} (client 127.0.0.0/8, \
          secret {s}), PAM on {}.",
         sock.display()
     ));
@@ -560,10 +694,17 @@ fn print_instructions(p: &Place<'_>) {
         "Configuration it runs with: {}",
         p.dir.join("vip-bridge.toml").display()
     ));
-    line("Its log (stderr) has one \"login round finished\" line per login: user, outcome, reason, VIP's request_ids.");
+    line(match p.backend {
+        DemoBackend::Vip => "Its log (stderr) has one \"login round finished\" line per login: user, outcome, reason, VIP's request_ids.",
+        DemoBackend::Trustbuilder => "Its log (stderr) has one \"login round finished\" line per login: user, outcome, reason.",
+    });
     line("");
     line("Demo users (PUBLIC demo TOTP secrets: add them to an authenticator app if you like):");
-    for (user, secret, what) in DEMO_USERS {
+    for (i, (user, secret, what)) in DEMO_USERS.into_iter().enumerate() {
+        let what = match p.backend {
+            DemoBackend::Vip => what,
+            DemoBackend::Trustbuilder => TRUSTBUILDER_ABILITIES[i],
+        };
         line(&format!("  {user:<6} {what}"));
         line(&format!("         {}", otpauth_uri(user, secret)));
     }
@@ -591,25 +732,9 @@ fn print_instructions(p: &Place<'_>) {
         "  radtest bob push {radius} 0 {s}     # Access-Reject after 1 s: bob's phone denies"
     ));
     line("");
-    line(
-        "SMS: the password \"sms\" texts alice a code (this demo prints the text message here) and",
-    );
-    line("answers Access-Challenge with a State; the answer must carry that State and the code.");
-    line("The first line keeps the State in $S, the second answers with the code the demo sent:");
-    let ask = format!(
-        "echo 'User-Name = \"alice\", User-Password = \"sms\", Message-Authenticator = 0x00' \
-         | radclient -x {radius} auth {s}"
-    );
-    line(&format!(
-        "  S=$({ask} | tee /dev/stderr | sed -n 's/^[[:space:]]*State = //p')"
-    ));
-    line(&format!(
-        "  echo \"User-Name = \\\"alice\\\", User-Password = \\\"$({cmd} demo code alice --sms{})\\\", \
-         State = $S, Message-Authenticator = 0x00\" | radclient -x {radius} auth {s}   # Access-Accept",
-        p.port_arg()
-    ));
-    line("  (radclient says \"Expected Access-Accept got Access-Challenge\" for the first line: that is the challenge.)");
-    line("");
+    if p.backend == DemoBackend::Vip {
+        sms_instructions(&mut line, p);
+    }
     let exe_dir = p.exe.and_then(Path::parent);
     match (pam_module(exe_dir), pam_wrapper(), missing("pamtester")) {
         (Some(module), Some(wrapper), false) => {
@@ -676,6 +801,32 @@ fn print_instructions(p: &Place<'_>) {
     let _ = stdout.flush();
 }
 
+/// The SMS challenge with radclient (VIP's simulator texts alice).
+fn sms_instructions(line: &mut impl FnMut(&str), p: &Place<'_>) {
+    let cmd = &p.cmd;
+    let radius = p.radius;
+    let s = DEMO_RADIUS_SECRET;
+    line(
+        "SMS: the password \"sms\" texts alice a code (this demo prints the text message here) and",
+    );
+    line("answers Access-Challenge with a State; the answer must carry that State and the code.");
+    line("The first line keeps the State in $S, the second answers with the code the demo sent:");
+    let ask = format!(
+        "echo 'User-Name = \"alice\", User-Password = \"sms\", Message-Authenticator = 0x00' \
+         | radclient -x {radius} auth {s}"
+    );
+    line(&format!(
+        "  S=$({ask} | tee /dev/stderr | sed -n 's/^[[:space:]]*State = //p')"
+    ));
+    line(&format!(
+        "  echo \"User-Name = \\\"alice\\\", User-Password = \\\"$({cmd} demo code alice --sms{})\\\", \
+         State = $S, Message-Authenticator = 0x00\" | radclient -x {radius} auth {s}   # Access-Accept",
+        p.port_arg()
+    ));
+    line("  (radclient says \"Expected Access-Accept got Access-Challenge\" for the first line: that is the challenge.)");
+    line("");
+}
+
 fn is_root() -> bool {
     std::fs::metadata("/proc/self")
         .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
@@ -714,7 +865,13 @@ mod tests {
         let path = dir.path().join("vb.toml");
         std::fs::write(
             &path,
-            bridge_toml("https://127.0.0.1:1", &certs, 0, dir.path()),
+            bridge_toml(
+                DemoBackend::Vip,
+                "https://127.0.0.1:1",
+                &certs,
+                0,
+                dir.path(),
+            ),
         )
         .unwrap();
         let cfg = config::load(&path).unwrap();
@@ -732,6 +889,44 @@ mod tests {
         let sim = vip_sim::SimConfig::from_toml_str(&sim_toml(&certs, 0)).unwrap();
         assert!(!sim.policy.number_challenge);
         assert!(sim.server.admin_listen.is_some());
+    }
+
+    #[test]
+    fn the_trustbuilder_configuration_loads_and_its_apps_show_the_demo_codes() {
+        let dir = tempfile::tempdir().unwrap();
+        let certs = vip_sim::certs::generate(&dir.path().join("certs")).unwrap();
+        write_state_key(&dir.path().join("state.key")).unwrap();
+        let path = dir.path().join("vb.toml");
+        std::fs::write(
+            &path,
+            bridge_toml(
+                DemoBackend::Trustbuilder,
+                "https://127.0.0.1:1",
+                &certs,
+                0,
+                dir.path(),
+            ),
+        )
+        .unwrap();
+        let cfg = config::load(&path).unwrap();
+        assert_eq!(
+            cfg.core.backend,
+            vip_core::config::BackendKind::Trustbuilder
+        );
+        let tb = cfg.core.trustbuilder.as_ref().unwrap();
+        assert_eq!(tb.service_id, DEMO_SERVICE_ID);
+        cfg.core.check_engine().unwrap();
+        let sim = vip_sim::TbSimConfig::from_toml_str(&tb_sim_toml(&certs, 0)).unwrap();
+        assert_eq!(sim.users.len(), DEMO_USERS.len());
+        // The app's seed is the demo secret: `demo code USER` shows what the app shows.
+        for (u, (user, secret, _)) in sim.users.iter().zip(DEMO_USERS) {
+            assert_eq!(u.login, user);
+            let seed = u.tools[0].seed.as_deref().unwrap();
+            assert_eq!(
+                hex::decode(seed).unwrap(),
+                vip_sim::totp::decode_base32(secret).unwrap()
+            );
+        }
     }
 
     #[test]
@@ -809,7 +1004,7 @@ mod tests {
     async fn sms_code_reads_the_running_simulator() {
         let dir = tempfile::tempdir().unwrap();
         let certs = vip_sim::certs::generate(&dir.path().join("certs")).unwrap();
-        let (sim, port) = start_sim(&certs, 0).await.unwrap();
+        let (sim, port) = start_sim(DemoBackend::Vip, &certs, 0).await.unwrap();
         assert_eq!(sim.admin_addr().unwrap().port(), port);
         let ask = |user: &'static str| {
             tokio::task::spawn_blocking(move || sms_code(user, port).map_err(|e| e.to_string()))
@@ -824,7 +1019,11 @@ mod tests {
         // A sendOtp as the bridge sends it, with the demo's own configuration.
         write_state_key(&dir.path().join("state.key")).unwrap();
         let path = dir.path().join("vb.toml");
-        std::fs::write(&path, bridge_toml(&sim.base_url(), &certs, 0, dir.path())).unwrap();
+        std::fs::write(
+            &path,
+            bridge_toml(DemoBackend::Vip, &sim.base_url(), &certs, 0, dir.path()),
+        )
+        .unwrap();
         let cfg = config::load(&path).unwrap();
         let client = vip_core::vip::VipClient::new(&cfg.core.vip).unwrap();
         let delivery = vip_core::vip::OtpDelivery::Sms {
