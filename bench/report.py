@@ -95,6 +95,7 @@ rows = [
     ("freeradius", "FreeRADIUS 3.2.1 PAP"),
     ("a0", "(a) vip-bridge code logins, VIP 0 ms"),
     ("a0r", "(a0r) as a0, store = \"redis\""),
+    ("a0t", "(a0t) as a0, backend = \"trustbuilder\" (tb-sim)"),
     ("a50", "(a) vip-bridge code logins, VIP 50 ms"),
     ("b", "(b) vip-bridge throttled (no VIP call)"),
     ("br", "(br) as b, store = \"redis\""),
@@ -125,7 +126,7 @@ if c and c.get("repeat_latency"):
     w(f"(c): the repeats alone (answered from the response cache): p50 {rl['p50_ms']:.2f} ms, "
       f"p99 {rl['p99_ms']:.2f} ms; identical bytes {c['repeat_identical']}, "
       f"different {c['repeat_different']}.")
-for name in ("a0", "a0r", "a50", "b", "br", "c"):
+for name in ("a0", "a0r", "a0t", "a50", "b", "br", "c"):
     p = os.path.join(res, name + ".sim.json")
     if os.path.exists(p):
         calls = json.load(open(p)).get("calls", {})
@@ -231,6 +232,44 @@ def store_section():
 
 
 store_section()
+
+
+def trustbuilder_section():
+    """Code logins against TrustBuilder's simulator (a0t) beside VIP's (a0), same run."""
+    a, t = load("a0"), load("a0t")
+    if not t:
+        return
+    w("## TrustBuilder MFA beside VIP: code logins")
+    w("")
+    w("a0t is a0 with `backend = \"trustbuilder\"` in front of `tb-sim` (same users, same TOTP")
+    w("secret, one mobile app each): one `GET /FS?action=authenticateExtended&format=json` per login")
+    w("over the same kept-alive mutual-TLS connections, where VIP's is one SOAP `authenticateUser`")
+    w("POST. The simulators differ (JSON over GET against SOAP), so the upstream's CPU is shown apart.")
+    w("")
+    w("| scenario | answered/s | p50 ms | p99 ms | seq p50 ms | seq p99 ms | vip-bridge µs | simulator µs | vip-load µs |")
+    w("|---|---|---|---|---|---|---|---|---|")
+
+    def per(r, who):
+        x = (r or {}).get(who) or {}
+        cpu = x.get("cpu_seconds")
+        return cpu * 1e6 / r["answered"] if cpu is not None and r and r["answered"] else None
+
+    for name, title in (("a0", "a0: VIP (vip-sim)"), ("a0t", "a0t: TrustBuilder (tb-sim)")):
+        r, sq = load(name), load(name + "-seq")
+        if not r:
+            continue
+        l = r["latency"]
+        seq = (f"{sq['latency']['p50_ms']:.3f} | {sq['latency']['p99_ms']:.3f}" if sq else "– | –")
+        w(f"| {title} | {fmt(r['throughput_per_s'])} | {l['p50_ms']:.2f} | {l['p99_ms']:.2f} | {seq} | "
+          f"{fmt(per(r, 'server'), 1)} | {fmt(per(r, 'upstream'), 1)} | {fmt(per(r, 'generator'), 1)} |")
+    w("")
+    if a and a["throughput_per_s"]:
+        w(f"- a0t / a0 throughput: {t['throughput_per_s'] / a['throughput_per_s']:.2f} "
+          f"({fmt(t['throughput_per_s'])}/s vs {fmt(a['throughput_per_s'])}/s).")
+    w("")
+
+
+trustbuilder_section()
 
 w(f"## Open loop (offered load on a clock)")
 w("")

@@ -30,6 +30,9 @@
 # it, a failure under CI=true); its CPU and commands per login are recorded. a0, a0r, b and br
 # each end with a sequential probe (concurrency 1, label NAME-seq, VB_PROBE_DURATION s): the
 # latency of one login without queueing, which the store's latency goal is about.
+# a0t: a0's code logins with backend = "trustbuilder" in front of tb-sim (the TrustBuilder MFA
+# simulator: same users, same TOTP secret, one mobile app each), run right after a0 and reported
+# beside it, with its own sequential probe.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -95,14 +98,15 @@ if [ "$BUILD" = 1 ]; then
   if [ "$PROFILE" = release ]; then flag=--release; else flag=; fi
   if [ "$SMOKE" = 0 ] || [ ! -x "$BIN/vip-load" ] || [ ! -x "$BIN/vip-bridge" ] || [ ! -x "$BIN/vip-sim" ] ||
     [ "$BIN/vip-bridge" -ot "$ROOT/radius-server/src/main.rs" ]; then
-    log "cargo build $flag -p vip-bench -p vip-bridge -p vip-sim"
+    log "cargo build $flag -p vip-bench -p vip-bridge -p vip-sim (vip-sim and tb-sim)"
     (cd "$ROOT" && cargo build $flag -p vip-bench -p vip-bridge -p vip-sim)
   fi
 fi
 NEED_BRIDGE=0
-for s in a0 a0r a50 ldap open b br c d e rest; do want "$s" && NEED_BRIDGE=1; done
+for s in a0 a0r a0t a50 ldap open b br c d e rest; do want "$s" && NEED_BRIDGE=1; done
 NEEDED=(vip-load)
 [ "$NEED_BRIDGE" = 1 ] && NEEDED+=(vip-bridge vip-sim)
+want a0t && NEEDED+=(tb-sim)
 for b in "${NEEDED[@]}"; do
   [ -x "$BIN/$b" ] || { echo "missing $BIN/$b (build it, or pass --debug/--release)" >&2; exit 1; }
 done
@@ -282,11 +286,53 @@ EOF
   } >"$1"
 }
 
-# bridge_config FILE SIM_ADDR CODES_PER_USER_COUNT WITH_PAM(0|1)
-bridge_config() {
-  local base="https://$2/vipuserservices" client_policy=""
-  [ -z "$CLIENT_POLICY" ] || client_policy="policy = \"$CLIENT_POLICY\""
-  cat >"$1" <<EOF
+# tb_sim_config FILE USERS: tb-sim with a0's users (user0..), each with one mobile app ("ma")
+# whose TOTP seed is TOTP_SECRET's bytes, so vip-load's codes are right for both simulators.
+TB_SERVICE_ID=4242
+tb_sim_config() {
+  {
+    cat <<EOF
+[server]
+listen = "127.0.0.1:0"
+admin_listen = "127.0.0.1:0"
+max_connections = 4096
+
+[tls]
+cert = "$WORK/certs/server.pem"
+key = "$WORK/certs/server.key"
+client_ca = "$WORK/certs/ca.pem"
+
+[service]
+id = $TB_SERVICE_ID
+max_users = $(($2 + 1))
+EOF
+    awk -v n="$2" -v seed="$(python3 -c 'import base64,sys; print(base64.b32decode(sys.argv[1]).hex())' "$TOTP_SECRET")" 'BEGIN {
+      for (i = 0; i < n; i++) {
+        printf "\n[[users]]\nlogin = \"user%d\"\n[[users.tools]]\nkind = \"ma\"\nid = %d\nalias = \"a%08d\"\nseed = \"%s\"\npush_enabled = true\n", i, i + 1, i, seed
+      }
+    }'
+  } >"$1"
+}
+
+# The MFA section of the bridge's configuration: VIP's, or TrustBuilder's with BACKEND=trustbuilder.
+BACKEND=vip
+mfa_config() {
+  if [ "$BACKEND" = trustbuilder ]; then
+    cat <<EOF
+backend = "trustbuilder"
+
+[trustbuilder]
+service_id = $TB_SERVICE_ID
+api_url = "https://$1"
+pkcs12_file = "$WORK/certs/client.p12"
+pkcs12_password_file = "$WORK/certs/client.p12.password"
+ca_file = "$WORK/certs/ca.pem"
+timeout = "10s"
+max_in_flight = $VIP_MAX_IN_FLIGHT
+EOF
+  else
+    local base="https://$1/vipuserservices"
+    cat <<EOF
 [vip]
 auth_url = "$base/AuthenticationService_1_10"
 query_url = "$base/QueryService_1_10"
@@ -296,6 +342,16 @@ key_file = "$WORK/certs/client.key"
 ca_file = "$WORK/certs/ca.pem"
 timeout = "10s"
 max_in_flight = $VIP_MAX_IN_FLIGHT
+EOF
+  fi
+}
+
+# bridge_config FILE SIM_ADDR CODES_PER_USER_COUNT WITH_PAM(0|1)
+bridge_config() {
+  local client_policy=""
+  [ -z "$CLIENT_POLICY" ] || client_policy="policy = \"$CLIENT_POLICY\""
+  mfa_config "$2" >"$1"
+  cat >>"$1" <<EOF
 
 [engine]
 poll_interval = "3s"
@@ -342,11 +398,17 @@ BRIDGE_PID=""
 SIM_ADMIN=""
 SIM_ADDR=""
 RADIUS_ADDR=""
-# start_sim NAME USERS LATENCY_MS PUSH_DELAY_MS: vip-sim alone (SIM_PID, SIM_ADDR, SIM_ADMIN)
+# start_sim NAME USERS LATENCY_MS PUSH_DELAY_MS: vip-sim alone (SIM_PID, SIM_ADDR, SIM_ADMIN);
+# with BACKEND=trustbuilder, tb-sim (no latency, no pushes).
 start_sim() {
-  local name=$1
-  sim_config "$WORK/$name-sim.toml" "$2" "$3" "$4"
-  "$BIN/vip-sim" --config "$WORK/$name-sim.toml" >"$WORK/$name-sim.out" 2>"$WORK/$name-sim.err" &
+  local name=$1 sim=vip-sim
+  if [ "$BACKEND" = trustbuilder ]; then
+    sim=tb-sim
+    tb_sim_config "$WORK/$name-sim.toml" "$2"
+  else
+    sim_config "$WORK/$name-sim.toml" "$2" "$3" "$4"
+  fi
+  "$BIN/$sim" --config "$WORK/$name-sim.toml" >"$WORK/$name-sim.out" 2>"$WORK/$name-sim.err" &
   SIM_PID=$!
   PIDS+=("$SIM_PID")
   SIM_ADDR=$(json_key "$WORK/$name-sim.out" listen 60) || return 1
@@ -505,12 +567,17 @@ PY
 }
 
 # (a) code logins, all distinct users, sim latency 0 and 50 ms; a0r is a0 with the shared
-# store. a0 and a0r end with the sequential probe on PROBE_USERS users of their own.
-for sc in a0 a0r a50; do
+# store, a0t a0 against TrustBuilder's simulator. a0, a0r and a0t end with the sequential probe
+# on PROBE_USERS users of their own.
+for sc in a0 a0r a0t a50; do
   want "$sc" || continue
   lat=0
   [ "$sc" = a50 ] && lat=50
-  if [ "$sc" = a0r ]; then
+  BACKEND=vip
+  if [ "$sc" = a0t ]; then
+    log "(a0t) code logins as a0, with backend = \"trustbuilder\" in front of tb-sim"
+    BACKEND=trustbuilder
+  elif [ "$sc" = a0r ]; then
     log "(a0r) code logins as a0, with [cluster] store = \"redis\" (a private redis-server)"
     redis_usable a0r || continue
     if ! start_redis a0r; then
@@ -545,6 +612,7 @@ for sc in a0 a0r a50; do
   fi
   stop_stack
   stop_redis
+  BACKEND=vip
 done
 
 # (rest) FreeRADIUS + rlm_rest, the HTTP-upstream anchor: what one would build without
