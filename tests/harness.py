@@ -213,27 +213,30 @@ def scrape_metrics(addr, timeout=5):
     return out
 
 
-class Sim:
-    """A running vip-sim: .listen ("127.0.0.1:PORT"), .admin, and the admin API."""
+class SimProcess:
+    """A running simulator binary (vip-sim, tb-sim): .listen ("127.0.0.1:PORT"), .admin, and
+    the admin API both share (counters, faults)."""
 
-    def __init__(self, workdir, config_text, timeout=20):
+    BINARY = None
+    # Where the configuration is written in `workdir` (default: NAME.toml).
+    CONFIG_FILE = None
+
+    def __init__(self, workdir, config_text, timeout=20, name=None):
+        name = name or self.BINARY
         self.dir = workdir
-        path = os.path.join(workdir, "sim.toml")
+        path = os.path.join(workdir, self.CONFIG_FILE or name + ".toml")
         with open(path, "w") as f:
             f.write(config_text)
-        self.proc = Proc("vip-sim", [find_binary("vip-sim"), "--config", path], workdir)
+        self.proc = Proc(name, [find_binary(self.BINARY), "--config", path], workdir)
         deadline = time.time() + timeout
         while not self.proc.stdout_lines:
             if not self.proc.alive() or time.time() > deadline:
                 self.proc.stop()
-                raise RuntimeError("vip-sim did not start:\n" + self.proc.log())
+                raise RuntimeError("%s did not start:\n%s" % (self.BINARY, self.proc.log()))
             time.sleep(0.05)
         info = json.loads(self.proc.stdout_lines[0])
         self.listen = info["listen"]
         self.admin = info["admin"]
-
-    def url(self, service):
-        return "https://%s/vipuserservices/%s_1_10" % (self.listen, service)
 
     def _admin(self, method, path, body=None):
         data = None if body is None else json.dumps(body).encode()
@@ -247,10 +250,44 @@ class Sim:
         return self._admin("GET", "/counters")
 
     def calls(self, op):
+        """How many times operation `op` was called (VIP: checkOtp...; TrustBuilder: the REST
+        action or SOAP operation, authenticateExtended, loginSearch...)."""
         return self.counters().get("calls", {}).get(op, 0)
 
     def reset_counters(self):
         return self._admin("POST", "/counters/reset", {})
+
+    def set_faults(self, faults=None):
+        """Replaces the global faults (admin POST /faults); None or {} clears them, with the
+        simulator's field names (vip-sim: latency_ms, http_500, malformed_xml, soap_fault,
+        connection_reset, client_fault, http_status, wrong_namespace, status, status_times...;
+        tb-sim: latency_ms, http_status, connection_drop, err ({action: "NOK:..."}), err_times,
+        upper_case, account_unknown_trailing_space, access_forbidden)."""
+        return self._admin("POST", "/faults", faults or {})
+
+    def set_user_faults(self, user, faults=None):
+        """Replaces one user's faults (admin POST /users/{user}/faults); None or {} clears them."""
+        return self._admin("POST", "/users/%s/faults" % urllib.parse.quote(user, safe=""),
+                           faults or {})
+
+    def clear_faults(self, *users):
+        """Clears the global faults and those of `users`."""
+        self.set_faults(None)
+        for u in users:
+            self.set_user_faults(u, None)
+
+    def stop(self):
+        return self.proc.stop()
+
+
+class Sim(SimProcess):
+    """A running vip-sim: .listen ("127.0.0.1:PORT"), .admin, and the admin API."""
+
+    BINARY = "vip-sim"
+    CONFIG_FILE = "sim.toml"
+
+    def url(self, service):
+        return "https://%s/vipuserservices/%s_1_10" % (self.listen, service)
 
     def sent_code(self, user):
         return self._admin("GET", "/sent-codes/%s" % user)["code"]
@@ -267,25 +304,6 @@ class Sim:
         """The last code VIP "sent" to a phone number, by register or sendOtp, even if already
         used (admin GET /phones/{phone}/code; digits only, as VIP stores it)."""
         return self._admin("GET", "/phones/%s/code" % phone)["code"]
-
-    def set_faults(self, faults=None):
-        """Replaces the global faults (admin POST /faults); None or {} clears them. `faults`
-        uses the simulator's field names: latency_ms, http_500, malformed_xml, soap_fault,
-        connection_reset, client_fault, http_status, wrong_namespace, status, status_times..."""
-        return self._admin("POST", "/faults", faults or {})
-
-    def set_user_faults(self, user, faults=None):
-        """Replaces one user's faults (admin POST /users/{user}/faults); None or {} clears them."""
-        return self._admin("POST", "/users/%s/faults" % user, faults or {})
-
-    def clear_faults(self, *users):
-        """Clears the global faults and those of `users`."""
-        self.set_faults(None)
-        for u in users:
-            self.set_user_faults(u, None)
-
-    def stop(self):
-        return self.proc.stop()
 
 
 class Bridge:
@@ -525,44 +543,14 @@ def tb_sim_toml(certs, users_toml, service_id=4242, extra=""):
     )
 
 
-class TbSim:
+class TbSim(SimProcess):
     """A running tb-sim: .listen ("127.0.0.1:PORT"), .admin, .api_url, and the admin API."""
 
+    BINARY = "tb-sim"
+
     def __init__(self, workdir, config_text, timeout=20, name="tb-sim"):
-        self.dir = workdir
-        path = os.path.join(workdir, name + ".toml")
-        with open(path, "w") as f:
-            f.write(config_text)
-        self.proc = Proc(name, [find_binary("tb-sim"), "--config", path], workdir)
-        deadline = time.time() + timeout
-        while not self.proc.stdout_lines:
-            if not self.proc.alive() or time.time() > deadline:
-                self.proc.stop()
-                raise RuntimeError("tb-sim did not start:\n" + self.proc.log())
-            time.sleep(0.05)
-        info = json.loads(self.proc.stdout_lines[0])
-        self.listen = info["listen"]
-        self.admin = info["admin"]
+        super().__init__(workdir, config_text, timeout, name)
         self.api_url = "https://%s" % self.listen
-
-    def _admin(self, method, path, body=None):
-        data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request("http://%s%s" % (self.admin, path), data=data, method=method)
-        if data is not None:
-            req.add_header("Content-Type", "application/json")
-        with urllib.request.urlopen(req, timeout=5) as r:
-            return json.loads(r.read() or b"null")
-
-    def counters(self):
-        return self._admin("GET", "/counters")
-
-    def calls(self, op):
-        """How many times REST action / SOAP operation `op` was called (authenticateExtended,
-        pushAuthenticate, checkPushResult, loginSearch, loginQuery, ...)."""
-        return self.counters().get("calls", {}).get(op, 0)
-
-    def reset_counters(self):
-        return self._admin("POST", "/counters/reset", {})
 
     def current_code(self, login):
         """The OTP the login's first active tool with a seed shows now."""
@@ -570,25 +558,6 @@ class TbSim:
 
     def tool_code(self, alias):
         return self._admin("GET", "/tools/%s/code" % urllib.parse.quote(alias, safe=""))["code"]
-
-    def set_faults(self, faults=None):
-        """Replaces the global faults (admin POST /faults); None or {} clears them. Keys:
-        latency_ms, http_status, connection_drop, err ({action: "NOK:..."}), err_times,
-        upper_case, account_unknown_trailing_space, access_forbidden."""
-        return self._admin("POST", "/faults", faults or {})
-
-    def set_user_faults(self, login, faults=None):
-        """Replaces one login's faults; None or {} clears them."""
-        return self._admin("POST", "/users/%s/faults" % urllib.parse.quote(login, safe=""),
-                           faults or {})
-
-    def clear_faults(self, *logins):
-        self.set_faults(None)
-        for u in logins:
-            self.set_user_faults(u, None)
-
-    def stop(self):
-        return self.proc.stop()
 
 
 TbToml = collections.namedtuple("TbToml", "top section")
