@@ -49,10 +49,12 @@ pub enum Command {
     /// (Builds from source have it: cargo feature `demo`, on by default. The Debian package
     /// is built without it and says so.)
     Demo(DemoArgs),
-    /// The help desk's commands against VIP's Management and Query services, with the same
-    /// configuration file: users, credentials, temporary security codes, PINs, phones, and a
-    /// CSV import. Prints VIP's requestId for every call. Exit status: 0 done, 1 failed or
-    /// refused, 3 not found (user, credential or binding).
+    /// The help desk's commands against the configured MFA service, with the same
+    /// configuration file: VIP's Management and Query services (users, credentials, temporary
+    /// security codes, PINs, phones, a CSV import; VIP's requestId printed for every call) or,
+    /// with backend = "trustbuilder", TrustBuilder's provisioning API (logins, activation
+    /// codes, tools). Exit status: 0 done, 1 failed or refused, 3 not found (user, login,
+    /// credential, tool or binding).
     Admin(AdminArgs),
     /// Write the man pages (roff): vip-bridge(1) and one per command into DIR, or
     /// vip-bridge(1) on stdout without DIR.
@@ -146,7 +148,8 @@ pub struct DemoCodeArgs {
 
 #[derive(Debug, Args)]
 pub struct AdminArgs {
-    /// The configuration file (its `[vip]` section: URLs, client certificate).
+    /// The configuration file (`backend`, and its `[vip]` or `[trustbuilder]` section: URLs,
+    /// client certificate).
     #[arg(long, short, default_value = DEFAULT_CONFIG_PATH, env = "VIP_BRIDGE_CONFIG", global = true)]
     pub config: PathBuf,
     /// One JSON object on stdout instead of text, for scripts.
@@ -156,77 +159,180 @@ pub struct AdminArgs {
     pub command: AdminCommand,
 }
 
+/// The commands. Each works with the backend the configuration names (`backend`); the ones
+/// only one backend has say so in their help and are refused, exit status 1, with the other.
 #[derive(Debug, Subcommand)]
 pub enum AdminCommand {
-    /// VIP users: show, create, update, delete.
+    /// Users (VIP users, TrustBuilder logins): show, create, update, delete; TrustBuilder also
+    /// list, restore, send-activation, activate-code, new-code, reset-password.
     #[command(subcommand)]
     User(UserCommand),
-    /// A user's credentials: list, add (with a code from it), remove, rename.
+    /// A user's credentials (TrustBuilder: tools): list, add (VIP), remove, rename.
     #[command(subcommand)]
     Credential(CredentialCommand),
-    /// Temporary security codes, for a user who lost their phone or token.
+    /// Temporary security codes, for a user who lost their phone or token (VIP only).
     #[command(subcommand, name = "temp-code")]
     TempCode(TempCodeCommand),
-    /// VIP PINs.
+    /// PINs: clear (VIP), unlock (TrustBuilder).
     #[command(subcommand)]
     Pin(PinCommand),
-    /// Phone numbers for SMS codes.
+    /// Phone numbers for SMS codes (VIP only).
     #[command(subcommand)]
     Sms(PhoneCommand),
-    /// Phone numbers for voice-call codes.
+    /// Phone numbers for voice-call codes (VIP only).
     #[command(subcommand)]
     Voice(PhoneCommand),
-    /// VIP's clock and ours (getServerTime): checks the account and certificate too.
+    /// VIP's clock and ours (getServerTime): checks the account and certificate too (VIP only;
+    /// see `check`).
     ServerTime,
+    /// Whether the MFA service answers with this configuration's account and certificate: VIP
+    /// getServerTime (as `server-time`); TrustBuilder its authentication API and a loginSearch
+    /// on the provisioning API.
+    Check,
     /// Create every user listed in a CSV file (a header line naming `user_id`). Safe to run
     /// again: users VIP already has are counted, not failed. Exit status 1 when a row failed or
-    /// was malformed (the other rows are still sent).
+    /// was malformed (the other rows are still sent). VIP only.
     Import(ImportArgs),
 }
 
 #[derive(Debug, Subcommand)]
 pub enum UserCommand {
-    /// The user's status, credentials, PIN and temporary-code state (getUserInfo).
+    /// VIP: the user's status, credentials, PIN and temporary-code state (getUserInfo).
+    /// TrustBuilder: the login's status, role, names, mail, activation state and tools
+    /// (loginSearch + loginQuery; an activation code is never shown here).
     Show { user: String },
-    /// Create the user (enabled).
+    /// One page of the service's logins (loginsQuery; TrustBuilder only).
+    List {
+        /// The first login of the page (0: the first).
+        #[arg(long, default_value_t = 0)]
+        offset: i64,
+        /// Logins per page.
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(i64).range(1..=1000))]
+        limit: i64,
+        /// Sort by login name, name or mail (default: TrustBuilder's order).
+        #[arg(long, value_enum)]
+        sort: Option<SortArg>,
+        /// Descending (with --sort).
+        #[arg(long, requires = "sort")]
+        desc: bool,
+    },
+    /// Create the user (enabled). TrustBuilder: loginCreate, and the activation code printed
+    /// once (or mailed, --activation mail).
     Create {
         user: String,
         /// A file holding the user's first PIN (one line; `-` reads stdin).
-        #[arg(long, value_name = "FILE")]
+        #[arg(long, value_name = "FILE", help_heading = "VIP")]
         pin_file: Option<PathBuf>,
         /// The PIN must be changed at its first use (with --pin-file).
-        #[arg(long, requires = "pin_file")]
+        #[arg(long, requires = "pin_file", help_heading = "VIP")]
         force_pin_change: bool,
+        #[command(flatten)]
+        details: LoginDetailsArgs,
+        /// How the activation code is issued: `code` valid at once for 30 minutes (printed),
+        /// `inactive` valid 3 weeks once `user activate-code` switches it on (printed), `mail`
+        /// an activation link mailed to --mail (valid 3 weeks). Default: code.
+        #[arg(long, value_enum, help_heading = "TrustBuilder")]
+        activation: Option<ActivationArg>,
     },
-    /// Change the user's id, status or PIN.
+    /// Change the user's id, status or PIN (VIP), or the login's name, status, names, mail or
+    /// phone (TrustBuilder: the fields not given are kept).
     Update {
         user: String,
-        /// A new user id.
-        #[arg(long, value_name = "ID")]
+        /// A new user id (TrustBuilder: login name).
+        #[arg(long, value_name = "ID", visible_alias = "new-login")]
         new_id: Option<String>,
-        /// Enable or disable the user.
+        /// Enable or disable the user (`blocked` is `disabled`, TrustBuilder's word).
         #[arg(long, value_enum)]
         status: Option<UserStatusArg>,
         /// A file holding the new PIN (one line; `-` reads stdin).
-        #[arg(long, value_name = "FILE")]
+        #[arg(long, value_name = "FILE", help_heading = "VIP")]
         pin_file: Option<PathBuf>,
         /// The new PIN must be changed at its first use (with --pin-file).
-        #[arg(long, requires = "pin_file")]
+        #[arg(long, requires = "pin_file", help_heading = "VIP")]
         force_pin_change: bool,
+        #[command(flatten)]
+        details: LoginDetailsArgs,
     },
-    /// Delete the user and their credential bindings.
+    /// Delete the user and their credential bindings (TrustBuilder: loginDelete).
     Delete {
         user: String,
         /// Required: deleting cannot be undone.
         #[arg(long)]
         yes: bool,
     },
+    /// A restore code for a login that lost or blocked every device (loginRestore), printed
+    /// once; using it deletes the login's other tools. TrustBuilder only.
+    Restore { user: String },
+    /// Mail the login its activation (or unlock) link (loginSendByMail). TrustBuilder only.
+    SendActivation { user: String },
+    /// Switch an inactive activation code (`user create --activation inactive`) on, and print
+    /// it once (loginActivateCode). TrustBuilder only.
+    ActivateCode { user: String },
+    /// An activation code for one more device of the login (loginAddDevice), printed once.
+    /// TrustBuilder only.
+    NewCode { user: String },
+    /// A recovery code to reset the login's password or PIN from a device blocked by wrong
+    /// entries (loginResetPwdExtended, valid 15 minutes), printed once. TrustBuilder only.
+    ResetPassword { user: String },
+}
+
+/// A TrustBuilder login's personal fields (loginCreate, loginUpdate).
+#[derive(Debug, Default, Args)]
+pub struct LoginDetailsArgs {
+    /// The login's mail address.
+    #[arg(long, help_heading = "TrustBuilder")]
+    pub mail: Option<String>,
+    /// The login's first name.
+    #[arg(long, help_heading = "TrustBuilder")]
+    pub firstname: Option<String>,
+    /// The login's (last) name.
+    #[arg(long, help_heading = "TrustBuilder")]
+    pub name: Option<String>,
+    /// The login's phone number.
+    #[arg(long, help_heading = "TrustBuilder")]
+    pub phone: Option<String>,
+}
+
+impl LoginDetailsArgs {
+    /// The options given, by name (`--mail`...), for a backend that has none of them.
+    pub fn given(&self) -> Vec<&'static str> {
+        [
+            ("--mail", self.mail.is_some()),
+            ("--firstname", self.firstname.is_some()),
+            ("--name", self.name.is_some()),
+            ("--phone", self.phone.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(n, given)| given.then_some(n))
+        .collect()
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum UserStatusArg {
     Active,
     Disabled,
+    /// TrustBuilder's word for disabled.
+    Blocked,
+}
+
+/// `user list --sort`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum SortArg {
+    Login,
+    Name,
+    Mail,
+}
+
+/// `user create --activation` (loginCreate's codetype).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ActivationArg {
+    /// codetype 0: valid at once, for 30 minutes.
+    Code,
+    /// codetype 1: valid 3 weeks, once switched on by `user activate-code`.
+    Inactive,
+    /// codetype 2: a link mailed to --mail (loginSendByMail), valid 3 weeks.
+    Mail,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -241,10 +347,10 @@ pub enum CredentialTypeArg {
 
 #[derive(Debug, Subcommand)]
 pub enum CredentialCommand {
-    /// The user's credentials and their state.
+    /// The user's credentials and their state (TrustBuilder: the login's tools, loginQuery).
     List { user: String },
     /// Bind a credential to the user, proven by a code from it (a second, consecutive code
-    /// when VIP finds the token out of sync).
+    /// when VIP finds the token out of sync). VIP only.
     Add {
         user: String,
         /// The credential id (a token's serial such as VSMT12345678, or a phone number).
@@ -261,20 +367,25 @@ pub enum CredentialCommand {
         #[arg(long)]
         name: Option<String>,
     },
-    /// Remove a credential from the user.
+    /// Remove a credential from the user (TrustBuilder: a tool, loginDeleteTool).
     Remove {
         user: String,
+        /// VIP: the credential id. TrustBuilder: the tool id `credential list` shows (`ma:501`
+        /// where two kinds of tool share the number).
         credential: String,
-        #[arg(long = "type", value_enum, default_value = "token")]
-        kind: CredentialTypeArg,
+        /// VIP's credential type (default token).
+        #[arg(long = "type", value_enum, help_heading = "VIP")]
+        kind: Option<CredentialTypeArg>,
     },
-    /// Give a credential a new name.
+    /// Give a credential a new name (TrustBuilder: a tool, loginUpdateTool).
     Rename {
         user: String,
+        /// VIP: the credential id. TrustBuilder: the tool id `credential list` shows.
         credential: String,
         name: String,
-        #[arg(long = "type", value_enum, default_value = "token")]
-        kind: CredentialTypeArg,
+        /// VIP's credential type (default token).
+        #[arg(long = "type", value_enum, help_heading = "VIP")]
+        kind: Option<CredentialTypeArg>,
     },
 }
 
@@ -309,8 +420,11 @@ pub enum TempCodeCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum PinCommand {
-    /// Remove the user's PIN.
+    /// Remove the user's PIN (VIP only).
     Clear { user: String },
+    /// Reset the login's PIN / password error counter, once until it next logs in
+    /// (loginResetPINErrorCounter). TrustBuilder only.
+    Unlock { user: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -454,6 +568,72 @@ mod tests {
         }
         // --config and --json are accepted after the subcommand too.
         assert!(Cli::try_parse_from(["vip-bridge", "admin", "server-time", "--json"]).is_ok());
+    }
+
+    #[test]
+    fn admin_trustbuilder_commands() {
+        let cli = Cli::try_parse_from([
+            "vip-bridge",
+            "admin",
+            "user",
+            "update",
+            "bob",
+            "--new-login",
+            "rob",
+            "--status",
+            "blocked",
+            "--mail",
+            "r@example.com",
+        ])
+        .unwrap();
+        match cli.command {
+            Command::Admin(AdminArgs {
+                command:
+                    AdminCommand::User(UserCommand::Update {
+                        new_id,
+                        status,
+                        details,
+                        ..
+                    }),
+                ..
+            }) => {
+                assert_eq!(new_id.as_deref(), Some("rob"));
+                assert_eq!(status, Some(UserStatusArg::Blocked));
+                assert_eq!(details.given(), vec!["--mail"]);
+            }
+            other => panic!("{other:?}"),
+        }
+        // --desc sorts: it needs --sort; a page is 1 to 1000 logins.
+        assert!(Cli::try_parse_from(["vip-bridge", "admin", "user", "list", "--desc"]).is_err());
+        assert!(
+            Cli::try_parse_from(["vip-bridge", "admin", "user", "list", "--limit", "0"]).is_err()
+        );
+        assert!(Cli::try_parse_from([
+            "vip-bridge",
+            "admin",
+            "user",
+            "list",
+            "--sort",
+            "mail",
+            "--desc",
+            "--offset",
+            "5"
+        ])
+        .is_ok());
+        for args in [
+            &["user", "restore", "a"][..],
+            &["user", "send-activation", "a"],
+            &["user", "activate-code", "a"],
+            &["user", "new-code", "a"],
+            &["user", "reset-password", "a"],
+            &["pin", "unlock", "a"],
+            &["check"],
+            &["credential", "remove", "a", "ma:501"],
+            &["user", "create", "a", "--activation", "inactive"],
+        ] {
+            let argv = ["vip-bridge", "admin"].iter().chain(args.iter());
+            assert!(Cli::try_parse_from(argv).is_ok(), "{args:?}");
+        }
     }
 
     #[test]

@@ -1,18 +1,23 @@
-//! `vip-bridge admin`: the help desk's command line against VIP's Management and Query
-//! services, with the daemon's configuration file (its `[vip]` section).
+//! `vip-bridge admin`: the help desk's command line against the configured MFA service, with
+//! the daemon's configuration file: VIP's Management and Query services (its `[vip]` section,
+//! here) or, with `backend = "trustbuilder"`, TrustBuilder's provisioning API
+//! ([`trustbuilder`]). This module dispatches on the backend and owns what both print.
 //!
-//! Every command prints what VIP did and the requestId of each call (VIP's reports find it by
-//! that id), as text or, with `--json`, as one JSON object. Exit status: 0 done, 1 failed or
-//! refused, 3 not found (no such user, credential or binding: 6003, 6004, 6007), so a script
-//! can tell a typo from an outage.
+//! Every command prints what the service did (VIP: and the requestId of each call, which VIP's
+//! reports find it by), as text or, with `--json`, as one JSON object. Exit status: 0 done, 1
+//! failed or refused, 3 not found (VIP: no such user, credential or binding, 6003, 6004, 6007;
+//! TrustBuilder: no such login or tool), so a script can tell a typo from an outage. A command
+//! only the other backend has is refused with one line on stderr, exit status 1.
 
 pub mod import;
+pub mod trustbuilder;
 
 use std::io::{IsTerminal, Write};
 use std::path::Path;
 use std::sync::Arc;
 
 use serde_json::{json, Map, Value};
+use vip_core::config::BackendKind;
 use vip_core::vip::{
     AddCredential, CreateUser, CredentialType, NewUserStatus, OtpDelivery, SetTemporaryPassword,
     TempPasswordAttributes, UpdateUser, UserStatus, VipClient, VipError,
@@ -37,16 +42,25 @@ struct Reply {
     lines: Vec<String>,
     /// The same, for scripts (`request_ids` is added from `ids`).
     json: Map<String, Value>,
-    /// The requestId of every call made, in order.
+    /// VIP: the requestId of every call made, in order. Empty for a service without request
+    /// ids (TrustBuilder): no `requestId` line, no `request_ids`.
     ids: Vec<String>,
 }
 
 impl Reply {
     fn new(id: &str) -> Reply {
         Reply {
+            ids: vec![id.to_owned()],
+            ..Reply::untracked()
+        }
+    }
+
+    /// A reply from a service without request ids.
+    fn untracked() -> Reply {
+        Reply {
             lines: Vec::new(),
             json: Map::new(),
-            ids: vec![id.to_owned()],
+            ids: Vec::new(),
         }
     }
 
@@ -61,20 +75,40 @@ impl Reply {
     }
 }
 
-/// Runs one admin command; returns the exit status. Errors before any VIP call (the
-/// configuration, a file) are returned; VIP's refusals are printed and give 1 or 3.
+/// Runs one admin command against the configured backend; returns the exit status. Errors
+/// before any call (the configuration, a file, a command the backend lacks) are returned; the
+/// service's refusals are printed and give 1 or 3.
 pub async fn run(args: AdminArgs, out: &mut dyn Write) -> Result<u8> {
     let cfg = config::load(&args.config)?;
-    let vip = VipClient::new(&cfg.core.vip)?;
     let json = args.json;
-    if let AdminCommand::Import(a) = &args.command {
-        return import(vip, a, cfg.core.vip.max_in_flight, json, out).await;
+    if let Err(refused) = refuse_other_backends(cfg.core.backend, &args.command) {
+        return finish(out, json, Err(refused));
     }
-    let result = dispatch(&vip, args.command).await;
+    let result = match cfg.core.backend {
+        BackendKind::Vip => {
+            let vip = VipClient::new(&cfg.core.vip)?;
+            if let AdminCommand::Import(a) = &args.command {
+                return import(vip, a, cfg.core.vip.max_in_flight, json, out).await;
+            }
+            dispatch(&vip, args.command).await
+        }
+        BackendKind::Trustbuilder => {
+            trustbuilder::run(cfg.core.trustbuilder.as_ref(), args.command).await
+        }
+    };
+    finish(out, json, result)
+}
+
+/// Prints a command's outcome; its exit status.
+fn finish(
+    out: &mut dyn Write,
+    json: bool,
+    result: std::result::Result<Reply, Failed>,
+) -> Result<u8> {
     let written = match result {
         Ok(reply) => write_reply(out, json, reply).map(|_| 0),
-        Err(Failed::Vip(e)) => {
-            write_error(out, json, &e).map(|_| if e.is_not_found() { EXIT_NOT_FOUND } else { 1 })
+        Err(Failed::Remote(f)) => {
+            write_error(out, json, &f).map(|_| if f.not_found { EXIT_NOT_FOUND } else { 1 })
         }
         Err(Failed::Local(e)) => return Err(e),
     };
@@ -85,15 +119,33 @@ pub async fn run(args: AdminArgs, out: &mut dyn Write) -> Result<u8> {
 }
 
 enum Failed {
-    /// VIP refused, or could not be asked.
-    Vip(VipError),
-    /// Something here: a file, a value.
+    /// The service refused, or could not be asked.
+    Remote(Failure),
+    /// Something here: a file, a value, a command the backend lacks.
     Local(Error),
+}
+
+/// A refusal or failure of the service, whichever it is, as the output shows it.
+struct Failure {
+    /// What happened, in words (the service's status in it).
+    message: String,
+    /// No such user, login, credential, tool or binding: exit status 3.
+    not_found: bool,
+    /// The service's status: VIP's code (`6003`), TrustBuilder's `NOK:<cause>`.
+    status: Option<String>,
+    /// VIP: the call's requestId (empty: nothing was sent). `None` for a service without
+    /// request ids.
+    request_id: Option<String>,
 }
 
 impl From<VipError> for Failed {
     fn from(e: VipError) -> Self {
-        Failed::Vip(e)
+        Failed::Remote(Failure {
+            message: e.to_string(),
+            not_found: e.is_not_found(),
+            status: e.status().map(|s| s.code_str().to_string()),
+            request_id: Some(e.request_id().unwrap_or("").to_owned()),
+        })
     }
 }
 
@@ -130,6 +182,7 @@ async fn dispatch(vip: &VipClient, command: AdminCommand) -> std::result::Result
             user,
             pin_file,
             force_pin_change,
+            ..
         }) => {
             let pin = pin_file
                 .as_deref()
@@ -153,6 +206,7 @@ async fn dispatch(vip: &VipClient, command: AdminCommand) -> std::result::Result
             status,
             pin_file,
             force_pin_change,
+            ..
         }) => {
             if new_id.is_none() && status.is_none() && pin_file.is_none() {
                 return Err(Failed::Local(Error::Check(
@@ -165,7 +219,7 @@ async fn dispatch(vip: &VipClient, command: AdminCommand) -> std::result::Result
                 .transpose()?;
             let new_status = status.map(|s| match s {
                 UserStatusArg::Active => NewUserStatus::Active,
-                UserStatusArg::Disabled => NewUserStatus::Disabled,
+                UserStatusArg::Disabled | UserStatusArg::Blocked => NewUserStatus::Disabled,
             });
             let ack = vip
                 .update_user(&UpdateUser {
@@ -257,6 +311,7 @@ async fn dispatch(vip: &VipClient, command: AdminCommand) -> std::result::Result
             credential,
             kind,
         }) => {
+            let kind = kind.unwrap_or(CredentialTypeArg::Token);
             let ack = vip
                 .remove_credential(&user, &credential, &credential_type(kind))
                 .await?;
@@ -272,6 +327,7 @@ async fn dispatch(vip: &VipClient, command: AdminCommand) -> std::result::Result
             name,
             kind,
         }) => {
+            let kind = kind.unwrap_or(CredentialTypeArg::Token);
             let ack = vip
                 .update_credential(&user, &credential, &credential_type(kind), &name)
                 .await?;
@@ -408,7 +464,7 @@ async fn dispatch(vip: &VipClient, command: AdminCommand) -> std::result::Result
             )
             .await?
         }
-        AdminCommand::ServerTime => {
+        AdminCommand::ServerTime | AdminCommand::Check => {
             let t = vip.get_server_time().await?;
             let skew = match t.skew {
                 Some(0) => "clocks agree".to_owned(),
@@ -427,6 +483,16 @@ async fn dispatch(vip: &VipClient, command: AdminCommand) -> std::result::Result
                 "import is not a single call".into(),
             )))
         }
+        // TrustBuilder's (refused by `run`).
+        AdminCommand::Pin(PinCommand::Unlock { .. })
+        | AdminCommand::User(
+            UserCommand::List { .. }
+            | UserCommand::Restore { .. }
+            | UserCommand::SendActivation { .. }
+            | UserCommand::ActivateCode { .. }
+            | UserCommand::NewCode { .. }
+            | UserCommand::ResetPassword { .. },
+        ) => return Err(only_on(BackendKind::Trustbuilder, "this command")),
     })
 }
 
@@ -519,39 +585,131 @@ fn credential_json(c: &vip_core::vip::CredentialBinding) -> Value {
 }
 
 fn write_reply(out: &mut dyn Write, json: bool, reply: Reply) -> std::io::Result<()> {
+    let tracked = !reply.ids.is_empty();
     if json {
         let mut obj = reply.json;
         obj.insert("ok".into(), true.into());
-        obj.insert("request_ids".into(), reply.ids.into());
+        if tracked {
+            obj.insert("request_ids".into(), reply.ids.into());
+        }
         writeln!(out, "{}", Value::Object(obj))
     } else {
         for l in &reply.lines {
             writeln!(out, "{l}")?;
         }
-        writeln!(out, "requestId {}", reply.ids.join(", "))
+        if tracked {
+            writeln!(out, "requestId {}", reply.ids.join(", "))?;
+        }
+        Ok(())
     }
 }
 
-fn write_error(out: &mut dyn Write, json: bool, e: &VipError) -> std::io::Result<()> {
-    let rid = e.request_id().unwrap_or("");
+/// The refusal of a command (or option) only the other backend has: one line, exit status 1.
+fn only_on(only: BackendKind, what: &str) -> Failed {
+    let (name, configured) = match only {
+        BackendKind::Vip => ("VIP", BackendKind::Trustbuilder),
+        BackendKind::Trustbuilder => ("TrustBuilder", BackendKind::Vip),
+    };
+    Failed::Local(Error::Check(format!(
+        "`{what}` is {name}-only: this configuration has backend = \"{}\"",
+        configured.as_str()
+    )))
+}
+
+/// The name of a command only one backend has (`temp-code set`...) and which backend that is;
+/// `None` for the commands both have.
+fn only_one_backend(command: &AdminCommand) -> Option<(BackendKind, &'static str)> {
+    use BackendKind::{Trustbuilder as Tb, Vip};
+    Some(match command {
+        AdminCommand::TempCode(TempCodeCommand::Set { .. }) => (Vip, "temp-code set"),
+        AdminCommand::TempCode(TempCodeCommand::Clear { .. }) => (Vip, "temp-code clear"),
+        AdminCommand::TempCode(TempCodeCommand::Show { .. }) => (Vip, "temp-code show"),
+        AdminCommand::Pin(PinCommand::Clear { .. }) => (Vip, "pin clear"),
+        AdminCommand::Sms(_) => (Vip, "sms register"),
+        AdminCommand::Voice(_) => (Vip, "voice register"),
+        AdminCommand::ServerTime => (Vip, "server-time"),
+        AdminCommand::Import(_) => (Vip, "import"),
+        AdminCommand::Credential(CredentialCommand::Add { .. }) => (Vip, "credential add"),
+        AdminCommand::Pin(PinCommand::Unlock { .. }) => (Tb, "pin unlock"),
+        AdminCommand::User(UserCommand::List { .. }) => (Tb, "user list"),
+        AdminCommand::User(UserCommand::Restore { .. }) => (Tb, "user restore"),
+        AdminCommand::User(UserCommand::SendActivation { .. }) => (Tb, "user send-activation"),
+        AdminCommand::User(UserCommand::ActivateCode { .. }) => (Tb, "user activate-code"),
+        AdminCommand::User(UserCommand::NewCode { .. }) => (Tb, "user new-code"),
+        AdminCommand::User(UserCommand::ResetPassword { .. }) => (Tb, "user reset-password"),
+        _ => return None,
+    })
+}
+
+/// Refuses, before anything is sent, a command or option the configured backend lacks.
+fn refuse_other_backends(
+    backend: BackendKind,
+    command: &AdminCommand,
+) -> std::result::Result<(), Failed> {
+    if let Some((only, what)) = only_one_backend(command) {
+        if only != backend {
+            return Err(only_on(only, what));
+        }
+    }
+    let mut options: Vec<(BackendKind, &str)> = Vec::new();
+    match command {
+        AdminCommand::User(UserCommand::Create {
+            pin_file,
+            details,
+            activation,
+            ..
+        }) => {
+            if pin_file.is_some() {
+                options.push((BackendKind::Vip, "user create --pin-file"));
+            }
+            if activation.is_some() {
+                options.push((BackendKind::Trustbuilder, "user create --activation"));
+            }
+            if let Some(o) = details.given().first() {
+                options.push((BackendKind::Trustbuilder, o));
+            }
+        }
+        AdminCommand::User(UserCommand::Update {
+            pin_file, details, ..
+        }) => {
+            if pin_file.is_some() {
+                options.push((BackendKind::Vip, "user update --pin-file"));
+            }
+            if let Some(o) = details.given().first() {
+                options.push((BackendKind::Trustbuilder, o));
+            }
+        }
+        AdminCommand::Credential(
+            CredentialCommand::Remove { kind: Some(_), .. }
+            | CredentialCommand::Rename { kind: Some(_), .. },
+        ) => options.push((BackendKind::Vip, "--type")),
+        _ => {}
+    }
+    match options.into_iter().find(|(only, _)| *only != backend) {
+        Some((only, what)) => Err(only_on(only, what)),
+        None => Ok(()),
+    }
+}
+
+fn write_error(out: &mut dyn Write, json: bool, f: &Failure) -> std::io::Result<()> {
     if json {
-        writeln!(
-            out,
-            "{}",
-            json!({
-                "ok": false,
-                "not_found": e.is_not_found(),
-                "status": e.status().map(|s| s.code_str()),
-                "error": e.to_string(),
-                "request_ids": if rid.is_empty() { vec![] } else { vec![rid] },
-            })
-        )
+        let mut obj = json!({
+            "ok": false,
+            "not_found": f.not_found,
+            "status": f.status,
+            "error": f.message,
+        });
+        if let (Some(rid), Some(o)) = (&f.request_id, obj.as_object_mut()) {
+            let ids: Vec<&str> = if rid.is_empty() { vec![] } else { vec![rid] };
+            o.insert("request_ids".into(), ids.into());
+        }
+        writeln!(out, "{obj}")
     } else {
-        writeln!(out, "failed: {e}")?;
-        if rid.is_empty() {
-            writeln!(out, "requestId (none: nothing was sent)")
-        } else {
-            writeln!(out, "requestId {rid}")
+        writeln!(out, "failed: {}", f.message)?;
+        match f.request_id.as_deref() {
+            None => Ok(()),
+            Some("") => writeln!(out, "requestId (none: nothing was sent)"),
+            Some(rid) => writeln!(out, "requestId {rid}"),
         }
     }
 }
