@@ -674,10 +674,6 @@ async fn an_unknown_user_is_rejected() {
 }
 
 #[tokio::test]
-#[ignore = "bug: the challenge menu is an account oracle with backend = \"trustbuilder\": an \
-            unknown login gets the engine's made-up menu (push, sms, voice, code) while every \
-            real TrustBuilder login gets one without sms/voice (TrustBuilder has no SMS/voice); \
-            and choosing sms says \"sent\" for a stranger but NoCredential for a real login"]
 async fn the_menu_is_no_account_oracle() {
     // The engine's rule (engine/mod.rs, `menu`): "An unknown user gets the menu anyone would
     // ... the menu is no account oracle." With VIP the made-up menu matches a real user's; with
@@ -999,12 +995,7 @@ const POLL: &str = "checkPushResult";
 /// status is an outage.
 fn table() -> Vec<Row> {
     use RejectReason as R;
-    const LOCKED: &[RejectReason] = &[R::UserLocked, R::Misconfigured];
-    // A status checkPushResult should not answer: today the poll fails, the push stays pending
-    // until the policy's deadline and ends PushTimeout; the reference wants the three
-    // misconfiguration statuses refused as such (see the ignored
-    // `a_misconfiguration_answered_to_a_poll_is_refused_as_such_at_once`). Never a pass.
-    const POLL_REFUSED: &[RejectReason] = &[R::PushTimeout, R::Misconfigured];
+    const LOCKED: &[RejectReason] = &[R::UserLocked];
     vec![
         // authenticateExtended
         row(CODE, "OK", Want::Accept(Factor::Code)),
@@ -1042,10 +1033,12 @@ fn table() -> Vec<Row> {
         row(POLL, "nok:refused", Want::Reject(R::PushDenied)),
         row(POLL, "NOK:TIMEOUT", Want::Reject(R::PushTimeout)),
         row(POLL, "NOK", Want::Reject(R::PushDenied)),
-        row(POLL, "NOK:SN", Want::OneOf(POLL_REFUSED)),
-        row(POLL, "NOK:srv unknown", Want::OneOf(POLL_REFUSED)),
-        row(POLL, "NOK:access forbidden", Want::OneOf(POLL_REFUSED)),
-        row(POLL, "NOK:account locked", Want::OneOf(POLL_REFUSED)),
+        // Answered to a poll, our mistakes end the push at once as misconfigured, and a
+        // refusal about the user ends it as failed: never a wait until push_timeout.
+        row(POLL, "NOK:SN", Want::Reject(R::Misconfigured)),
+        row(POLL, "NOK:srv unknown", Want::Reject(R::Misconfigured)),
+        row(POLL, "NOK:access forbidden", Want::Reject(R::Misconfigured)),
+        row(POLL, "NOK:account locked", Want::Reject(R::PushDenied)),
     ]
 }
 
@@ -1128,10 +1121,6 @@ async fn every_status_of_the_reference_table_has_its_outcome() {
 }
 
 #[tokio::test]
-#[ignore = "bug: checkPushResult answering NOK:SN / NOK:srv unknown / NOK:access forbidden \
-            (misconfiguration per the reference) leaves the push pending: the login waits the \
-            whole push_timeout and ends PushTimeout (\"not approved in time\") instead of \
-            Misconfigured"]
 async fn a_misconfiguration_answered_to_a_poll_is_refused_as_such_at_once() {
     let env = start().await;
     let p = push_policy(PushMode::Blocking);
@@ -1191,10 +1180,7 @@ async fn a_status_without_a_meaning_of_its_own_is_refused_with_its_cause_in_the_
             .with_subscriber(subscriber)
             .await;
         let r = reject_of(&o);
-        assert!(
-            [RejectReason::UserLocked, RejectReason::Misconfigured].contains(&r.reason),
-            "{r:?}"
-        );
+        assert_eq!(r.reason, RejectReason::UserLocked, "{r:?}");
         let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
         if let Some(line) = log.lines().find(|l| l.contains("login round finished")) {
             found = Some(line.to_owned());

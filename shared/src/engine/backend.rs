@@ -80,6 +80,9 @@ pub enum PushState {
     RefusedAsAsked,
     /// Gone or refused for another reason (the service's words).
     Failed(String),
+    /// The poll was refused as our mistake (our service id, certificate or request): no later
+    /// poll can succeed, so the login is refused as misconfigured at once, never failed open.
+    Misconfigured(String),
 }
 
 impl PushState {

@@ -197,7 +197,10 @@ fn push_outcome_word(state: &PushState) -> Option<&'static str> {
         PushState::Denied => Some("denied"),
         PushState::Expired => Some("expired"),
         PushState::NumberChallengeFailed => Some("number_failed"),
-        PushState::Pending | PushState::RefusedAsAsked | PushState::Failed(_) => None,
+        PushState::Pending
+        | PushState::RefusedAsAsked
+        | PushState::Failed(_)
+        | PushState::Misconfigured(_) => None,
     }
 }
 
@@ -1047,7 +1050,7 @@ impl Engine {
                     }
                     _ => state,
                 };
-                login.push_result(state)
+                self.push_result(login, state)
             }
             Some(Phase::StartFailed(request_id, e)) => {
                 login.note(request_id);
@@ -1202,7 +1205,7 @@ impl Engine {
             };
             return self.challenge(login, &step, remaining, &prompt, false);
         }
-        login.push_result(state)
+        self.push_result(login, state)
     }
 
     /// Sends a code by SMS or voice to the user's registered number, then asks for it.
@@ -1499,6 +1502,18 @@ impl Engine {
         }
     }
 
+    /// A push's final state as the login's outcome; a poll refused as our mistake is logged
+    /// here, at most once a second.
+    fn push_result(&self, login: &Login<'_>, state: PushState) -> Outcome {
+        if let PushState::Misconfigured(why) = &state {
+            if self.misconfigured_log.allow() {
+                let service = self.backend.info();
+                tracing::error!(problem = %why, "{} misconfiguration or protocol error while polling a push: check {} (never failing open for this)", service.name, service.check);
+            }
+        }
+        login.push_result(state)
+    }
+
     /// The shared store could not answer and `cluster.when_unavailable = "reject"` (the store
     /// logged why).
     fn store_refused(&self) -> Outcome {
@@ -1704,6 +1719,8 @@ impl<'a> Login<'a> {
                 warn!(problem = %why, "push failed");
                 reject(RejectReason::PushDenied, MSG_PUSH_FAILED)
             }
+            // Logged by the engine (rate-limited) before it gets here.
+            PushState::Misconfigured(_) => reject(RejectReason::Misconfigured, MSG_MISCONFIGURED),
         }
     }
 }

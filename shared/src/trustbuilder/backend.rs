@@ -295,6 +295,15 @@ impl Backend for TrustBuilderBackend {
                 };
                 match self.seen(r) {
                     Ok(a) => states.push((key, push_state(a))),
+                    // Our mistake (service id, certificate, request): no later poll can
+                    // succeed, so the push ends now, as misconfigured.
+                    Err(BackendError::Misconfigured(why)) => {
+                        states.push((key, PushState::Misconfigured(why)));
+                    }
+                    // A refusal about the user (a locked account): the push is over.
+                    Err(BackendError::Refused { message, .. }) => {
+                        states.push((key, PushState::Failed(message)));
+                    }
                     // Left out: the push stays pending until its deadline; logged here.
                     Err(e) => {
                         tracing::warn!(session_id = %session, error = %e, "TrustBuilder checkPushResult failed");
@@ -399,7 +408,10 @@ mod tests {
             ("NOK:SN", Seen::Misconfigured),
             ("NOK:srv unknown", Seen::Misconfigured),
             ("NOK:access forbidden", Seen::Misconfigured),
-            ("NOK:account locked", Seen::Refused(Misconfigured)),
+            ("NOK:account locked", Seen::Refused(UserLocked)),
+            ("NOK:Tool Locked", Seen::Refused(UserLocked)),
+            // Another cause we cannot name: refused, never a pass, never an outage.
+            ("NOK:quota exceeded", Seen::Refused(Misconfigured)),
             // A push status on a code check: never a pass.
             ("NOK:WAITING", Seen::Refused(Misconfigured)),
             ("NOK", Seen::Refused(Misconfigured)),

@@ -136,7 +136,11 @@ impl TbStatus {
             TbStatus::Syntax | TbStatus::ServiceUnknown | TbStatus::AccessForbidden => {
                 Meaning::Misconfigured
             }
-            // E.g. a locked account: a refusal we cannot name; the cause goes to the log.
+            // A locked account or tool (the cause goes to the log with the status).
+            TbStatus::Other(cause) if cause.to_ascii_lowercase().contains("locked") => {
+                Meaning::Refusal(Refusal::UserLocked)
+            }
+            // A refusal we cannot name: never a reason to fail open; the cause goes to the log.
             TbStatus::Other(_) => Meaning::Refusal(Refusal::Misconfigured),
         }
     }
@@ -247,7 +251,11 @@ mod tests {
         assert_eq!(st, TbStatus::Other("NOK:account locked".into()));
         assert_eq!(st.to_string(), "NOK:account locked");
         assert_eq!(st.label(), "NOK:other");
-        assert_eq!(st.meaning(), Meaning::Refusal(Refusal::Misconfigured));
+        // A locked account or tool is the user's lock, whatever the case.
+        assert_eq!(st.meaning(), Meaning::Refusal(Refusal::UserLocked));
+        let other = TbStatus::parse("NOK:quota exceeded").unwrap_or(TbStatus::Ok);
+        assert_eq!(other, TbStatus::Other("NOK:quota exceeded".into()));
+        assert_eq!(other.meaning(), Meaning::Refusal(Refusal::Misconfigured));
         for junk in ["", "YES", "NOKIA", "OK:1234", "<html>"] {
             assert_eq!(TbStatus::parse(junk), None, "{junk:?}");
         }
