@@ -566,6 +566,7 @@ fn run(op: &str, a: &Args<'_>, st: &TbState) -> String {
             l.code = state;
             l.longcode = longcode;
             inner.logins.push(l);
+            inner.reindex();
             let mut r = Rec::default();
             r.s("err", "OK").s("code", &code).long("id", id as i64);
             r.0
@@ -576,7 +577,7 @@ fn run(op: &str, a: &Args<'_>, st: &TbState) -> String {
             }
             let id = a.long("loginid") as u64;
             let login = a.str("login");
-            if inner.logins.iter().any(|l| l.login == login && l.id != id) {
+            if inner.by_login(&login).is_some_and(|l| l.id != id) {
                 return esc("NOK:login already used");
             }
             let Some(l) = inner.by_id_mut(id) else {
@@ -590,12 +591,14 @@ fn run(op: &str, a: &Args<'_>, st: &TbState) -> String {
             l.status = a.long("status") as u8;
             l.role = a.long("role") as u8;
             l.extrafields = a.str("extrafields");
+            inner.reindex();
             "OK".into()
         }
         "loginDelete" => {
             let id = a.long("loginid") as u64;
             let before = inner.logins.len();
             inner.logins.retain(|l| l.id != id);
+            inner.reindex();
             if inner.logins.len() < before {
                 "OK".into()
             } else {
