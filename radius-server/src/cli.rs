@@ -10,8 +10,9 @@ use crate::config::DEFAULT_CONFIG_PATH;
 #[command(
     name = "vip-bridge",
     version,
-    about = "RADIUS and PAM second-factor bridge to Symantec VIP",
-    long_about = "RADIUS and PAM second-factor bridge to Symantec VIP User Services.\n\n\
+    about = "RADIUS and PAM second-factor bridge to Symantec VIP (or TrustBuilder MFA)",
+    long_about = "RADIUS and PAM second-factor bridge to Symantec VIP User Services, or to \
+                  TrustBuilder MFA with backend = \"trustbuilder\".\n\n\
                   New here? Run `vip-bridge demo`: a complete bridge against a built-in VIP \
                   simulator, with the commands to try it printed."
 )]
@@ -33,17 +34,20 @@ pub enum Command {
         ready_file: Option<PathBuf>,
     },
     /// Validate the configuration, warn about readable secret files, and (unless --offline)
-    /// ask VIP for its clock over the configured mutual TLS. Exits 0 when everything is good.
+    /// ask the MFA service over the configured mutual TLS (VIP: its clock; TrustBuilder: its
+    /// authentication and provisioning APIs with the service id). Exits 0 when everything is good.
     CheckConfig {
         /// The configuration file.
         #[arg(long, short, default_value = DEFAULT_CONFIG_PATH, env = "VIP_BRIDGE_CONFIG")]
         config: PathBuf,
-        /// Do not contact VIP (missing certificate and key files are then only warnings).
+        /// Do not contact the MFA service (missing certificate and key files are then only
+        /// warnings).
         #[arg(long)]
         offline: bool,
     },
-    /// One login through the real engine with the configured VIP account; prints the outcome,
-    /// VIP requestIds and timings. Exit status: 0 accept, 1 reject, 2 challenge left unanswered.
+    /// One login through the real engine with the configured VIP or TrustBuilder account;
+    /// prints the outcome, VIP requestIds (TrustBuilder has none) and timings. Exit status:
+    /// 0 accept, 1 reject, 2 challenge left unanswered.
     TestAuth(TestAuthArgs),
     /// A complete bridge in one process against a built-in VIP simulator, to try it out.
     /// (Builds from source have it: cargo feature `demo`, on by default. The Debian package
